@@ -1,0 +1,62 @@
+# etcdproxy-operator. `make demo` and `make test` are the two commands a newcomer runs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT      := $(abspath .)
+VENV      := $(ROOT)/.venv
+BIN       := $(ROOT)/.cache/bin
+PY        := $(VENV)/bin/python
+PYTEST    := $(VENV)/bin/pytest
+export PATH := $(VENV)/bin:$(BIN):$(PATH)
+export VIRTUAL_ENV := $(VENV)
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+PYTEST_ARGS ?=
+
+.PHONY: help install venv tools lint unit integration test demo run cluster-up cluster-down bench clean
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: venv tools ## everything the operator and its tests need (venv + built binaries)
+
+venv: $(VENV)/.stamp ## Python venv with pinned dependencies
+$(VENV)/.stamp: requirements.txt hack/runner-http/pyproject.toml hack/runner-http/etcdproxy_runner_http/__init__.py
+	test -x $(PY) || python3.11 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check ./hack/runner-http
+	touch $@
+
+tools: ## build ansible-operator, kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
+	hack/install-tools.sh
+
+lint: venv ## ruff, yamllint, ansible-lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/yamllint -s .
+	$(VENV)/bin/ansible-lint
+
+unit: venv ## unit tests of the pure-Python logic
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+integration: install ## integration tests against the real local control plane
+	$(PYTEST) tests/integration $(PYTEST_ARGS)
+
+test: install lint ## lint + unit + integration (what CI runs)
+	$(PYTEST) tests/unit tests/integration $(PYTEST_ARGS)
+
+demo: install ## start a local control plane, run the operator, create the sample, show it
+	$(PY) hack/demo.py
+
+run: install ## run the operator out-of-cluster against $$KUBECONFIG
+	hack/run-operator.sh
+
+cluster-up: install ## start the local control plane and leave it running
+	$(PY) -m hack.localcp up
+
+cluster-down: ## stop the local control plane started by cluster-up
+	$(PY) -m hack.localcp down
+
+bench: install ## benchmarks (separate from tests; print figures, never gate)
+	$(PY) bench/run.py
+
+clean: cluster-down ## remove the local control plane state (keeps built binaries)
+	rm -rf .cache/localcp

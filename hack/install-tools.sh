@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Build every binary the project runs into .cache/bin (git-ignored), from the Go
+# module proxy, pinned by the go.mod files under hack/tools/. A stamp file per
+# binary records what it was built from; an unchanged pin is not rebuilt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN="$ROOT/.cache/bin"
+mkdir -p "$BIN"
+export GOFLAGS=-mod=mod CGO_ENABLED=0
+# The module proxy here has no checksum database entries for some pinned
+# modules; go.sum files under hack/tools/ pin the hashes instead.
+export GONOSUMDB="${GONOSUMDB:-github.com/operator-framework/*}" GOFLAGS="-mod=mod"
+
+KUBE_VERSION=$(awk '$1=="k8s.io/kubernetes"{print $2}' hack/tools/kube/go.mod)
+KUBE_MINOR=$(echo "$KUBE_VERSION" | cut -d. -f2)
+KUBE_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
+ -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$KUBE_MINOR \
+ -X k8s.io/component-base/version.gitTreeState=clean"
+
+# build NAME TOOLDIR PACKAGE [LDFLAGS]
+build() {
+  local name=$1 dir=$2 pkg=$3 ldflags=${4:--s -w}
+  local stamp="$BIN/.$name.stamp" want
+  want="$(sha256sum "hack/tools/$dir/go.mod" "hack/tools/$dir/go.sum" | sha256sum | cut -c1-16) $pkg $(go env GOVERSION)"
+  if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    return 0
+  fi
+  echo ">> building $name ($pkg)"
+  local t0=$SECONDS
+  (cd "hack/tools/$dir" && go build -trimpath -ldflags "$ldflags" -o "$BIN/$name" "$pkg")
+  echo "$want" > "$stamp"
+  echo "   $name built in $((SECONDS - t0))s"
+}
+
+build ansible-operator ansible-operator github.com/operator-framework/ansible-operator-plugins/cmd/ansible-operator
+build kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_LDFLAGS"
+build kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager "$KUBE_LDFLAGS"
+build kube-scheduler kube k8s.io/kubernetes/cmd/kube-scheduler "$KUBE_LDFLAGS"
+build etcd kube go.etcd.io/etcd/server/v3
+build etcdctl kube go.etcd.io/etcd/etcdctl/v3
+build kubectl kube k8s.io/kubernetes/cmd/kubectl "$KUBE_LDFLAGS"
+build kwok kwok sigs.k8s.io/kwok/cmd/kwok

@@ -1,0 +1,46 @@
+"""`python -m hack.localcp up|down|env|run-operator`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .admin import install_crd, seed_operator_namespace
+from .cluster import DEFAULT_WORKDIR, ControlPlane, StartError
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="localcp")
+    parser.add_argument("command", choices=["up", "down", "env", "run-operator"])
+    parser.add_argument("--etcd-members", type=int, default=1)
+    args = parser.parse_args()
+    if args.command == "up":
+        try:
+            cp = ControlPlane(etcd_members=args.etcd_members).start()
+            install_crd(cp)
+            seed_operator_namespace(cp)
+        except StartError as exc:
+            print(f"local control plane failed: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps({"timings": cp.timings, "etcd": cp.etcd_endpoints}, indent=1))
+        print(f"export KUBECONFIG={cp.kubeconfig}")
+        print(f"export ETCDPROXY_CORE_ENDPOINTS={','.join(cp.etcd_endpoints)}")
+        print(f"logs: {cp.logs}")
+    elif args.command == "down":
+        if (DEFAULT_WORKDIR / "state.json").exists():
+            ControlPlane.load(DEFAULT_WORKDIR).stop()
+            print("local control plane stopped")
+    elif args.command == "env":
+        cp = ControlPlane.load(DEFAULT_WORKDIR)
+        print(f"export KUBECONFIG={cp.kubeconfig}")
+        print(f"export ETCDPROXY_CORE_ENDPOINTS={','.join(cp.etcd_endpoints)}")
+    elif args.command == "run-operator":
+        from .operator import main as run_main
+
+        run_main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""What a cluster admin does before installing the operator, done against the local control plane."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, utils
+from kubernetes.client.rest import ApiException
+
+from .cluster import REPO, ControlPlane, wait_for
+
+OPERATOR_NAMESPACE = "kube-apiserver-storage"
+CRD_FILE = REPO / "config" / "crd" / "bases" / "etcd.etcdproxy.dev_etcdstorages.yaml"
+
+
+def apply(api: client.ApiClient, obj: dict[str, Any]) -> None:
+    """Create, or replace if it exists (admin-side convenience, not the operator's code path)."""
+    try:
+        utils.create_from_dict(api, obj)
+    except utils.FailToCreateError as exc:
+        if not all(isinstance(e, ApiException) and e.status == 409 for e in exc.api_exceptions):
+            raise
+        kind, meta = obj["kind"], obj["metadata"]
+        core = client.CoreV1Api(api)
+        if kind == "ConfigMap":
+            core.replace_namespaced_config_map(meta["name"], meta["namespace"], obj)
+        elif kind == "Secret":
+            core.replace_namespaced_secret(meta["name"], meta["namespace"], obj)
+        elif kind != "Namespace":
+            raise
+
+
+def ensure_namespace(api: client.ApiClient, name: str) -> None:
+    apply(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+
+
+def seed_operator_namespace(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE,
+                            ca_configmap: str = "etcd-coreserving-ca",
+                            client_secret: str = "etcd-coreserving-cert") -> None:
+    """The operator namespace with the core etcd CA ConfigMap and client Secret."""
+    api = cp.api()
+    ensure_namespace(api, namespace)
+    pki = cp.pki
+    apply(api, {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": ca_configmap, "namespace": namespace},
+                "data": {"ca.crt": pki.path("etcd-ca").read_text()}})
+    apply(api, {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": client_secret, "namespace": namespace},
+                "data": {"tls.crt": b64(pki.path("operator-etcd-client")),
+                         "tls.key": b64(pki.path("operator-etcd-client", "key"))}})
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def install_crd(cp: ControlPlane) -> None:
+    import yaml
+
+    api = cp.api()
+    ext = client.ApiextensionsV1Api(api)
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    try:
+        ext.create_custom_resource_definition(crd)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        crd["metadata"]["resourceVersion"] = ext.read_custom_resource_definition(
+            crd["metadata"]["name"]).metadata.resource_version
+        ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+
+    def established() -> bool:
+        got = ext.read_custom_resource_definition(crd["metadata"]["name"])
+        return any(c.type == "Established" and c.status == "True" for c in got.status.conditions or [])
+
+    wait_for("EtcdStorage CRD established", established, 30)
+    # Discovery of the new group can lag Established by a moment.
+    deadline = time.monotonic() + 30
+    custom = client.CustomObjectsApi(api)
+    while time.monotonic() < deadline:
+        try:
+            custom.list_cluster_custom_object("etcd.etcdproxy.dev", "v1alpha1", "etcdstorages")
+            return
+        except ApiException:
+            time.sleep(0.1)

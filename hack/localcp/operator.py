@@ -1,0 +1,90 @@
+"""Run the real ansible-operator binary out-of-cluster against a kubeconfig."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .cluster import BIN_DIR, REPO, free_port, stop_pid, wait_for
+
+VENV = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv")
+
+
+def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: Optional[dict] = None) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "KUBECONFIG": str(kubeconfig),
+        "VIRTUAL_ENV": str(VENV),
+        "PATH": f"{VENV / 'bin'}:{BIN_DIR}:{env.get('PATH', '')}",
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_GATHERING": "explicit",
+        "ANSIBLE_PYTHON_INTERPRETER": str(VENV / "bin" / "python"),
+        "ETCDPROXY_NAMESPACE": namespace,
+        "ETCDPROXY_CORE_ENDPOINTS": core_endpoints,
+        "WATCH_NAMESPACE": "",
+    })
+    env.pop("PYTHONPATH", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass
+class Operator:
+    proc: subprocess.Popen
+    log: Path
+    health_port: int
+
+    def stop(self) -> None:
+        stop_pid(self.proc.pid)
+
+    def kill(self) -> None:
+        stop_pid(self.proc.pid, timeout=0)
+
+
+def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: str = "kube-apiserver-storage",
+                   max_concurrent: int = 2, extra_env: Optional[dict] = None) -> Operator:
+    health = free_port()
+    argv = [
+        str(BIN_DIR / "ansible-operator"), "run",
+        f"--watches-file={REPO / 'watches.yaml'}",
+        "--leader-elect=false",
+        "--metrics-bind-address=0",
+        f"--health-probe-bind-address=127.0.0.1:{health}",
+        f"--max-concurrent-reconciles={max_concurrent}",
+        "--ansible-log-events=Tasks",
+    ]
+    fh = open(log, "ab")
+    proc = subprocess.Popen(argv, cwd=REPO, env=operator_env(kubeconfig, namespace, core_endpoints, extra_env),
+                            stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    fh.close()
+
+    def ready() -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", health, timeout=1)
+        try:
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+
+    wait_for("ansible-operator", ready, 60, proc, log)
+    return Operator(proc, log, health)
+
+
+def main() -> None:
+    """`make run`: the operator in the foreground against $KUBECONFIG."""
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        sys.exit("KUBECONFIG is not set")
+    endpoints = os.environ.get("ETCDPROXY_CORE_ENDPOINTS", "")
+    env = operator_env(Path(kubeconfig), os.environ.get("ETCDPROXY_NAMESPACE", "kube-apiserver-storage"),
+                       endpoints)
+    argv = [str(BIN_DIR / "ansible-operator"), "run", f"--watches-file={REPO / 'watches.yaml'}",
+            "--leader-elect=false", "--max-concurrent-reconciles=2"]
+    os.execve(argv[0], argv, env)

@@ -1,0 +1,184 @@
+#!/usr/bin/python
+"""Ansible module: report an EtcdStorage's conditions and Events, writing only on change."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: etcdstorage_status
+short_description: Compute and write the status of an EtcdStorage
+description:
+  - Reads the core etcd CA ConfigMap and client Secret in the operator namespace and the
+    proxy Deployment, computes the C(CoreEtcdConfigured), C(ProxyAvailable) and C(Ready)
+    conditions, and writes C(.status) through the status subresource only when it differs.
+  - Emits one Kubernetes Event per condition transition; an unchanged EtcdStorage gets no write.
+  - Replaces the C(operator_sdk.util.k8s_status) module, which is not installable here.
+version_added: "0.1.0"
+author: etcdproxy-operator developers
+options:
+  name:
+    description: Name of the EtcdStorage.
+    type: str
+    required: true
+  namespace:
+    description: The operator namespace, where the proxy and the core etcd material live.
+    type: str
+    required: true
+  core_ca_configmap:
+    description: ConfigMap holding the core etcd CA bundle.
+    type: str
+    default: etcd-coreserving-ca
+  core_ca_key:
+    description: Key of the CA bundle in O(core_ca_configmap).
+    type: str
+    default: ca.crt
+  core_client_secret:
+    description: kubernetes.io/tls Secret with the core etcd client certificate (no Common Name).
+    type: str
+    default: etcd-coreserving-cert
+  config_errors:
+    description: Problems with the operator configuration found by the role; reported as-is.
+    type: list
+    elements: str
+    default: []
+  certificate_problems:
+    description:
+      - Problems reported by the certificate step. Omit when certificates are not managed
+        by this run; the C(CertificatesReady) condition is then left out.
+    type: list
+    elements: str
+  extra_status:
+    description: Further C(.status) keys to set (for example certificate expiry times).
+    type: dict
+  retry_period:
+    description: How soon to look again while the core material or certificates block readiness.
+    type: str
+    default: 30s
+  kubeconfig:
+    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
+    type: path
+attributes:
+  check_mode:
+    support: full
+requirements:
+  - kubernetes >= 28
+"""
+
+EXAMPLES = r"""
+- name: Report status and Events
+  etcdstorage_status:
+    name: wardle
+    namespace: kube-apiserver-storage
+  register: status_result
+
+- name: Look again later when something outside our watches blocks readiness
+  operator_sdk.util.requeue_after:
+    period: "{{ status_result.requeue_after }}"
+  when: status_result.requeue_after | length > 0
+"""
+
+RETURN = r"""
+ready:
+  description: Whether the Ready condition is True.
+  returned: always
+  type: bool
+  sample: true
+status:
+  description: The status that was written (or would be, in check mode).
+  returned: always
+  type: dict
+events:
+  description: Events emitted in this run (type, reason, message).
+  returned: always
+  type: list
+  elements: dict
+requeue_after:
+  description: Go duration after which to reconcile again, or an empty string.
+  returned: always
+  type: str
+  sample: 30s
+"""
+
+import datetime
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible.module_utils.etcdproxy_kube import Kube, api_client
+    from ansible.module_utils.etcdproxy_pki import load_certs
+    from ansible.module_utils.etcdproxy_status import (
+        Observed, check_core_material, desired_status, requeue_after, rfc3339, status_changes,
+        transition_events,
+    )
+    IMPORT_ERROR = None
+except ImportError:
+    IMPORT_ERROR = traceback.format_exc()
+
+
+def parse_duration_seconds(value: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if value and value[-1] in units and value[:-1].isdigit():
+        return int(value[:-1]) * units[value[-1]]
+    raise ValueError(f"retry_period {value!r} must look like 30s, 5m or 1h")
+
+
+def run(module: AnsibleModule) -> dict:
+    p = module.params
+    kube = Kube(api_client(p["kubeconfig"]))
+    name, ns = p["name"], p["namespace"]
+    cr = kube.get_etcdstorage(name)
+    if cr is None:
+        return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
+                "msg": f"EtcdStorage {name} no longer exists"}
+    core_problems = check_core_material(
+        kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"]),
+        ns, p["core_ca_configmap"], p["core_ca_key"], p["core_client_secret"], parse_certs=load_certs)
+    obs = Observed(
+        name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
+        config_errors=p["config_errors"], core_problems=core_problems,
+        certificate_problems=p["certificate_problems"],
+        deployment=kube.get_deployment(ns, f"etcd-{name}"),
+    )
+    now = datetime.datetime.now(datetime.timezone.utc)
+    old = cr.get("status") or {}
+    new = desired_status(obs, old, now, p["extra_status"])
+    changed = status_changes(old, new)
+    events = transition_events(old, new) if changed else []
+    if changed and not module.check_mode:
+        kube.patch_etcdstorage_status(name, new)
+        for ev in events:
+            kube.create_event(ns, cr, ev.type, ev.reason, ev.message, rfc3339(now))
+    retry = requeue_after(new, parse_duration_seconds(p["retry_period"]))
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new["conditions"])
+    return {"changed": changed, "ready": ready, "status": new,
+            "events": [ev.__dict__ for ev in events], "requeue_after": f"{retry}s" if retry else ""}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            namespace=dict(type="str", required=True),
+            core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
+            core_ca_key=dict(type="str", default="ca.crt"),
+            core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
+            config_errors=dict(type="list", elements="str", default=[]),
+            certificate_problems=dict(type="list", elements="str"),
+            extra_status=dict(type="dict"),
+            retry_period=dict(type="str", default="30s"),
+            kubeconfig=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    if IMPORT_ERROR:
+        module.fail_json(msg="etcdstorage_status needs the kubernetes and cryptography libraries",
+                         exception=IMPORT_ERROR)
+    try:
+        module.exit_json(**run(module))
+    except Exception as exc:  # report, never crash-loop with a traceback as the only message
+        module.fail_json(msg=f"EtcdStorage {module.params['name']}: {exc}", exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()

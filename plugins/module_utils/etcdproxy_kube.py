@@ -1,0 +1,83 @@
+"""A small JSON-in, JSON-out layer over the kubernetes client for our modules.
+
+Reads return plain dicts (or None when the object does not exist), so the
+decision logic stays plain Python; writes are explicit and few.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any, Optional
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+GROUP = "etcd.etcdproxy.dev"
+VERSION = "v1alpha1"
+PLURAL = "etcdstorages"
+KIND = "EtcdStorage"
+COMPONENT = "etcdproxy-operator"
+
+
+def api_client(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> client.ApiClient:
+    """From the kubeconfig ansible-operator exports (K8S_AUTH_KUBECONFIG), or in-cluster."""
+    path = kubeconfig or os.environ.get("K8S_AUTH_KUBECONFIG") or os.environ.get("KUBECONFIG")
+    if path:
+        return config.new_client_from_config(config_file=path, context=context)
+    config.load_incluster_config()
+    return client.ApiClient()
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.writes = 0
+
+    @staticmethod
+    def _json(resp: Any) -> dict[str, Any]:
+        return json.loads(resp.data)
+
+    def _get(self, fn: Any, *args: Any) -> Optional[dict[str, Any]]:
+        try:
+            return self._json(fn(*args, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_configmap(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        return self._get(self.core.read_namespaced_config_map, name, namespace)
+
+    def get_secret(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        return self._get(self.core.read_namespaced_secret, name, namespace)
+
+    def get_deployment(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        return self._get(self.apps.read_namespaced_deployment, name, namespace)
+
+    def get_etcdstorage(self, name: str) -> Optional[dict[str, Any]]:
+        return self._get(self.custom.get_cluster_custom_object, GROUP, VERSION, PLURAL, name)
+
+    def patch_etcdstorage_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
+
+    def create_event(self, namespace: str, owner: dict[str, Any], event_type: str, reason: str,
+                     message: str, now_rfc3339: str) -> None:
+        meta = owner.get("metadata") or {}
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta.get("name"),
+                               "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+            "type": event_type, "reason": reason, "message": message[:1024],
+            "firstTimestamp": now_rfc3339, "lastTimestamp": now_rfc3339, "count": 1,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT, "reportingInstance": socket.gethostname()[:128],
+        }
+        self.writes += 1
+        self.core.create_namespaced_event(namespace, body)

@@ -1,0 +1,221 @@
+"""Status of an EtcdStorage: conditions, transitions, Events and when to look again.
+
+Plain Python, no Ansible and no Kubernetes client: the module ``etcdstorage_status``
+reads the cluster, feeds what it saw to :func:`desired_status`, and writes only
+what :func:`status_changes` reports as different (an unchanged EtcdStorage costs
+no write).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+# Condition types, in the order they are reported.
+CORE_CONFIGURED = "CoreEtcdConfigured"
+CERTIFICATES_READY = "CertificatesReady"
+PROXY_AVAILABLE = "ProxyAvailable"
+READY = "Ready"
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True", "False" or "Unknown"
+    reason: str
+    message: str
+
+    def to_dict(self, generation: int, transition: str) -> dict[str, Any]:
+        return {
+            "type": self.type, "status": self.status, "reason": self.reason,
+            "message": self.message, "observedGeneration": generation,
+            "lastTransitionTime": transition,
+        }
+
+
+@dataclass
+class Observed:
+    """What the module read from the cluster for one EtcdStorage."""
+
+    name: str
+    namespace: str
+    generation: int
+    config_errors: list[str] = field(default_factory=list)
+    # Problems with the admin-provided core etcd material (empty: fine).
+    core_problems: list[str] = field(default_factory=list)
+    # Problems with this tenant's certificates; None while certificates are
+    # not managed by this reconcile (the condition is then left out).
+    certificate_problems: Optional[list[str]] = None
+    deployment: Optional[dict[str, Any]] = None
+
+
+def rfc3339(now: datetime.datetime) -> str:
+    return now.astimezone(datetime.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_core_material(configmap: Optional[dict[str, Any]], secret: Optional[dict[str, Any]],
+                        namespace: str, configmap_name: str, ca_key: str, secret_name: str,
+                        parse_certs: Any = None) -> list[str]:
+    """Problems with the core etcd CA ConfigMap and client Secret, each naming the fix."""
+    problems: list[str] = []
+    if configmap is None:
+        problems.append(
+            f"ConfigMap {namespace}/{configmap_name} with the core etcd CA is missing: create it with key "
+            f"{ca_key} holding the PEM CA that signed the core etcd serving certificates")
+    else:
+        pem = (configmap.get("data") or {}).get(ca_key)
+        if not pem:
+            problems.append(f"ConfigMap {namespace}/{configmap_name} has no key {ca_key}: put the core etcd "
+                            f"CA bundle (PEM) under {ca_key}")
+        elif parse_certs is not None:
+            try:
+                parse_certs(pem)
+            except ValueError:
+                problems.append(f"ConfigMap {namespace}/{configmap_name} key {ca_key} is not a PEM "
+                                f"certificate bundle: replace it with the core etcd CA")
+    if secret is None:
+        problems.append(
+            f"Secret {namespace}/{secret_name} with the core etcd client certificate is missing: create a "
+            f"kubernetes.io/tls Secret with tls.crt and tls.key (a client cert without a Common Name, "
+            f"which etcd grpc-proxy requires)")
+    else:
+        data = secret.get("data") or {}
+        absent = [k for k in ("tls.crt", "tls.key") if not data.get(k)]
+        if absent:
+            problems.append(f"Secret {namespace}/{secret_name} lacks {' and '.join(absent)}: it must hold the "
+                            f"core etcd client certificate and key")
+        elif parse_certs is not None:
+            try:
+                certs = parse_certs(base64.b64decode(data["tls.crt"]).decode())
+            except (ValueError, UnicodeDecodeError):
+                problems.append(f"Secret {namespace}/{secret_name} tls.crt is not a PEM certificate")
+            else:
+                cn = _common_name(certs[0])
+                if cn:
+                    problems.append(
+                        f"Secret {namespace}/{secret_name} tls.crt has Common Name {cn!r}; etcd grpc-proxy "
+                        f"refuses a backend client certificate with a Common Name: issue one without CN")
+    return problems
+
+
+def _common_name(cert: Any) -> str:
+    try:
+        from cryptography.x509.oid import NameOID
+
+        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(attrs[0].value) if attrs else ""
+    except (ImportError, AttributeError):
+        return ""
+
+
+def proxy_condition(deployment: Optional[dict[str, Any]]) -> Condition:
+    if deployment is None:
+        return Condition(PROXY_AVAILABLE, "False", "DeploymentMissing", "the proxy Deployment does not exist yet")
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    want = int(spec.get("replicas", 1))
+    available = int(status.get("availableReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    current = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    progressing = conds.get("Progressing") or {}
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Condition(PROXY_AVAILABLE, "False", "ProgressDeadlineExceeded",
+                         f"proxy rollout is stuck: {progressing.get('message', '')}".strip())
+    if available < 1:
+        return Condition(PROXY_AVAILABLE, "False", "NoReplicasAvailable",
+                         f"0/{want} proxy replicas available; pods wait for the core etcd material and "
+                         f"the certificates they mount")
+    if not current or updated < want or available < want:
+        return Condition(PROXY_AVAILABLE, "True", "RollingOut",
+                         f"{available}/{want} proxy replicas available, {updated} updated")
+    return Condition(PROXY_AVAILABLE, "True", "MinimumReplicasAvailable",
+                     f"{available}/{want} proxy replicas available")
+
+
+def desired_conditions(obs: Observed) -> list[Condition]:
+    conds: list[Condition] = []
+    if obs.config_errors:
+        conds.append(Condition(CORE_CONFIGURED, "False", "OperatorMisconfigured", "; ".join(obs.config_errors)))
+    elif obs.core_problems:
+        conds.append(Condition(CORE_CONFIGURED, "False", "CoreEtcdMaterialInvalid", "; ".join(obs.core_problems)))
+    else:
+        conds.append(Condition(CORE_CONFIGURED, "True", "Configured",
+                               "core etcd CA and client certificate are present"))
+    if obs.certificate_problems is not None:
+        if obs.certificate_problems:
+            conds.append(Condition(CERTIFICATES_READY, "False", "CertificatesNotReady",
+                                   "; ".join(obs.certificate_problems)))
+        else:
+            conds.append(Condition(CERTIFICATES_READY, "True", "Issued", "certificates issued and delivered"))
+    conds.append(proxy_condition(obs.deployment))
+    blocking = [c for c in conds if c.status != "True"]
+    if blocking:
+        first = blocking[0]
+        conds.append(Condition(READY, "False", first.reason, f"{first.type}: {first.message}"))
+    else:
+        conds.append(Condition(READY, "True", "Ready",
+                               f"serving at https://etcd-{obs.name}.{obs.namespace}.svc:2379 "
+                               f"with prefix /{obs.name}/"))
+    return conds
+
+
+def desired_status(obs: Observed, old_status: Optional[dict[str, Any]], now: datetime.datetime,
+                   extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The whole new .status; keeps lastTransitionTime of conditions whose status did not change."""
+    old_conds = {c.get("type"): c for c in (old_status or {}).get("conditions") or []}
+    stamp = rfc3339(now)
+    conditions = []
+    for cond in desired_conditions(obs):
+        old = old_conds.get(cond.type)
+        transition = old.get("lastTransitionTime", stamp) if old and old.get("status") == cond.status else stamp
+        conditions.append(cond.to_dict(obs.generation, transition))
+    status: dict[str, Any] = dict(old_status or {})
+    status.update({
+        "observedGeneration": obs.generation,
+        "endpoint": f"https://etcd-{obs.name}.{obs.namespace}.svc:2379",
+        "prefix": f"/{obs.name}/",
+        "conditions": conditions,
+    })
+    if extra:
+        status.update(extra)
+    return status
+
+
+def status_changes(old_status: Optional[dict[str, Any]], new_status: dict[str, Any]) -> bool:
+    return (old_status or {}) != new_status
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # "Normal" or "Warning"
+    reason: str
+    message: str
+
+
+def transition_events(old_status: Optional[dict[str, Any]], new_status: dict[str, Any]) -> list[Event]:
+    """One Event per condition whose status or reason changed (never on an unchanged reconcile)."""
+    old = {c.get("type"): c for c in (old_status or {}).get("conditions") or []}
+    events = []
+    for cond in new_status.get("conditions", []):
+        before = old.get(cond["type"])
+        if before and before.get("status") == cond["status"] and before.get("reason") == cond["reason"]:
+            continue
+        if cond["type"] == READY and cond["status"] != "True":
+            continue  # the blocking condition's own Event already says why
+        if before is None and cond["status"] == "True" and cond["type"] != READY:
+            continue  # don't announce every sub-condition being fine on creation
+        kind = "Normal" if cond["status"] == "True" else "Warning"
+        events.append(Event(kind, cond["reason"], f"{cond['type']}: {cond['message']}"))
+    return events
+
+
+def requeue_after(new_status: dict[str, Any], retry_seconds: int) -> Optional[int]:
+    """Seconds until the next look when something we do not watch blocks readiness."""
+    for cond in new_status.get("conditions", []):
+        if cond["type"] in (CORE_CONFIGURED, CERTIFICATES_READY) and cond["status"] != "True":
+            return retry_seconds
+    return None
