@@ -20,7 +20,7 @@ import yaml  # noqa: E402
 from kubernetes import client  # noqa: E402
 
 from hack.localcp.admin import ensure_namespace, install_crd, seed_operator_namespace  # noqa: E402
-from hack.localcp.cluster import BIN_DIR, REPO, ControlPlane, StartError, wait_for  # noqa: E402
+from hack.localcp.cluster import BIN_DIR, REPO, ControlPlane, Process, StartError, wait_for  # noqa: E402
 from hack.localcp.operator import start_operator  # noqa: E402
 
 NS = "kube-apiserver-storage"
@@ -42,7 +42,7 @@ def main() -> int:
         print(f"  up in {cp.timings['total_s']}s: {cp.timings}", flush=True)
         install_crd(cp)
         seed_operator_namespace(cp)
-        op = start_operator(cp.kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
+        op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
         print(f"ansible-operator running (log: {op.log})", flush=True)
         api = cp.api()
         custom = client.CustomObjectsApi(api)
@@ -76,6 +76,8 @@ def main() -> int:
                 "{.type}={.status} ({.reason}): {.message}{\"\\n\"}{end}")
         print(f"\ndemo finished in {time.monotonic() - t0:.1f}s", flush=True)
         if keep:
+            cp.processes.append(Process("ansible-operator", op.proc.pid, str(op.log)))
+            cp.save()
             print(f"\nKEEP=1: still running. export KUBECONFIG={cp.kubeconfig}\n"
                   f"operator log: {op.log}; stop with `make cluster-down`")
             op = None

@@ -11,7 +11,8 @@ description:
   - Reads the core etcd CA ConfigMap and client Secret in the operator namespace and the
     proxy Deployment, computes the C(CoreEtcdConfigured), C(ProxyAvailable) and C(Ready)
     conditions, and writes C(.status) through the status subresource only when it differs.
-  - Emits one Kubernetes Event per condition transition; an unchanged EtcdStorage gets no write.
+  - Emits one Kubernetes Event per condition transition (in namespace C(default), where the API
+    server keeps Events of cluster-scoped objects); an unchanged EtcdStorage gets no write.
   - Replaces the C(operator_sdk.util.k8s_status) module, which is not installable here.
 version_added: "0.1.0"
 author: etcdproxy-operator developers
@@ -47,6 +48,14 @@ options:
         by this run; the C(CertificatesReady) condition is then left out.
     type: list
     elements: str
+  proxy_objects:
+    description:
+      - The proxy Deployment and Service as the role renders them. Each is compared with the
+        live object; those that differ (or are missing) are returned in RV(apply) for
+        C(kubernetes.core.k8s) to apply, so an unchanged EtcdStorage costs no write.
+    type: list
+    elements: dict
+    default: []
   extra_status:
     description: Further C(.status) keys to set (for example certificate expiry times).
     type: dict
@@ -54,6 +63,12 @@ options:
     description: How soon to look again while the core material or certificates block readiness.
     type: str
     default: 30s
+  manage_status:
+    description:
+      - Read the EtcdStorage and write its status and Events. With C(false) (the one-off
+        playbook, where the object may not exist in the cluster) only drift is computed.
+    type: bool
+    default: true
   kubeconfig:
     description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
     type: path
@@ -92,6 +107,16 @@ events:
   returned: always
   type: list
   elements: dict
+apply:
+  description: The members of O(proxy_objects) that differ from the cluster and must be applied.
+  returned: always
+  type: list
+  elements: dict
+drift:
+  description: For each object in RV(apply), the first field that differs (or C(missing)).
+  returned: always
+  type: dict
+  sample: {"Deployment kube-apiserver-storage/etcd-wardle": ".spec.replicas"}
 requeue_after:
   description: Go duration after which to reconcile again, or an empty string.
   returned: always
@@ -106,6 +131,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 try:
     from ansible.module_utils.etcdproxy_kube import Kube, api_client
+    from ansible.module_utils.etcdproxy_objects import drifted, object_key
     from ansible.module_utils.etcdproxy_pki import load_certs
     from ansible.module_utils.etcdproxy_status import (
         Observed, check_core_material, desired_status, requeue_after, rfc3339, status_changes,
@@ -123,14 +149,36 @@ def parse_duration_seconds(value: str) -> int:
     raise ValueError(f"retry_period {value!r} must look like 30s, 5m or 1h")
 
 
+def find_drift(kube, objects: list) -> tuple:
+    """(why each differing object differs, the objects to apply, the live Deployment)."""
+    drift, apply, live_deployment = {}, [], None
+    for obj in objects:
+        live = kube.get_object(obj)
+        if obj["kind"] == "Deployment":
+            live_deployment = live
+        why = drifted(obj, live)
+        if why:
+            drift[object_key(obj)] = why
+            apply.append(obj)
+    return drift, apply, live_deployment
+
+
 def run(module: AnsibleModule) -> dict:
     p = module.params
     kube = Kube(api_client(p["kubeconfig"]))
     name, ns = p["name"], p["namespace"]
-    cr = kube.get_etcdstorage(name)
-    if cr is None:
+    manage = p["manage_status"]
+    cr = kube.get_etcdstorage(name) if manage else None
+    if manage and cr is None:
         return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
+                "apply": [], "drift": {},
                 "msg": f"EtcdStorage {name} no longer exists"}
+    drift, apply, live_deployment = find_drift(kube, p["proxy_objects"])
+    if not manage:
+        return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
+                "apply": apply, "drift": drift}
+    if not p["proxy_objects"]:
+        live_deployment = kube.get_deployment(ns, f"etcd-{name}")
     core_problems = check_core_material(
         kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"]),
         ns, p["core_ca_configmap"], p["core_ca_key"], p["core_client_secret"], parse_certs=load_certs)
@@ -138,7 +186,7 @@ def run(module: AnsibleModule) -> dict:
         name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
         config_errors=p["config_errors"], core_problems=core_problems,
         certificate_problems=p["certificate_problems"],
-        deployment=kube.get_deployment(ns, f"etcd-{name}"),
+        deployment=live_deployment, pending=list(drift),
     )
     now = datetime.datetime.now(datetime.timezone.utc)
     old = cr.get("status") or {}
@@ -146,12 +194,14 @@ def run(module: AnsibleModule) -> dict:
     changed = status_changes(old, new)
     events = transition_events(old, new) if changed else []
     if changed and not module.check_mode:
-        kube.patch_etcdstorage_status(name, new)
+        # Events first: if the status write then fails, the next run repeats
+        # the transition (and its Event) instead of losing it.
         for ev in events:
-            kube.create_event(ns, cr, ev.type, ev.reason, ev.message, rfc3339(now))
+            kube.create_event(cr, ev.type, ev.reason, ev.message, rfc3339(now))
+        kube.patch_etcdstorage_status(name, new)
     retry = requeue_after(new, parse_duration_seconds(p["retry_period"]))
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new["conditions"])
-    return {"changed": changed, "ready": ready, "status": new,
+    return {"changed": changed, "ready": ready, "status": new, "apply": apply, "drift": drift,
             "events": [ev.__dict__ for ev in events], "requeue_after": f"{retry}s" if retry else ""}
 
 
@@ -165,8 +215,10 @@ def main() -> None:
             core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
             config_errors=dict(type="list", elements="str", default=[]),
             certificate_problems=dict(type="list", elements="str"),
+            proxy_objects=dict(type="list", elements="dict", default=[]),
             extra_status=dict(type="dict"),
             retry_period=dict(type="str", default="30s"),
+            manage_status=dict(type="bool", default=True),
             kubeconfig=dict(type="path"),
         ),
         supports_check_mode=True,

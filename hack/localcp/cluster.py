@@ -116,6 +116,9 @@ class Pki:
             "controller-manager": ("kube-ca", CertSpec(common_name="system:kube-controller-manager",
                                                        usage="client")),
             "scheduler": ("kube-ca", CertSpec(common_name="system:kube-scheduler", usage="client")),
+            # The operator's own identity, so its requests are countable in the audit log.
+            "operator": ("kube-ca", CertSpec(common_name="etcdproxy-operator", organization="system:masters",
+                                             usage="client")),
             "kwok": ("kube-ca", CertSpec(common_name="kwok", organization="system:masters", usage="client")),
             "front-proxy-client": ("front-proxy-ca", CertSpec(common_name="front-proxy-client", usage="client")),
             "serving-localhost": ("kube-ca", CertSpec(common_name="localhost", usage="server",
@@ -164,6 +167,10 @@ class ControlPlane:
     @property
     def kubeconfig(self) -> Path:
         return self.workdir / "admin.kubeconfig"
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        return self.workdir / "operator.kubeconfig"
 
     @property
     def audit_log(self) -> Path:
@@ -315,7 +322,7 @@ class ControlPlane:
         return path
 
     def _write_kubeconfigs(self) -> None:
-        for user in ("admin", "controller-manager", "scheduler", "kwok"):
+        for user in ("admin", "controller-manager", "scheduler", "kwok", "operator"):
             self._kubeconfig_for(user)
 
     def _start_controllers(self) -> None:

@@ -10,8 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .cluster import BIN_DIR, REPO, free_port, stop_pid, wait_for
+import socket
 
+from .cluster import BIN_DIR, REPO, StartError, free_port, stop_pid, wait_for
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+# ansible-operator's caching API proxy always listens here (hard-coded upstream).
+PROXY_PORT = 8888
 VENV = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv")
 
 
@@ -26,6 +35,8 @@ def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: O
         "ANSIBLE_PYTHON_INTERPRETER": str(VENV / "bin" / "python"),
         "ETCDPROXY_NAMESPACE": namespace,
         "ETCDPROXY_CORE_ENDPOINTS": core_endpoints,
+        # Tests shorten the wait for material outside our watches.
+        "ETCDPROXY_RETRY_PERIOD": os.environ.get("ETCDPROXY_RETRY_PERIOD", "30s"),
         "WATCH_NAMESPACE": "",
     })
     env.pop("PYTHONPATH", None)
@@ -49,6 +60,9 @@ class Operator:
 
 def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: str = "kube-apiserver-storage",
                    max_concurrent: int = 2, extra_env: Optional[dict] = None) -> Operator:
+    if port_in_use(PROXY_PORT):
+        raise StartError(f"127.0.0.1:{PROXY_PORT} is in use: ansible-operator's API proxy needs it (the port is "
+                         f"fixed in its code). Is another operator running? `make cluster-down` stops a kept demo.")
     health = free_port()
     argv = [
         str(BIN_DIR / "ansible-operator"), "run",
@@ -57,7 +71,6 @@ def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: 
         "--metrics-bind-address=0",
         f"--health-probe-bind-address=127.0.0.1:{health}",
         f"--max-concurrent-reconciles={max_concurrent}",
-        "--ansible-log-events=Tasks",
     ]
     fh = open(log, "ab")
     proc = subprocess.Popen(argv, cwd=REPO, env=operator_env(kubeconfig, namespace, core_endpoints, extra_env),

@@ -19,6 +19,8 @@ VERSION = "v1alpha1"
 PLURAL = "etcdstorages"
 KIND = "EtcdStorage"
 COMPONENT = "etcdproxy-operator"
+# Events about cluster-scoped objects must be in this namespace (API validation).
+EVENT_NAMESPACE = "default"
 
 
 def api_client(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> client.ApiClient:
@@ -59,6 +61,16 @@ class Kube:
     def get_deployment(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
         return self._get(self.apps.read_namespaced_deployment, name, namespace)
 
+    def get_service(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        return self._get(self.core.read_namespaced_service, name, namespace)
+
+    def get_object(self, obj: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """The live version of one of our proxy objects (Deployment or Service)."""
+        meta = obj["metadata"]
+        readers = {"Deployment": self.get_deployment, "Service": self.get_service,
+                   "ConfigMap": self.get_configmap, "Secret": self.get_secret}
+        return readers[obj["kind"]](meta["namespace"], meta["name"])
+
     def get_etcdstorage(self, name: str) -> Optional[dict[str, Any]]:
         return self._get(self.custom.get_cluster_custom_object, GROUP, VERSION, PLURAL, name)
 
@@ -66,8 +78,10 @@ class Kube:
         self.writes += 1
         return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
 
-    def create_event(self, namespace: str, owner: dict[str, Any], event_type: str, reason: str,
-                     message: str, now_rfc3339: str) -> None:
+    def create_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str,
+                     now_rfc3339: str) -> None:
+        """An Event about a cluster-scoped EtcdStorage; the API server requires those in "default"."""
+        namespace = EVENT_NAMESPACE
         meta = owner.get("metadata") or {}
         body = {
             "apiVersion": "v1", "kind": "Event",

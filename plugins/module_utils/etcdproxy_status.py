@@ -49,6 +49,9 @@ class Observed:
     # not managed by this reconcile (the condition is then left out).
     certificate_problems: Optional[list[str]] = None
     deployment: Optional[dict[str, Any]] = None
+    # Proxy objects that still differ from the spec (applied right after this
+    # run); observedGeneration is only advanced once none are left.
+    pending: list[str] = field(default_factory=list)
 
 
 def rfc3339(now: datetime.datetime) -> str:
@@ -168,14 +171,15 @@ def desired_status(obs: Observed, old_status: Optional[dict[str, Any]], now: dat
     """The whole new .status; keeps lastTransitionTime of conditions whose status did not change."""
     old_conds = {c.get("type"): c for c in (old_status or {}).get("conditions") or []}
     stamp = rfc3339(now)
+    observed = obs.generation if not obs.pending else int((old_status or {}).get("observedGeneration") or 0)
     conditions = []
     for cond in desired_conditions(obs):
         old = old_conds.get(cond.type)
         transition = old.get("lastTransitionTime", stamp) if old and old.get("status") == cond.status else stamp
-        conditions.append(cond.to_dict(obs.generation, transition))
+        conditions.append(cond.to_dict(observed, transition))
     status: dict[str, Any] = dict(old_status or {})
     status.update({
-        "observedGeneration": obs.generation,
+        "observedGeneration": observed,
         "endpoint": f"https://etcd-{obs.name}.{obs.namespace}.svc:2379",
         "prefix": f"/{obs.name}/",
         "conditions": conditions,

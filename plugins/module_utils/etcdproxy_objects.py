@@ -1,0 +1,101 @@
+"""Does a live Kubernetes object already say everything our definition says?
+
+kubernetes.core's client-side apply sends a PATCH on every run for objects with
+lists keyed by merge keys (containers, Service ports), even when nothing
+changed. The role asks :func:`drifted` first and calls kubernetes.core.k8s only
+for the objects that really differ, so an unchanged EtcdStorage costs no write.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any, Optional
+
+_SUFFIXES = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+}
+
+
+def parse_quantity(value: Any) -> Optional[Decimal]:
+    """A Kubernetes resource quantity as a number (``"500m"`` and ``0.5`` are equal); None if not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return Decimal(str(value))
+    if not isinstance(value, str) or not value:
+        return None
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if value.endswith(suffix):
+            number, factor = value[: -len(suffix)], _SUFFIXES[suffix]
+            break
+    else:
+        number, factor = value, 1
+    try:
+        return Decimal(number) * Decimal(factor)
+    except InvalidOperation:
+        return None
+
+
+def contains(desired: Any, actual: Any, path: str = "") -> Optional[str]:
+    """None when ``actual`` holds everything in ``desired``; else the first differing path.
+
+    Maps may have extra keys in ``actual`` (server defaults, other actors' labels);
+    lists must match item by item; resource quantities compare by value.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(actual, dict):
+            return path or "."
+        for key, want in desired.items():
+            if key not in actual:
+                if want in ({}, [], None):
+                    continue
+                return f"{path}.{key}"
+            diff = contains(want, actual[key], f"{path}.{key}")
+            if diff:
+                return diff
+        return None
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(desired) != len(actual):
+            return path
+        for i, (want, got) in enumerate(zip(desired, actual)):
+            diff = contains(want, got, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    if desired == actual:
+        return None
+    if ".resources." in path + ".":
+        a, b = parse_quantity(desired), parse_quantity(actual)
+        if a is not None and a == b:
+            return None
+    return path or "."
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
+
+
+# Fields the API server or other controllers own; never compared.
+_IGNORED_METADATA = ("annotations", "ownerReferences", "managedFields", "resourceVersion", "uid",
+                     "creationTimestamp", "generation")
+
+
+def comparable(definition: dict[str, Any]) -> dict[str, Any]:
+    out = dict(definition)
+    meta = dict(out.get("metadata") or {})
+    for key in _IGNORED_METADATA:
+        meta.pop(key, None)
+    out["metadata"] = meta
+    out.pop("status", None)
+    return out
+
+
+def drifted(definition: dict[str, Any], live: Optional[dict[str, Any]]) -> Optional[str]:
+    """Why ``definition`` must be applied (missing, or the first differing field), or None."""
+    if live is None:
+        return "missing"
+    return contains(comparable(definition), live)

@@ -1,0 +1,183 @@
+"""Fixtures: one real local control plane and one real ansible-operator per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crd, seed_operator_namespace
+from hack.localcp.cluster import REPO, ControlPlane, StartError, wait_for
+from hack.localcp.operator import Operator, start_operator
+
+GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
+WORKDIR = REPO / ".cache" / "test-localcp"
+# The harness waits on conditions; this only bounds how long before a test fails.
+TIMEOUT = float(os.environ.get("ETCDPROXY_TEST_TIMEOUT", "90"))
+
+
+@pytest.fixture(scope="session")
+def cp() -> Iterator[ControlPlane]:
+    plane = ControlPlane(workdir=WORKDIR)
+    try:
+        plane.start()
+        install_crd(plane)
+        seed_operator_namespace(plane)
+    except StartError as exc:
+        pytest.fail(f"local control plane did not start: {exc}\n{plane.log_tails()}")
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(cp: ControlPlane) -> Iterator[Operator]:
+    os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
+    op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
+    yield op
+    op.stop()
+
+
+@pytest.fixture(scope="session")
+def api(cp: ControlPlane) -> client.ApiClient:
+    return cp.api()
+
+
+class Storages:
+    """Create EtcdStorages for a test and delete them afterwards."""
+
+    def __init__(self, api: client.ApiClient, op: Operator) -> None:
+        self.api = api
+        self.op = op
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.created: list[str] = []
+
+    @staticmethod
+    def unique(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+    def create(self, name: str, spec: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        spec = spec if spec is not None else {"replicas": 1}
+        for dest in spec.get("caCertConfigMap", []) + spec.get("clientCertSecret", []):
+            ensure_namespace(self.api, dest["namespace"])
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": name},
+                "spec": spec}
+        obj = self.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+        self.created.append(name)
+        return obj
+
+    def get(self, name: str) -> Optional[dict[str, Any]]:
+        try:
+            return self.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, body)
+
+    def delete(self, name: str) -> None:
+        try:
+            self.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def condition(self, name: str, ctype: str) -> Optional[dict[str, Any]]:
+        obj = self.get(name) or {}
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond["type"] == ctype:
+                return cond
+        return None
+
+    def wait(self, what: str, check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+        try:
+            wait_for(what, check, timeout, self.op.proc, self.op.log, interval=0.2)
+        except StartError as exc:
+            pytest.fail(f"{exc}\n--- operator log tail ---\n{tail(self.op.log)}")
+
+    def wait_condition(self, name: str, ctype: str, status: str, reason: Optional[str] = None,
+                       timeout: float = TIMEOUT) -> dict[str, Any]:
+        def ok() -> bool:
+            c = self.condition(name, ctype)
+            return bool(c and c["status"] == status and (reason is None or c["reason"] == reason))
+
+        self.wait(f"EtcdStorage {name} {ctype}={status} {reason or ''}", ok, timeout)
+        cond = self.condition(name, ctype)
+        assert cond is not None
+        return cond
+
+    def deployment(self, name: str) -> Optional[dict[str, Any]]:
+        try:
+            resp = self.apps.read_namespaced_deployment(f"etcd-{name}", OPERATOR_NAMESPACE, _preload_content=False)
+            return json.loads(resp.data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def service(self, name: str) -> Optional[dict[str, Any]]:
+        try:
+            resp = self.core.read_namespaced_service(f"etcd-{name}", OPERATOR_NAMESPACE, _preload_content=False)
+            return json.loads(resp.data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def reconciles(self, name: str) -> int:
+        """Completed ansible-runner runs for ``name``, from the operator's log."""
+        count = 0
+        for line in self.op.log.read_text(errors="replace").splitlines():
+            if '"Ansible-runner exited' in line and f'"name":"{name}"' in line:
+                count += 1
+        return count
+
+    def cleanup(self) -> None:
+        for name in self.created:
+            self.delete(name)
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture
+def storages(api: client.ApiClient, operator: Operator) -> Iterator[Storages]:
+    s = Storages(api, operator)
+    yield s
+    s.cleanup()
+
+
+def audit_writes(audit_log: Path, user: str, since: float) -> list[dict[str, Any]]:
+    """Mutating requests by ``user`` logged after ``since`` (epoch seconds)."""
+    out = []
+    for line in audit_log.read_text().splitlines():
+        ev = json.loads(line)
+        if ev.get("user", {}).get("username") != user:
+            continue
+        if ev.get("verb") in ("get", "list", "watch"):
+            continue
+        ts = ev.get("requestReceivedTimestamp") or ev.get("stageTimestamp")
+        if ts and _epoch(ts) >= since:
+            out.append(ev)
+    return out
+
+
+def _epoch(ts: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def now() -> float:
+    return time.time()

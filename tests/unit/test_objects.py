@@ -1,0 +1,64 @@
+"""The drift check that keeps unchanged reconciles free of writes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from etcdproxy_objects import contains, drifted, parse_quantity
+
+DESIRED = {
+    "apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "etcd-a", "namespace": "ns", "labels": {"app": "x"}},
+    "spec": {"selector": {"app": "x"}, "ports": [{"name": "client", "port": 2379, "targetPort": "client"}]},
+}
+
+
+def live(**spec_overrides):
+    obj = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "etcd-a", "namespace": "ns", "labels": {"app": "x", "other": "y"},
+                     "annotations": {"a": "b"}, "resourceVersion": "7", "uid": "u",
+                     "ownerReferences": [{"uid": "o"}]},
+        "spec": {"selector": {"app": "x"}, "clusterIP": "10.96.0.5", "type": "ClusterIP",
+                 "ports": [{"name": "client", "port": 2379, "protocol": "TCP", "targetPort": "client"}]},
+        "status": {"loadBalancer": {}},
+    }
+    obj["spec"].update(spec_overrides)
+    return obj
+
+
+def test_server_defaults_and_foreign_labels_are_not_drift():
+    assert drifted(DESIRED, live()) is None
+
+
+def test_missing_object_and_changed_fields_are_drift():
+    assert drifted(DESIRED, None) == "missing"
+    assert drifted(DESIRED, live(selector={"app": "z"})) == ".spec.selector.app"
+    assert drifted(DESIRED, live(ports=[])) == ".spec.ports"
+    changed = live(ports=[{"name": "client", "port": 2380, "protocol": "TCP", "targetPort": "client"}])
+    assert drifted(DESIRED, changed) == ".spec.ports[0].port"
+
+
+def test_lists_compare_in_order():
+    assert contains([1, 2], [2, 1]) == "[0]"
+    assert contains([{"a": 1}], [{"a": 1, "b": 2}]) is None
+
+
+def test_empty_desired_values_match_absent_keys():
+    assert contains({"x": {}, "y": [], "z": None}, {}) is None
+
+
+def test_quantities_compare_by_value_only_under_resources():
+    assert contains({"resources": {"requests": {"cpu": 0.5}}}, {"resources": {"requests": {"cpu": "500m"}}}) is None
+    assert contains({"resources": {"limits": {"memory": "1Gi"}}},
+                    {"resources": {"limits": {"memory": "1024Mi"}}}) is None
+    assert contains({"resources": {"limits": {"memory": "1G"}}},
+                    {"resources": {"limits": {"memory": "1Gi"}}}) == ".resources.limits.memory"
+    assert contains({"image": "0.5"}, {"image": "500m"}) == ".image"
+
+
+def test_parse_quantity():
+    assert parse_quantity("64Mi") == 64 * 2**20
+    assert parse_quantity("50m") == Decimal("0.05")
+    assert parse_quantity("2") == 2
+    assert parse_quantity("abc") is None and parse_quantity(True) is None

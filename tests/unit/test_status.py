@@ -1,0 +1,137 @@
+"""Conditions, transitions, Events and requeue decisions of etcdproxy_status."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+
+from etcdproxy_pki import CertSpec, cert_pem, load_certs, make_ca, make_leaf, new_private_key
+from etcdproxy_status import (
+    Observed, check_core_material, desired_status, proxy_condition, requeue_after, status_changes,
+    transition_events,
+)
+
+NOW = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.timezone.utc)
+LATER = NOW + datetime.timedelta(minutes=5)
+
+
+def deployment(want=2, available=2, updated=2, generation=1, observed=1, progressing=None):
+    conds = [{"type": "Progressing", "reason": progressing or "NewReplicaSetAvailable", "message": "m"}]
+    return {"metadata": {"generation": generation}, "spec": {"replicas": want},
+            "status": {"availableReplicas": available, "updatedReplicas": updated,
+                       "observedGeneration": observed, "conditions": conds}}
+
+
+def conds(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_ready_when_core_material_and_proxy_are_fine():
+    st = desired_status(Observed("a", "ns", 3, deployment=deployment()), None, NOW)
+    c = conds(st)
+    assert c["Ready"]["status"] == "True"
+    assert c["ProxyAvailable"]["reason"] == "MinimumReplicasAvailable"
+    assert st["observedGeneration"] == 3 and c["Ready"]["observedGeneration"] == 3
+    assert st["endpoint"] == "https://etcd-a.ns.svc:2379" and st["prefix"] == "/a/"
+
+
+def test_not_ready_names_the_first_blocking_condition():
+    obs = Observed("a", "ns", 1, core_problems=["ConfigMap ns/etcd-coreserving-ca ... is missing"],
+                   deployment=deployment())
+    c = conds(desired_status(obs, None, NOW))
+    assert c["Ready"]["status"] == "False"
+    assert c["Ready"]["reason"] == "CoreEtcdMaterialInvalid"
+    assert "etcd-coreserving-ca" in c["Ready"]["message"]
+
+
+def test_operator_misconfiguration_wins_over_material_problems():
+    obs = Observed("a", "ns", 1, config_errors=["ETCDPROXY_CORE_ENDPOINTS is not set"], core_problems=["x"])
+    assert conds(desired_status(obs, None, NOW))["Ready"]["reason"] == "OperatorMisconfigured"
+
+
+def test_certificates_condition_only_when_managed():
+    assert "CertificatesReady" not in conds(desired_status(Observed("a", "ns", 1, deployment=deployment()),
+                                                           None, NOW))
+    obs = Observed("a", "ns", 1, certificate_problems=["namespace x missing"], deployment=deployment())
+    c = conds(desired_status(obs, None, NOW))
+    assert c["CertificatesReady"]["status"] == "False" and c["Ready"]["reason"] == "CertificatesNotReady"
+
+
+def test_unchanged_reconcile_produces_identical_status():
+    obs = Observed("a", "ns", 1, deployment=deployment())
+    first = desired_status(obs, None, NOW)
+    second = desired_status(obs, first, LATER)
+    assert not status_changes(first, second)
+    assert transition_events(first, second) == []
+
+
+def test_transition_time_moves_only_when_status_flips():
+    first = desired_status(Observed("a", "ns", 1, deployment=deployment(available=0)), None, NOW)
+    same = desired_status(Observed("a", "ns", 1, deployment=deployment(available=0)), first, LATER)
+    assert conds(same)["ProxyAvailable"]["lastTransitionTime"] == "2026-11-24T12:00:00Z"
+    flipped = desired_status(Observed("a", "ns", 1, deployment=deployment()), first, LATER)
+    assert conds(flipped)["ProxyAvailable"]["lastTransitionTime"] == "2026-11-24T12:05:00Z"
+
+
+def test_pending_objects_hold_observed_generation_back():
+    first = desired_status(Observed("a", "ns", 1, deployment=deployment()), None, NOW)
+    pending = desired_status(Observed("a", "ns", 2, deployment=deployment(), pending=["Deployment ns/etcd-a"]),
+                             first, LATER)
+    assert pending["observedGeneration"] == 1
+    done = desired_status(Observed("a", "ns", 2, deployment=deployment()), pending, LATER)
+    assert done["observedGeneration"] == 2
+
+
+def test_events_on_transitions_only():
+    bad = desired_status(Observed("a", "ns", 1, core_problems=["missing"], deployment=deployment()), None, NOW)
+    first = transition_events(None, bad)
+    assert [(e.type, e.reason) for e in first] == [("Warning", "CoreEtcdMaterialInvalid")]
+    good = desired_status(Observed("a", "ns", 1, deployment=deployment()), bad, LATER)
+    events = transition_events(bad, good)
+    assert ("Normal", "Configured") in [(e.type, e.reason) for e in events]
+    assert ("Normal", "Ready") in [(e.type, e.reason) for e in events]
+
+
+def test_proxy_condition_cases():
+    assert proxy_condition(None).reason == "DeploymentMissing"
+    assert proxy_condition(deployment(available=0)).status == "False"
+    assert proxy_condition(deployment(want=3, available=2, updated=3)).reason == "RollingOut"
+    assert proxy_condition(deployment(generation=2, observed=1)).reason == "RollingOut"
+    stuck = proxy_condition(deployment(progressing="ProgressDeadlineExceeded"))
+    assert stuck.status == "False" and stuck.reason == "ProgressDeadlineExceeded"
+
+
+def test_requeue_only_while_waiting_for_unwatched_material():
+    bad = desired_status(Observed("a", "ns", 1, core_problems=["missing"]), None, NOW)
+    assert requeue_after(bad, 30) == 30
+    waiting_for_pods = desired_status(Observed("a", "ns", 1, deployment=deployment(available=0)), None, NOW)
+    assert requeue_after(waiting_for_pods, 30) is None
+
+
+def _material(cn: str = ""):
+    key = new_private_key()
+    ca = make_ca(CertSpec(common_name="ca", usage="ca"), key, NOW, datetime.timedelta(days=1))
+    leaf_key = new_private_key()
+    leaf = make_leaf(CertSpec(common_name=cn, organization="o", usage="client"), leaf_key.public_key(), ca, key,
+                     NOW, datetime.timedelta(hours=1))
+    cm = {"data": {"ca.crt": cert_pem(ca)}}
+    secret = {"data": {"tls.crt": base64.b64encode(cert_pem(leaf).encode()).decode(), "tls.key": "eA=="}}
+    return cm, secret
+
+
+def check(cm, secret):
+    return check_core_material(cm, secret, "ns", "core-ca", "ca.crt", "core-cert", parse_certs=load_certs)
+
+
+def test_core_material_ok():
+    assert check(*_material()) == []
+
+
+def test_core_material_problems_name_object_and_fix():
+    cm, secret = _material()
+    assert "ConfigMap ns/core-ca" in check(None, secret)[0] and "create it" in check(None, secret)[0]
+    assert "has no key ca.crt" in check({"data": {}}, secret)[0]
+    assert "not a PEM certificate bundle" in check({"data": {"ca.crt": "garbage"}}, secret)[0]
+    assert "Secret ns/core-cert" in check(cm, None)[0]
+    assert "lacks tls.key" in check(cm, {"data": {"tls.crt": secret["data"]["tls.crt"]}})[0]
+    assert "Common Name 'apiserver'" in check(*_material(cn="apiserver"))[0]
