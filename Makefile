@@ -6,7 +6,7 @@ ROOT      := $(abspath .)
 VENV      := $(ROOT)/.venv
 BIN       := $(ROOT)/.cache/bin
 PY        := $(VENV)/bin/python
-PYTEST    := $(VENV)/bin/pytest
+PYTEST    := $(ROOT)/hack/pytest.sh
 export PATH := $(VENV)/bin:$(BIN):$(PATH)
 export VIRTUAL_ENV := $(VENV)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
@@ -47,7 +47,7 @@ demo: install ## start a local control plane, run the operator, create the sampl
 	$(PY) hack/demo.py
 
 run: install ## run the operator out-of-cluster against $$KUBECONFIG
-	hack/run-operator.sh
+	$(PY) -m hack.localcp run-operator
 
 cluster-up: install ## start the local control plane and leave it running
 	$(PY) -m hack.localcp up

@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import yaml  # noqa: E402
-from kubernetes import client  # noqa: E402
+import yaml
+from kubernetes import client
 
-from hack.localcp.admin import ensure_namespace, install_crd, seed_operator_namespace  # noqa: E402
-from hack.localcp.cluster import BIN_DIR, REPO, ControlPlane, Process, StartError, wait_for  # noqa: E402
-from hack.localcp.operator import start_operator  # noqa: E402
+from hack.localcp.admin import ensure_namespace, install_crd, seed_operator_namespace
+from hack.localcp.cluster import BIN_DIR, REPO, ControlPlane, Process, StartError, wait_for
+from hack.localcp.operator import start_operator
 
 NS = "kube-apiserver-storage"
 

@@ -188,7 +188,7 @@ def run(module: AnsibleModule) -> dict:
         certificate_problems=p["certificate_problems"],
         deployment=live_deployment, pending=list(drift),
     )
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     old = cr.get("status") or {}
     new = desired_status(obs, old, now, p["extra_status"])
     changed = status_changes(old, new)

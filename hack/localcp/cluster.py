@@ -11,6 +11,7 @@ workdir lets another process (``make cluster-down``) find and stop them.
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import os
 import signal
@@ -19,10 +20,9 @@ import ssl
 import subprocess
 import sys
 import time
-import http.client
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
@@ -93,7 +93,7 @@ class Pki:
 
     def generate(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         year = datetime.timedelta(days=365)
         cas = {}
         for ca in ("etcd-ca", "kube-ca", "front-proxy-ca"):
@@ -185,7 +185,7 @@ class ControlPlane:
         return self.workdir / "state.json"
 
     # ---- lifecycle ---------------------------------------------------------------
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         t0 = time.monotonic()
         missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
                    if not (self.bin_dir / b).exists()]
@@ -417,7 +417,7 @@ class ControlPlane:
         }, indent=1))
 
     @classmethod
-    def load(cls, workdir: Path = DEFAULT_WORKDIR) -> "ControlPlane":
+    def load(cls, workdir: Path = DEFAULT_WORKDIR) -> ControlPlane:
         state = json.loads((workdir / "state.json").read_text())
         cp = cls(workdir=workdir, etcd_members=state["etcd_members"])
         cp.ports = state["ports"]

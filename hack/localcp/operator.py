@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
-
-import socket
 
 from .cluster import BIN_DIR, REPO, StartError, free_port, stop_pid, wait_for
 
@@ -24,7 +22,7 @@ PROXY_PORT = 8888
 VENV = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv")
 
 
-def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: Optional[dict] = None) -> dict:
+def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env.update({
         "KUBECONFIG": str(kubeconfig),
@@ -59,7 +57,7 @@ class Operator:
 
 
 def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: str = "kube-apiserver-storage",
-                   max_concurrent: int = 2, extra_env: Optional[dict] = None) -> Operator:
+                   max_concurrent: int = 2, extra_env: dict | None = None) -> Operator:
     if port_in_use(PROXY_PORT):
         raise StartError(f"127.0.0.1:{PROXY_PORT} is in use: ansible-operator's API proxy needs it (the port is "
                          f"fixed in its code). Is another operator running? `make cluster-down` stops a kept demo.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Optional
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -23,7 +23,7 @@ COMPONENT = "etcdproxy-operator"
 EVENT_NAMESPACE = "default"
 
 
-def api_client(kubeconfig: Optional[str] = None, context: Optional[str] = None) -> client.ApiClient:
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """From the kubeconfig ansible-operator exports (K8S_AUTH_KUBECONFIG), or in-cluster."""
     path = kubeconfig or os.environ.get("K8S_AUTH_KUBECONFIG") or os.environ.get("KUBECONFIG")
     if path:
@@ -44,7 +44,7 @@ class Kube:
     def _json(resp: Any) -> dict[str, Any]:
         return json.loads(resp.data)
 
-    def _get(self, fn: Any, *args: Any) -> Optional[dict[str, Any]]:
+    def _get(self, fn: Any, *args: Any) -> dict[str, Any] | None:
         try:
             return self._json(fn(*args, _preload_content=False))
         except ApiException as exc:
@@ -52,26 +52,26 @@ class Kube:
                 return None
             raise
 
-    def get_configmap(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.core.read_namespaced_config_map, name, namespace)
 
-    def get_secret(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.core.read_namespaced_secret, name, namespace)
 
-    def get_deployment(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.apps.read_namespaced_deployment, name, namespace)
 
-    def get_service(self, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.core.read_namespaced_service, name, namespace)
 
-    def get_object(self, obj: dict[str, Any]) -> Optional[dict[str, Any]]:
+    def get_object(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """The live version of one of our proxy objects (Deployment or Service)."""
         meta = obj["metadata"]
         readers = {"Deployment": self.get_deployment, "Service": self.get_service,
                    "ConfigMap": self.get_configmap, "Secret": self.get_secret}
         return readers[obj["kind"]](meta["namespace"], meta["name"])
 
-    def get_etcdstorage(self, name: str) -> Optional[dict[str, Any]]:
+    def get_etcdstorage(self, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_cluster_custom_object, GROUP, VERSION, PLURAL, name)
 
     def patch_etcdstorage_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:

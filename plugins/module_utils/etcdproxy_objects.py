@@ -9,7 +9,7 @@ for the objects that really differ, so an unchanged EtcdStorage costs no write.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any, Optional
+from typing import Any
 
 _SUFFIXES = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
@@ -18,7 +18,7 @@ _SUFFIXES = {
 }
 
 
-def parse_quantity(value: Any) -> Optional[Decimal]:
+def parse_quantity(value: Any) -> Decimal | None:
     """A Kubernetes resource quantity as a number (``"500m"`` and ``0.5`` are equal); None if not one."""
     if isinstance(value, bool):
         return None
@@ -38,7 +38,7 @@ def parse_quantity(value: Any) -> Optional[Decimal]:
         return None
 
 
-def contains(desired: Any, actual: Any, path: str = "") -> Optional[str]:
+def contains(desired: Any, actual: Any, path: str = "") -> str | None:
     """None when ``actual`` holds everything in ``desired``; else the first differing path.
 
     Maps may have extra keys in ``actual`` (server defaults, other actors' labels);
@@ -59,7 +59,7 @@ def contains(desired: Any, actual: Any, path: str = "") -> Optional[str]:
     if isinstance(desired, list):
         if not isinstance(actual, list) or len(desired) != len(actual):
             return path
-        for i, (want, got) in enumerate(zip(desired, actual)):
+        for i, (want, got) in enumerate(zip(desired, actual, strict=True)):
             diff = contains(want, got, f"{path}[{i}]")
             if diff:
                 return diff
@@ -94,7 +94,7 @@ def comparable(definition: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def drifted(definition: dict[str, Any], live: Optional[dict[str, Any]]) -> Optional[str]:
+def drifted(definition: dict[str, Any], live: dict[str, Any] | None) -> str | None:
     """Why ``definition`` must be applied (missing, or the first differing field), or None."""
     if live is None:
         return "missing"

@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey]
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 KEY_TYPES = ("ecdsa", "rsa")
 # Backdate notBefore a little so peers with a slightly slow clock accept a fresh cert.
 CLOCK_SKEW = datetime.timedelta(minutes=5)

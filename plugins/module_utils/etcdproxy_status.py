@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 # Condition types, in the order they are reported.
 CORE_CONFIGURED = "CoreEtcdConfigured"
@@ -47,18 +47,18 @@ class Observed:
     core_problems: list[str] = field(default_factory=list)
     # Problems with this tenant's certificates; None while certificates are
     # not managed by this reconcile (the condition is then left out).
-    certificate_problems: Optional[list[str]] = None
-    deployment: Optional[dict[str, Any]] = None
+    certificate_problems: list[str] | None = None
+    deployment: dict[str, Any] | None = None
     # Proxy objects that still differ from the spec (applied right after this
     # run); observedGeneration is only advanced once none are left.
     pending: list[str] = field(default_factory=list)
 
 
 def rfc3339(now: datetime.datetime) -> str:
-    return now.astimezone(datetime.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def check_core_material(configmap: Optional[dict[str, Any]], secret: Optional[dict[str, Any]],
+def check_core_material(configmap: dict[str, Any] | None, secret: dict[str, Any] | None,
                         namespace: str, configmap_name: str, ca_key: str, secret_name: str,
                         parse_certs: Any = None) -> list[str]:
     """Problems with the core etcd CA ConfigMap and client Secret, each naming the fix."""
@@ -113,7 +113,7 @@ def _common_name(cert: Any) -> str:
         return ""
 
 
-def proxy_condition(deployment: Optional[dict[str, Any]]) -> Condition:
+def proxy_condition(deployment: dict[str, Any] | None) -> Condition:
     if deployment is None:
         return Condition(PROXY_AVAILABLE, "False", "DeploymentMissing", "the proxy Deployment does not exist yet")
     meta = deployment.get("metadata") or {}
@@ -166,8 +166,8 @@ def desired_conditions(obs: Observed) -> list[Condition]:
     return conds
 
 
-def desired_status(obs: Observed, old_status: Optional[dict[str, Any]], now: datetime.datetime,
-                   extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def desired_status(obs: Observed, old_status: dict[str, Any] | None, now: datetime.datetime,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole new .status; keeps lastTransitionTime of conditions whose status did not change."""
     old_conds = {c.get("type"): c for c in (old_status or {}).get("conditions") or []}
     stamp = rfc3339(now)
@@ -189,7 +189,7 @@ def desired_status(obs: Observed, old_status: Optional[dict[str, Any]], now: dat
     return status
 
 
-def status_changes(old_status: Optional[dict[str, Any]], new_status: dict[str, Any]) -> bool:
+def status_changes(old_status: dict[str, Any] | None, new_status: dict[str, Any]) -> bool:
     return (old_status or {}) != new_status
 
 
@@ -200,7 +200,7 @@ class Event:
     message: str
 
 
-def transition_events(old_status: Optional[dict[str, Any]], new_status: dict[str, Any]) -> list[Event]:
+def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, Any]) -> list[Event]:
     """One Event per condition whose status or reason changed (never on an unchanged reconcile)."""
     old = {c.get("type"): c for c in (old_status or {}).get("conditions") or []}
     events = []
@@ -217,7 +217,7 @@ def transition_events(old_status: Optional[dict[str, Any]], new_status: dict[str
     return events
 
 
-def requeue_after(new_status: dict[str, Any], retry_seconds: int) -> Optional[int]:
+def requeue_after(new_status: dict[str, Any], retry_seconds: int) -> int | None:
     """Seconds until the next look when something we do not watch blocks readiness."""
     for cond in new_status.get("conditions", []):
         if cond["type"] in (CORE_CONFIGURED, CERTIFICATES_READY) and cond["status"] != "True":

@@ -6,8 +6,9 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -64,7 +65,7 @@ class Storages:
     def unique(prefix: str) -> str:
         return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
-    def create(self, name: str, spec: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    def create(self, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
         spec = spec if spec is not None else {"replicas": 1}
         for dest in spec.get("caCertConfigMap", []) + spec.get("clientCertSecret", []):
             ensure_namespace(self.api, dest["namespace"])
@@ -74,7 +75,7 @@ class Storages:
         self.created.append(name)
         return obj
 
-    def get(self, name: str) -> Optional[dict[str, Any]]:
+    def get(self, name: str) -> dict[str, Any] | None:
         try:
             return self.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
         except ApiException as exc:
@@ -92,7 +93,7 @@ class Storages:
             if exc.status != 404:
                 raise
 
-    def condition(self, name: str, ctype: str) -> Optional[dict[str, Any]]:
+    def condition(self, name: str, ctype: str) -> dict[str, Any] | None:
         obj = self.get(name) or {}
         for cond in (obj.get("status") or {}).get("conditions") or []:
             if cond["type"] == ctype:
@@ -105,7 +106,7 @@ class Storages:
         except StartError as exc:
             pytest.fail(f"{exc}\n--- operator log tail ---\n{tail(self.op.log)}")
 
-    def wait_condition(self, name: str, ctype: str, status: str, reason: Optional[str] = None,
+    def wait_condition(self, name: str, ctype: str, status: str, reason: str | None = None,
                        timeout: float = TIMEOUT) -> dict[str, Any]:
         def ok() -> bool:
             c = self.condition(name, ctype)
@@ -116,7 +117,7 @@ class Storages:
         assert cond is not None
         return cond
 
-    def deployment(self, name: str) -> Optional[dict[str, Any]]:
+    def deployment(self, name: str) -> dict[str, Any] | None:
         try:
             resp = self.apps.read_namespaced_deployment(f"etcd-{name}", OPERATOR_NAMESPACE, _preload_content=False)
             return json.loads(resp.data)
@@ -125,7 +126,7 @@ class Storages:
                 return None
             raise
 
-    def service(self, name: str) -> Optional[dict[str, Any]]:
+    def service(self, name: str) -> dict[str, Any] | None:
         try:
             resp = self.core.read_namespaced_service(f"etcd-{name}", OPERATOR_NAMESPACE, _preload_content=False)
             return json.loads(resp.data)

@@ -10,12 +10,19 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from etcdproxy_pki import (
-    CertSpec, cert_pem, key_pem, key_type_of, load_certs, load_key, make_ca, make_leaf, new_private_key,
+    CertSpec,
+    cert_pem,
+    key_pem,
+    key_type_of,
+    load_certs,
+    load_key,
+    make_ca,
+    make_leaf,
+    new_private_key,
 )
 
-NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)
 
 
@@ -67,7 +74,7 @@ def test_load_certs_rejects_garbage_and_reads_bundles():
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_openssl_verifies_the_chain(tmp_path):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = new_private_key("rsa")
     ca = make_ca(CertSpec(common_name="ca", usage="ca"), ca_key, now, DAY)
     leaf = make_leaf(CertSpec(common_name="c", usage="client"), new_private_key().public_key(), ca, ca_key, now, DAY)

@@ -7,15 +7,16 @@ import json
 import socketserver
 import threading
 from types import SimpleNamespace
+from typing import ClassVar
 
 import etcdproxy_runner_http as plugin
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    received: list = []
+    received: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 - http.server's naming
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append((self.path, self.headers["Content-Type"], json.loads(body)))
         self.send_response(204)

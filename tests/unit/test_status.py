@@ -7,11 +7,16 @@ import datetime
 
 from etcdproxy_pki import CertSpec, cert_pem, load_certs, make_ca, make_leaf, new_private_key
 from etcdproxy_status import (
-    Observed, check_core_material, desired_status, proxy_condition, requeue_after, status_changes,
+    Observed,
+    check_core_material,
+    desired_status,
+    proxy_condition,
+    requeue_after,
+    status_changes,
     transition_events,
 )
 
-NOW = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(minutes=5)
 
 

@@ -1,0 +1,130 @@
+"""`make bench`: figures for the README and closing notes. Prints a table and JSON; never gates anything.
+
+- control-plane start, cold (first start after the binaries were built or the page cache
+  was dropped is not something we can force here, so "cold" is the first start in this
+  process, with PKI generation) and warm (an immediate restart);
+- wall time of one reconcile of an unchanged EtcdStorage: from ansible-operator writing the
+  runner's input (env/extravars) to ansible-runner writing its rc, i.e. everything but the
+  operator's Go side;
+- apply -> Ready=True over 10 EtcdStorages created one after another (p50/p90);
+- API writes made by periodic reconciles of an unchanged EtcdStorage (audit log; target 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "module_utils"))
+
+from kubernetes import client  # noqa: E402
+
+from hack.localcp.admin import install_crd, seed_operator_namespace  # noqa: E402
+from hack.localcp.cluster import REPO, ControlPlane, wait_for  # noqa: E402
+from hack.localcp.operator import start_operator  # noqa: E402
+
+GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
+RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
+OPERATOR_USER = "etcdproxy-operator"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[idx]
+
+
+def ready(custom: client.CustomObjectsApi, name: str) -> bool:
+    es = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (es.get("status") or {}).get("conditions", []))
+
+
+def reconcile_walls(name: str, runs: int, custom: client.CustomObjectsApi) -> list[float]:
+    """Trigger ``runs`` reconciles of an unchanged object one at a time and time each."""
+    walls = []
+    base = RUNNER_DIR / name
+    for i in range(runs):
+        before = {p.name for p in (base / "artifacts").iterdir()} if (base / "artifacts").exists() else set()
+        custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name,
+                                           {"metadata": {"annotations": {"bench/poke": str(i)}}})
+
+        def new_run_done() -> bool:
+            fresh = [p for p in (base / "artifacts").iterdir() if p.name not in before and p.name != "latest"]
+            return bool(fresh) and (fresh[0] / "rc").exists()
+
+        wait_for("reconcile finished", new_run_done, 60, interval=0.05)
+        fresh = next(p for p in (base / "artifacts").iterdir() if p.name not in before and p.name != "latest")
+        start = (base / "env" / "extravars").stat().st_mtime
+        walls.append((fresh / "rc").stat().st_mtime - start)
+    return walls
+
+
+def audit_writes(path: Path, since: float, name: str) -> int:
+    from datetime import datetime
+
+    count = 0
+    for line in path.read_text().splitlines():
+        ev = json.loads(line)
+        if ev.get("user", {}).get("username") != OPERATOR_USER or ev.get("verb") in ("get", "list", "watch"):
+            continue
+        ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
+        if ts >= since and name in ev.get("requestURI", ""):
+            count += 1
+    return count
+
+
+def main() -> int:
+    results: dict[str, object] = {}
+    workdir = REPO / ".cache" / "bench-localcp"
+    cp = ControlPlane(workdir=workdir)
+    cp.start()
+    results["control_plane_cold_start_s"] = cp.timings["total_s"]
+    cp.stop()
+    cp = ControlPlane(workdir=workdir)
+    cp.start()
+    results["control_plane_warm_start_s"] = cp.timings["total_s"]
+    op = None
+    try:
+        install_crd(cp)
+        seed_operator_namespace(cp)
+        os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
+        op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
+        custom = client.CustomObjectsApi(cp.api())
+
+        to_ready = []
+        for i in range(10):
+            name = f"bench-{i}"
+            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": name},
+                    "spec": {"replicas": 1}}
+            t0 = time.monotonic()
+            custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+            wait_for(f"{name} Ready", lambda name=name: ready(custom, name), 120, op.proc, op.log, interval=0.05)
+            to_ready.append(time.monotonic() - t0)
+        results["apply_to_ready_p50_s"] = round(statistics.median(to_ready), 3)
+        results["apply_to_ready_p90_s"] = round(pct(to_ready, 0.9), 3)
+
+        since = time.time()
+        walls = reconcile_walls("bench-0", 5, custom)
+        results["reconcile_wall_p50_s"] = round(statistics.median(walls), 3)
+        results["reconcile_wall_max_s"] = round(max(walls), 3)
+        results["writes_per_unchanged_reconcile"] = audit_writes(cp.audit_log, since, "bench-0") / len(walls)
+    finally:
+        if op is not None:
+            op.stop()
+        cp.stop()
+
+    width = max(len(k) for k in results)
+    print("\nbenchmark (figures only; nothing here gates CI)")
+    for key, value in results.items():
+        print(f"  {key:<{width}}  {value}")
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
