@@ -22,11 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "module_utils"))
 
-from kubernetes import client  # noqa: E402
+from kubernetes import client
 
-from hack.localcp.admin import install_crd, seed_operator_namespace  # noqa: E402
-from hack.localcp.cluster import REPO, ControlPlane, wait_for  # noqa: E402
-from hack.localcp.operator import start_operator  # noqa: E402
+from hack.localcp.admin import install_crd, seed_operator_namespace
+from hack.localcp.cluster import REPO, ControlPlane, wait_for
+from hack.localcp.operator import start_operator
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
@@ -53,7 +53,7 @@ def reconcile_walls(name: str, runs: int, custom: client.CustomObjectsApi) -> li
         custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name,
                                            {"metadata": {"annotations": {"bench/poke": str(i)}}})
 
-        def new_run_done() -> bool:
+        def new_run_done(before: set[str] = before) -> bool:
             fresh = [p for p in (base / "artifacts").iterdir() if p.name not in before and p.name != "latest"]
             return bool(fresh) and (fresh[0] / "rc").exists()
 
