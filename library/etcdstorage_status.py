@@ -59,6 +59,14 @@ options:
   extra_status:
     description: Further C(.status) keys to set (for example certificate expiry times).
     type: dict
+  next_check_seconds:
+    description: Seconds until the certificate step has something due (0 for nothing).
+    type: int
+    default: 0
+  max_requeue_seconds:
+    description: The reconcile period; a requeue later than this is left to the periodic reconcile.
+    type: int
+    default: 600
   retry_period:
     description: How soon to look again while the core material or certificates block readiness.
     type: str
@@ -200,6 +208,9 @@ def run(module: AnsibleModule) -> dict:
             kube.create_event(cr, ev.type, ev.reason, ev.message, rfc3339(now))
         kube.patch_etcdstorage_status(name, new)
     retry = requeue_after(new, parse_duration_seconds(p["retry_period"]))
+    due = p["next_check_seconds"]
+    if due and due < p["max_requeue_seconds"]:
+        retry = min(retry, due) if retry else due
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new["conditions"])
     return {"changed": changed, "ready": ready, "status": new, "apply": apply, "drift": drift,
             "events": [ev.__dict__ for ev in events], "requeue_after": f"{retry}s" if retry else ""}
@@ -218,6 +229,8 @@ def main() -> None:
             proxy_objects=dict(type="list", elements="dict", default=[]),
             extra_status=dict(type="dict"),
             retry_period=dict(type="str", default="30s"),
+            next_check_seconds=dict(type="int", default=0),
+            max_requeue_seconds=dict(type="int", default=600),
             manage_status=dict(type="bool", default=True),
             kubeconfig=dict(type="path"),
         ),

@@ -74,6 +74,22 @@ class Kube:
     def get_etcdstorage(self, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_cluster_custom_object, GROUP, VERSION, PLURAL, name)
 
+    def write(self, kind: str, namespace: str, name: str, existing: Optional[dict[str, Any]],
+              body: dict[str, Any]) -> None:
+        """Create ``body`` (POST, so ansible-operator's proxy adds the owner reference) or merge-patch it
+        onto ``existing``: keys of others in data, labels and annotations are kept."""
+        self.writes += 1
+        if kind == "Secret":
+            create, patch = self.core.create_namespaced_secret, self.core.patch_namespaced_secret
+        else:
+            create, patch = self.core.create_namespaced_config_map, self.core.patch_namespaced_config_map
+        if existing is None:
+            full = {"apiVersion": "v1", "kind": kind, **body}
+            full["metadata"] = {**body.get("metadata", {}), "name": name, "namespace": namespace}
+            create(namespace, full)
+        else:
+            patch(name, namespace, body)
+
     def patch_etcdstorage_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
         return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
