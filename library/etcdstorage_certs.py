@@ -21,7 +21,9 @@ description:
     annotation C(etcd.etcdproxy.dev/rotate); rotates CAs in stages (publish, then sign, then retire)
     at 2/3 of their lifetime or on C(etcd.etcdproxy.dev/rotate-ca). See docs/certificates.md.
   - Problems with one destination (missing namespace, no RBAC, held by another EtcdStorage) are
-    reported in RV(problems) and as Warning Events; the other destinations are still served.
+    reported in RV(problems) (the status step turns them into the C(CertificatesReady) condition and
+    one Warning Event per transition); the other destinations are still served, and nothing is
+    issued for a destination that cannot receive it.
 version_added: "0.1.0"
 author: etcdproxy-operator developers
 options:
@@ -197,15 +199,19 @@ class Run:
             return True
         return False
 
-    def stage(self, kind, namespace, name, existing, data, where, tls=False, extra_annotations=None):
+    def stage(self, kind, namespace, name, existing, data, where, tls=False, extra_annotations=None,
+              remove_keys=()):
         """Queue a write of ``data`` (plain text values) if it differs from ``existing``."""
         current = secret_text(existing) if kind == "Secret" else dict((existing or {}).get("data") or {})
         meta = (existing or {}).get("metadata") or {}
         annotations = {OWNER_ANNOTATION: self.name, **(extra_annotations or {})}
-        if all(current.get(k) == v for k, v in data.items()) and \
+        stale_keys = [k for k in remove_keys if k in current and k not in data]
+        if all(current.get(k) == v for k, v in data.items()) and not stale_keys and \
                 all((meta.get("annotations") or {}).get(k) == v for k, v in annotations.items()):
             return False
         encoded = {k: b64e(v) for k, v in data.items()} if kind == "Secret" else dict(data)
+        # A merge patch keeps keys it does not mention: ours that must go are set to null.
+        encoded.update({k: None for k in stale_keys} if existing is not None else {})
         body = {"metadata": {"labels": dict(LABELS), "annotations": annotations}, "data": encoded}
         if existing is None and kind == "Secret":
             body["type"] = "kubernetes.io/tls" if tls else "Opaque"
@@ -243,15 +249,31 @@ def run(module):
     client_ca_cm = r.read("ConfigMap", ns, client_ca_name, "proxy client CA")
     serving_secret = r.read("Secret", ns, serving_name, "proxy serving certificate")
     deployment = kube.get_deployment(ns, f"etcd-{name}")
+    namespaces = {}
+
+    def namespace_exists(namespace, where):
+        if namespace not in namespaces:
+            try:
+                namespaces[namespace] = kube.get_namespace(namespace) is not None
+            except ApiException as exc:
+                namespaces[namespace] = exc.status == 403  # cannot tell: try, and report what the write says
+        if not namespaces[namespace]:
+            r.problems.append(f"{where}: namespace {namespace} does not exist: create it, or fix {where}")
+        return namespaces[namespace]
+
     dest_cms = []
     for i, d in enumerate(r.spec.get("caCertConfigMap") or []):
         where = f"spec.caCertConfigMap[{i}]"
+        if not namespace_exists(d["namespace"], where):
+            continue
         obj = r.read("ConfigMap", d["namespace"], d["name"], where)
         if obj is not False and not r.held_by_other(obj, "ConfigMap", d["namespace"], d["name"], where):
             dest_cms.append((d, obj, where))
     dest_secrets = []
     for i, d in enumerate(r.spec.get("clientCertSecret") or []):
         where = f"spec.clientCertSecret[{i}]"
+        if not namespace_exists(d["namespace"], where):
+            continue
         obj = r.read("Secret", d["namespace"], d["name"], where)
         if obj is not False and not r.held_by_other(obj, "Secret", d["namespace"], d["name"], where):
             dest_secrets.append((d, obj, where))
@@ -265,9 +287,10 @@ def run(module):
         if ca.next is not None:
             fp = fingerprint(ca.next.cert)
             if kind == "serving":
-                delivered = all(fp in bundle_fingerprints((obj or {}).get("data", {}).get("serving-ca.crt", ""))
-                                for _, obj, _ in dest_cms) and len(dest_cms) == len(r.spec.get("caCertConfigMap")
-                                                                                     or [])
+                listed = len(r.spec.get("caCertConfigMap") or [])
+                delivered = len(dest_cms) == listed and all(
+                    fp in bundle_fingerprints(((obj or {}).get("data") or {}).get("serving-ca.crt", ""))
+                    for _, obj, _ in dest_cms)
             else:
                 pem = ((client_ca_cm or {}).get("data") or {}).get("ca.crt", "")
                 delivered = fp in bundle_fingerprints(pem) and proxy_rolled(deployment, bundle_hash(pem))
@@ -302,8 +325,10 @@ def run(module):
             return cert, None
         if reason == "unparsable":
             r.event("Warning", "ReplacedInvalidData", f"{where}: tls.crt/tls.key did not parse; replaced")
+        nonlocal store_changed
         cert, key = issue_leaf(spec, issuer, validity, settings.key_type, r.now)
         issuer_state.note_issued(cert)
+        store_changed = True
         leaves.append(cert)
         if reason != "missing":
             r.event("Normal", "CertificateRenewed", f"{kind_label} renewed: {reason}")
@@ -321,7 +346,8 @@ def run(module):
     # ---- writes, in crash-safe order: CA store, trust bundles, then leaves -----------------------
     if store_changed:
         r.stage("Secret", ns, ca_name, ca_secret, store.to_secret_data(), "CA store",
-                extra_annotations={UID_ANNOTATION: r.uid} if r.uid else None)
+                extra_annotations={UID_ANNOTATION: r.uid} if r.uid else None,
+                remove_keys=[k for k in stored if k.endswith((".crt", ".key"))])
     r.stage("ConfigMap", ns, client_ca_name, client_ca_cm or None, {"ca.crt": client_bundle}, "proxy client CA")
     for d, obj, where in dest_cms:
         old = ((obj or {}).get("data") or {}).get("serving-ca.crt")
@@ -396,8 +422,6 @@ def result(r, changed, problems, client_hash, certificates, due, written=None):
     if r.module.params["emit_events"] and not r.module.check_mode:
         owner = {"metadata": {"name": r.name, "uid": r.uid}}
         stamp = iso(r.now)
-        for prob in problems:
-            r.events.append({"type": "Warning", "reason": "CertificatesNotReady", "message": prob})
         for ev in r.events:
             try:
                 r.kube.create_event(owner, ev["type"], ev["reason"], ev["message"], stamp)

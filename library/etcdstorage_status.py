@@ -142,7 +142,7 @@ try:
     from ansible.module_utils.etcdproxy_objects import drifted, object_key
     from ansible.module_utils.etcdproxy_pki import load_certs
     from ansible.module_utils.etcdproxy_status import (
-        Observed, check_core_material, desired_status, requeue_after, rfc3339, status_changes,
+        Observed, check_core_material, desired_status, merge_patch, requeue_after, rfc3339, status_changes,
         transition_events,
     )
     IMPORT_ERROR = None
@@ -206,7 +206,7 @@ def run(module: AnsibleModule) -> dict:
         # the transition (and its Event) instead of losing it.
         for ev in events:
             kube.create_event(cr, ev.type, ev.reason, ev.message, rfc3339(now))
-        kube.patch_etcdstorage_status(name, new)
+        kube.patch_etcdstorage_status(name, merge_patch(old, new))
     retry = requeue_after(new, parse_duration_seconds(p["retry_period"]))
     due = p["next_check_seconds"]
     if due and due < p["max_requeue_seconds"]:

@@ -61,6 +61,9 @@ class Kube:
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.apps.read_namespaced_deployment, name, namespace)
 
+    def get_namespace(self, name: str) -> dict[str, Any] | None:
+        return self._get(self.core.read_namespace, name)
+
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.core.read_namespaced_service, name, namespace)
 
@@ -74,7 +77,7 @@ class Kube:
     def get_etcdstorage(self, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_cluster_custom_object, GROUP, VERSION, PLURAL, name)
 
-    def write(self, kind: str, namespace: str, name: str, existing: Optional[dict[str, Any]],
+    def write(self, kind: str, namespace: str, name: str, existing: dict[str, Any] | None,
               body: dict[str, Any]) -> None:
         """Create ``body`` (POST, so ansible-operator's proxy adds the owner reference) or merge-patch it
         onto ``existing``: keys of others in data, labels and annotations are kept."""
@@ -90,9 +93,11 @@ class Kube:
         else:
             patch(name, namespace, body)
 
-    def patch_etcdstorage_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_etcdstorage_status(self, name: str, status_patch: dict[str, Any]) -> dict[str, Any]:
+        """Apply a JSON merge patch (null deletes a key) to .status through the status subresource."""
         self.writes += 1
-        return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
+        return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name,
+                                                              {"status": status_patch})
 
     def create_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str,
                      now_rfc3339: str) -> None:

@@ -223,3 +223,18 @@ def requeue_after(new_status: dict[str, Any], retry_seconds: int) -> int | None:
         if cond["type"] in (CORE_CONFIGURED, CERTIFICATES_READY) and cond["status"] != "True":
             return retry_seconds
     return None
+
+
+def merge_patch(old: Any, new: Any) -> Any:
+    """The RFC 7386 JSON merge patch that turns ``old`` into ``new`` (removed keys become null)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_patch(old[key], value)
+    return patch

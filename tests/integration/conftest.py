@@ -40,6 +40,8 @@ def cp() -> Iterator[ControlPlane]:
 @pytest.fixture(scope="session")
 def operator(cp: ControlPlane) -> Iterator[Operator]:
     os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
+    # Staged CA rotation in seconds instead of a sixth of the CA lifetime.
+    os.environ.setdefault("ETCDPROXY_CA_OVERLAP", "2s")
     op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
     yield op
     op.stop()
@@ -65,10 +67,12 @@ class Storages:
     def unique(prefix: str) -> str:
         return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
-    def create(self, name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    def create(self, name: str, spec: dict[str, Any] | None = None,
+               make_namespaces: bool = True) -> dict[str, Any]:
         spec = spec if spec is not None else {"replicas": 1}
         for dest in spec.get("caCertConfigMap", []) + spec.get("clientCertSecret", []):
-            ensure_namespace(self.api, dest["namespace"])
+            if make_namespaces:
+                ensure_namespace(self.api, dest["namespace"])
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": name},
                 "spec": spec}
         obj = self.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)

@@ -10,6 +10,7 @@ from etcdproxy_status import (
     Observed,
     check_core_material,
     desired_status,
+    merge_patch,
     proxy_condition,
     requeue_after,
     status_changes,
@@ -140,3 +141,11 @@ def test_core_material_problems_name_object_and_fix():
     assert "Secret ns/core-cert" in check(cm, None)[0]
     assert "lacks tls.key" in check(cm, {"data": {"tls.crt": secret["data"]["tls.crt"]}})[0]
     assert "Common Name 'apiserver'" in check(*_material(cn="apiserver"))[0]
+
+
+def test_merge_patch_deletes_what_disappeared_and_sends_only_changes():
+    old = {"a": 1, "certs": {"ca": {"notAfter": "x", "rotation": {"phase": "Overlap"}}}, "gone": True}
+    new = {"a": 1, "certs": {"ca": {"notAfter": "y"}}, "added": [1]}
+    patch = merge_patch(old, new)
+    assert patch == {"gone": None, "certs": {"ca": {"notAfter": "y", "rotation": None}}, "added": [1]}
+    assert merge_patch(new, new) == {}

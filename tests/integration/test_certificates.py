@@ -1,0 +1,268 @@
+"""Certificate issuance, delivery and rotation against the real control plane and ansible-operator."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from cryptography import x509
+from etcdproxy_certs import bundle_hash, fingerprint, signed_by
+from etcdproxy_pki import load_certs
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
+
+from .conftest import audit_writes
+
+HASH = "etcd.etcdproxy.dev/client-ca-hash"
+
+
+def dests(ns: str, *names: str) -> list[dict[str, str]]:
+    return [{"name": n, "namespace": ns} for n in names]
+
+
+class Material:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+
+    def cm(self, ns: str, name: str) -> dict | None:
+        try:
+            return self.core.read_namespaced_config_map(name, ns).to_dict()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def secret(self, ns: str, name: str) -> dict | None:
+        try:
+            obj = self.core.read_namespaced_secret(name, ns).to_dict()
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        obj["text"] = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        return obj
+
+    def bundle(self, ns: str, name: str, key: str) -> list[x509.Certificate]:
+        return load_certs(((self.cm(ns, name) or {}).get("data") or {})[key])
+
+    def leaf(self, ns: str, name: str) -> x509.Certificate:
+        return load_certs(self.secret(ns, name)["text"]["tls.crt"])[0]
+
+    def client_ca_bundle(self, es: str) -> list[x509.Certificate]:
+        return self.bundle(OPERATOR_NAMESPACE, f"etcd-{es}-client-ca", "ca.crt")
+
+    def serving_leaf(self, es: str) -> x509.Certificate:
+        return self.leaf(OPERATOR_NAMESPACE, f"etcd-{es}-serving")
+
+
+def verifies(leaf: x509.Certificate, bundle: list[x509.Certificate]) -> bool:
+    return any(signed_by(leaf, ca) for ca in bundle)
+
+
+def fps(certs: list[x509.Certificate]) -> set[str]:
+    return {fingerprint(c) for c in certs}
+
+
+def test_material_is_delivered_everywhere_and_verifies(storages, api):
+    m = Material(api)
+    name = storages.unique("pki")
+    ns1, ns2 = f"{name}-a", f"{name}-b"
+    spec = {"replicas": 1, "caCertConfigMap": dests(ns1, "serving-ca") + dests(ns2, "serving-ca"),
+            "clientCertSecret": dests(ns1, "client") + dests(ns2, "client")}
+    storages.create(name, spec)
+    storages.wait_condition(name, "Ready", "True")
+    assert storages.condition(name, "CertificatesReady")["status"] == "True"
+
+    serving = m.serving_leaf(name)
+    san = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    svc = f"etcd-{name}"
+    assert set(san.get_values_for_type(x509.DNSName)) == {
+        svc, f"{svc}.{OPERATOR_NAMESPACE}", f"{svc}.{OPERATOR_NAMESPACE}.svc",
+        f"{svc}.{OPERATOR_NAMESPACE}.svc.cluster.local", "localhost"}
+    client_bundle = m.client_ca_bundle(name)
+    for ns in (ns1, ns2):
+        assert verifies(serving, m.bundle(ns, "serving-ca", "serving-ca.crt"))
+        secret = m.secret(ns, "client")
+        assert secret["type"] == "kubernetes.io/tls"
+        assert "PRIVATE KEY" in secret["text"]["tls.key"]
+        leaf = load_certs(secret["text"]["tls.crt"])[0]
+        assert verifies(leaf, client_bundle)
+        assert not verifies(leaf, m.bundle(ns, "serving-ca", "serving-ca.crt"))
+    # CA keys stay in the operator namespace; the proxy restarts only for its trusted bundle.
+    ca_secret = m.secret(OPERATOR_NAMESPACE, f"etcd-{name}-ca")
+    assert {"serving-ca.key", "client-ca.key"} <= set(ca_secret["text"])
+    for ns in (ns1, ns2):
+        assert "PRIVATE KEY" not in str((m.cm(ns, "serving-ca") or {}).get("data"))
+    dep = storages.deployment(name)
+    bundle_text = m.cm(OPERATOR_NAMESPACE, f"etcd-{name}-client-ca")["data"]["ca.crt"]
+    assert dep["spec"]["template"]["metadata"]["annotations"][HASH] == bundle_hash(bundle_text)
+    # Status publishes every certificate's lifetime.
+    certs = storages.get(name)["status"]["certificates"]
+    assert {c["namespace"] for c in certs["clients"]} == {ns1, ns2}
+    assert certs["serving"]["renewalTime"] < certs["serving"]["notAfter"]
+    assert "servingCA" in certs and "clientCA" in certs
+
+
+def test_foreign_keys_kept_and_garbage_replaced_with_a_warning(storages, api):
+    m = Material(api)
+    name = storages.unique("merge")
+    ns = f"{name}-ns"
+    ensure_namespace(api, ns)
+    m.core.create_namespaced_config_map(ns, {"metadata": {"name": "ca"},
+                                             "data": {"other": "keep me", "serving-ca.crt": "garbage"}})
+    m.core.create_namespaced_secret(ns, {"metadata": {"name": "cert"}, "type": "kubernetes.io/tls",
+                                         "data": {"tls.crt": base64.b64encode(b"junk").decode(),
+                                                  "tls.key": base64.b64encode(b"junk").decode(),
+                                                  "extra": base64.b64encode(b"mine").decode()}})
+    storages.create(name, {"replicas": 1, "caCertConfigMap": dests(ns, "ca"), "clientCertSecret": dests(ns, "cert")})
+    storages.wait_condition(name, "Ready", "True")
+    cm, secret = m.cm(ns, "ca"), m.secret(ns, "cert")
+    assert cm["data"]["other"] == "keep me"
+    assert secret["text"]["extra"] == "mine"
+    assert verifies(m.serving_leaf(name), load_certs(cm["data"]["serving-ca.crt"]))
+    assert verifies(load_certs(secret["text"]["tls.crt"])[0], m.client_ca_bundle(name))
+    events = m.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
+    warnings = [e.message for e in events if e.type == "Warning" and e.reason == "ReplacedInvalidData"]
+    assert any(f"ConfigMap {ns}/ca" in w for w in warnings), warnings
+    assert any("spec.clientCertSecret[0]" in w for w in warnings), warnings
+
+
+def test_unchanged_etcdstorage_with_destinations_reconciles_without_writes(storages, cp):
+    name = storages.unique("quiet")
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "caCertConfigMap": dests(ns, "ca"), "clientCertSecret": dests(ns, "c")})
+    storages.wait_condition(name, "Ready", "True")
+    storages.wait("proxy settled", lambda: storages.condition(name, "ProxyAvailable")["reason"]
+                  == "MinimumReplicasAvailable")
+    storages.patch(name, {"metadata": {"annotations": {"ansible.sdk.operatorframework.io/reconcile-period": "1s"}}})
+    first = storages.reconciles(name)
+    storages.wait("a reconcile after the annotation", lambda: storages.reconciles(name) >= first + 1)
+    since, before = time.time(), storages.reconciles(name)
+    storages.wait("three more reconciles", lambda: storages.reconciles(name) >= before + 3)
+    writes = [f"{w['verb']} {w['requestURI']}" for w in audit_writes(cp.audit_log, "etcdproxy-operator", since)
+              if name in w.get("requestURI", "") or ns in w.get("requestURI", "")
+              or name in str(w.get("objectRef", {}))]
+    assert writes == []
+
+
+def test_rotate_annotation_renews_leaves_and_both_chains_verify(storages, api):
+    m = Material(api)
+    name = storages.unique("rot")
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "caCertConfigMap": dests(ns, "ca"), "clientCertSecret": dests(ns, "c")})
+    storages.wait_condition(name, "Ready", "True")
+    old_serving, old_client = m.serving_leaf(name), m.leaf(ns, "c")
+    old_hash = storages.deployment(name)["spec"]["template"]["metadata"]["annotations"][HASH]
+    storages.patch(name, {"metadata": {"annotations": {"etcd.etcdproxy.dev/rotate": "2026-11-24"}}})
+    storages.wait("leaves renewed", lambda: m.leaf(ns, "c").serial_number != old_client.serial_number
+                  and m.serving_leaf(name).serial_number != old_serving.serial_number)
+    new_client = m.leaf(ns, "c")
+    for leaf in (old_client, new_client):
+        assert verifies(leaf, m.client_ca_bundle(name))
+    for leaf in (old_serving, m.serving_leaf(name)):
+        assert verifies(leaf, m.bundle(ns, "ca", "serving-ca.crt"))
+    # Same CAs: the proxy is not restarted for a leaf renewal.
+    assert storages.deployment(name)["spec"]["template"]["metadata"]["annotations"][HASH] == old_hash
+    # The annotation is handled once, not on every reconcile.
+    serial = new_client.serial_number
+    storages.patch(name, {"metadata": {"annotations": {"ansible.sdk.operatorframework.io/reconcile-period": "1s"}}})
+    before = storages.reconciles(name)
+    storages.wait("two more reconciles", lambda: storages.reconciles(name) >= before + 2)
+    assert m.leaf(ns, "c").serial_number == serial
+
+
+def test_rotate_ca_annotation_runs_the_staged_rotation(storages, api):
+    m = Material(api)
+    name = storages.unique("carot")
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "caCertConfigMap": dests(ns, "ca"), "clientCertSecret": dests(ns, "c")})
+    storages.wait_condition(name, "Ready", "True")
+    old_client_cas, old_serving_cas = fps(m.client_ca_bundle(name)), fps(m.bundle(ns, "ca", "serving-ca.crt"))
+    old_client, old_serving = m.leaf(ns, "c"), m.serving_leaf(name)
+    old_hash = storages.deployment(name)["spec"]["template"]["metadata"]["annotations"][HASH]
+
+    storages.patch(name, {"metadata": {"annotations": {"etcd.etcdproxy.dev/rotate-ca": "1"}}})
+    # Stage 1: the next CAs are published in every bundle (proxy rolls for its trusted bundle).
+    storages.wait("next CAs published", lambda: len(m.client_ca_bundle(name)) == 2
+                  and len(m.bundle(ns, "ca", "serving-ca.crt")) == 2)
+    saw_overlap = storages.get(name)["status"]["certificates"]
+    # Stage 2: leaves re-signed by the new CAs only after delivery; the old chains still verify.
+    storages.wait("leaves re-signed by the new CAs", lambda: not signed_by(m.leaf(ns, "c"), _only(
+        m.client_ca_bundle(name), old_client_cas)) and not signed_by(m.serving_leaf(name), _only(
+            m.bundle(ns, "ca", "serving-ca.crt"), old_serving_cas)))
+    client_bundle, serving_bundle = m.client_ca_bundle(name), m.bundle(ns, "ca", "serving-ca.crt")
+    assert old_client_cas < fps(client_bundle) and old_serving_cas < fps(serving_bundle)
+    for leaf, bundle in ((old_client, client_bundle), (m.leaf(ns, "c"), client_bundle),
+                         (old_serving, serving_bundle), (m.serving_leaf(name), serving_bundle)):
+        assert verifies(leaf, bundle)
+    assert storages.deployment(name)["spec"]["template"]["metadata"]["annotations"][HASH] != old_hash
+    storages.wait("status shows both rotations done", lambda: all(
+        "rotation" not in storages.get(name)["status"]["certificates"][k] for k in ("clientCA", "servingCA")))
+    certs = storages.get(name)["status"]["certificates"]
+    assert "previousTrustedUntil" in certs["clientCA"] and "previousTrustedUntil" in certs["servingCA"]
+    assert storages.condition(name, "Ready")["status"] == "True"
+    # While the rotation was staged, status said when the overlap window started and when signing switches.
+    if "rotation" in saw_overlap.get("clientCA", {}):
+        assert saw_overlap["clientCA"]["rotation"]["phase"] == "Overlap"
+
+
+def _only(bundle: list[x509.Certificate], keep: set[str]) -> x509.Certificate:
+    (cert,) = [c for c in bundle if fingerprint(c) in keep]
+    return cert
+
+
+def test_adding_a_destination_issues_one_cert_without_rotating(storages, api):
+    m = Material(api)
+    name = storages.unique("add")
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "clientCertSecret": dests(ns, "one")})
+    storages.wait_condition(name, "Ready", "True")
+    ca_before = m.secret(OPERATOR_NAMESPACE, f"etcd-{name}-ca")["text"]["client-ca.crt"]
+    one_rv = m.secret(ns, "one")["metadata"]["resource_version"]
+    dep_before = storages.deployment(name)
+    storages.patch(name, {"spec": {"clientCertSecret": dests(ns, "one", "two")}})
+    storages.wait("second client cert delivered", lambda: m.secret(ns, "two") is not None)
+    storages.wait_condition(name, "Ready", "True")
+    assert verifies(m.leaf(ns, "two"), m.client_ca_bundle(name))
+    assert m.secret(OPERATOR_NAMESPACE, f"etcd-{name}-ca")["text"]["client-ca.crt"] == ca_before
+    assert m.secret(ns, "one")["metadata"]["resource_version"] == one_rv
+    dep_after = storages.deployment(name)
+    assert dep_after["spec"]["template"] == dep_before["spec"]["template"]
+
+
+def test_missing_destination_namespace_is_reported_and_isolated(storages, api):
+    m = Material(api)
+    name = storages.unique("nons")
+    good_ns, missing_ns = f"{name}-ok", f"{name}-missing"
+    ensure_namespace(api, good_ns)
+    storages.create(name, {"replicas": 1, "clientCertSecret": [{"name": "c", "namespace": good_ns},
+                                                               {"name": "c", "namespace": missing_ns}]},
+                    make_namespaces=False)
+    cond = storages.wait_condition(name, "CertificatesReady", "False")
+    assert f"namespace {missing_ns} does not exist" in cond["message"]
+    assert "spec.clientCertSecret[1]" in cond["message"]
+    assert storages.condition(name, "Ready")["status"] == "False"
+    # The other destination is still served, and a neighbour is unaffected.
+    storages.wait("good destination served", lambda: m.secret(good_ns, "c") is not None)
+    other = storages.unique("neighbour")
+    storages.create(other, {"replicas": 1})
+    storages.wait_condition(other, "Ready", "True")
+    # Creating the namespace repairs it without user action on the EtcdStorage.
+    ensure_namespace(api, missing_ns)
+    storages.wait_condition(name, "Ready", "True")
+    assert verifies(m.leaf(missing_ns, "c"), m.client_ca_bundle(name))
+
+
+def test_destination_of_another_tenant_is_refused_not_overwritten(storages, api):
+    m = Material(api)
+    first, second = storages.unique("owner"), storages.unique("intruder")
+    ns = f"{first}-ns"
+    storages.create(first, {"replicas": 1, "clientCertSecret": dests(ns, "shared")})
+    storages.wait_condition(first, "Ready", "True")
+    before = m.secret(ns, "shared")["text"]["tls.crt"]
+    storages.create(second, {"replicas": 1, "clientCertSecret": dests(ns, "shared")})
+    cond = storages.wait_condition(second, "CertificatesReady", "False")
+    assert f"already receives the material of EtcdStorage {first}" in cond["message"]
+    assert m.secret(ns, "shared")["text"]["tls.crt"] == before
