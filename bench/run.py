@@ -7,13 +7,16 @@
   runner's input (env/extravars) to ansible-runner writing its rc, i.e. everything but the
   operator's Go side;
 - apply -> Ready=True over 10 EtcdStorages created one after another (p50/p90);
-- API writes made by periodic reconciles of an unchanged EtcdStorage (audit log; target 0).
+- API writes made by periodic reconciles of an unchanged EtcdStorage (audit log; target 0);
+- time to issue a full tenant bundle (2 CAs + serving leaf + one client leaf), ECDSA and RSA, and
+  each module's wall time inside a reconcile (ansible-runner's own task durations).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -64,6 +67,41 @@ def reconcile_walls(name: str, runs: int, custom: client.CustomObjectsApi) -> li
     return walls
 
 
+def task_durations(name: str) -> dict[str, float]:
+    """Median duration of each module in the runs kept for ``name``, from ansible-runner's own events."""
+    per: dict[str, list[float]] = {}
+    for run in (RUNNER_DIR / name / "artifacts").iterdir():
+        if run.name == "latest" or not (run / "job_events").exists():
+            continue
+        for f in (run / "job_events").iterdir():
+            ev = json.loads(f.read_text())
+            data = ev.get("event_data") or {}
+            if ev.get("event") == "runner_on_ok" and data.get("duration") is not None:
+                per.setdefault(data["task_action"], []).append(float(data["duration"]))
+    return {action: round(statistics.median(v), 3) for action, v in per.items()}
+
+
+def issuance_ms(key_type: str, rounds: int = 20) -> float:
+    """Median time to issue a full tenant bundle: 2 CAs, the serving leaf and one client leaf."""
+    import datetime
+
+    from etcdproxy_certs import CAState, Settings, client_spec, issue_leaf, plan_ca, serving_spec
+
+    h = datetime.timedelta(hours=1)
+    settings = Settings(ca_validity=8760 * h, serving_validity=730 * h, client_validity=730 * h, key_type=key_type)
+    times = []
+    for _ in range(rounds):
+        now = datetime.datetime.now(datetime.UTC)
+        t0 = time.perf_counter()
+        serving, client_ca = CAState(), CAState()
+        plan_ca("serving", serving, "b", settings, now, False, False)
+        plan_ca("client", client_ca, "b", settings, now, False, False)
+        issue_leaf(serving_spec("b", "ns"), serving.current, settings.serving_validity, key_type, now)
+        issue_leaf(client_spec("b", "ns", "s"), client_ca.current, settings.client_validity, key_type, now)
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def audit_writes(path: Path, since: float, name: str) -> int:
     from datetime import datetime
 
@@ -80,7 +118,11 @@ def audit_writes(path: Path, since: float, name: str) -> int:
 
 def main() -> int:
     results: dict[str, object] = {}
+    results["issue_tenant_bundle_ecdsa_ms"] = issuance_ms("ecdsa")
+    results["issue_tenant_bundle_rsa_ms"] = issuance_ms("rsa", rounds=5)
     workdir = REPO / ".cache" / "bench-localcp"
+    for old in RUNNER_DIR.glob("bench-*"):  # artifacts of earlier bench runs would mix in
+        shutil.rmtree(old, ignore_errors=True)
     cp = ControlPlane(workdir=workdir)
     cp.start()
     results["control_plane_cold_start_s"] = cp.timings["total_s"]
@@ -100,7 +142,8 @@ def main() -> int:
         for i in range(10):
             name = f"bench-{i}"
             body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": name},
-                    "spec": {"replicas": 1}}
+                    "spec": {"replicas": 1, "caCertConfigMap": [{"name": f"etcd-{name}-ca", "namespace": "default"}],
+                             "clientCertSecret": [{"name": f"etcd-{name}", "namespace": "default"}]}}
             t0 = time.monotonic()
             custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
             wait_for(f"{name} Ready", lambda name=name: ready(custom, name), 120, op.proc, op.log, interval=0.05)
@@ -113,6 +156,8 @@ def main() -> int:
         results["reconcile_wall_p50_s"] = round(statistics.median(walls), 3)
         results["reconcile_wall_max_s"] = round(max(walls), 3)
         results["writes_per_unchanged_reconcile"] = audit_writes(cp.audit_log, since, "bench-0") / len(walls)
+        for action, seconds in task_durations("bench-0").items():
+            results[f"module_{action}_p50_s"] = seconds
     finally:
         if op is not None:
             op.stop()

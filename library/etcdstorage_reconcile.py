@@ -1,0 +1,218 @@
+#!/usr/bin/python
+"""Ansible module: one EtcdStorage reconcile in one process (certificates, then status and drift)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: etcdstorage_reconcile
+short_description: Certificates, status and proxy drift of an EtcdStorage in one module call
+description:
+  - Runs what M(etcdstorage_certs) and M(etcdstorage_status) do, in that order, in one process with
+    one Kubernetes client. Every module process pays for importing the kubernetes client (about
+    0.3 s on 2 cores); the role calls this one so a steady-state reconcile is a single module call.
+  - Sets the annotation C(etcd.etcdproxy.dev/client-ca-hash) on the pod template of the proxy
+    Deployment in O(proxy_objects) to the hash of the client CA bundle the proxy must trust, so the
+    proxy restarts when (and only when) that bundle changes.
+  - Writes nothing when nothing changed. Returns the proxy objects that differ from the cluster for
+    C(kubernetes.core.k8s) to apply.
+version_added: "0.1.0"
+author: etcdproxy-operator developers
+options:
+  name:
+    description: Name of the EtcdStorage.
+    type: str
+    required: true
+  uid:
+    description: UID of the EtcdStorage (material of an earlier object with the same name is not reused).
+    type: str
+    default: ""
+  namespace:
+    description: The operator namespace.
+    type: str
+    required: true
+  spec:
+    description: The EtcdStorage spec.
+    type: dict
+    default: {}
+  annotations:
+    description: The EtcdStorage annotations (C(etcd.etcdproxy.dev/rotate), C(etcd.etcdproxy.dev/rotate-ca)).
+    type: dict
+    default: {}
+  manage_certificates:
+    description: Run the certificate step.
+    type: bool
+    default: true
+  ca_overlap:
+    description: See M(etcdstorage_certs).
+    type: str
+    default: ""
+  core_ca_configmap:
+    description: ConfigMap holding the core etcd CA bundle.
+    type: str
+    default: etcd-coreserving-ca
+  core_ca_key:
+    description: Key of the CA bundle in O(core_ca_configmap).
+    type: str
+    default: ca.crt
+  core_client_secret:
+    description: kubernetes.io/tls Secret with the core etcd client certificate (no Common Name).
+    type: str
+    default: etcd-coreserving-cert
+  config_errors:
+    description: Problems with the operator configuration found by the role; reported as-is.
+    type: list
+    elements: str
+    default: []
+  proxy_objects:
+    description: The proxy Deployment and Service as the role renders them.
+    type: list
+    elements: dict
+    default: []
+  retry_period:
+    description: How soon to look again while something we do not watch blocks readiness.
+    type: str
+    default: 30s
+  max_requeue_seconds:
+    description: The reconcile period; a requeue later than this is left to the periodic reconcile.
+    type: int
+    default: 600
+  manage_status:
+    description: Read the EtcdStorage and write its status and Events (off for the one-off playbook).
+    type: bool
+    default: true
+  kubeconfig:
+    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
+    type: path
+attributes:
+  check_mode:
+    support: full
+notes:
+  - Handles private keys; the task calling it must set C(no_log). Nothing it returns contains key material.
+requirements:
+  - kubernetes >= 28
+  - cryptography >= 42
+"""
+
+EXAMPLES = r"""
+- name: Reconcile one EtcdStorage
+  etcdstorage_reconcile:
+    name: "{{ cr.metadata.name }}"
+    uid: "{{ cr.metadata.uid }}"
+    namespace: kube-apiserver-storage
+    spec: "{{ cr.spec }}"
+    annotations: "{{ cr.metadata.annotations | default({}) }}"
+    proxy_objects: "{{ lookup('ansible.builtin.template', 'proxy.yaml.j2') | ansible.builtin.from_yaml_all | list }}"
+  no_log: true
+  register: result
+
+- name: Apply what differs
+  kubernetes.core.k8s:
+    apply: true
+    definition: "{{ result.apply }}"
+  when: result.apply | length > 0
+"""
+
+RETURN = r"""
+apply:
+  description: The members of O(proxy_objects) that differ from the cluster and must be applied.
+  returned: always
+  type: list
+  elements: dict
+drift:
+  description: For each object in RV(apply), the first field that differs (or C(missing)).
+  returned: always
+  type: dict
+ready:
+  description: Whether the Ready condition is True.
+  returned: always
+  type: bool
+problems:
+  description: Problems found by the certificate step.
+  returned: always
+  type: list
+  elements: str
+certificates:
+  description: notAfter and renewalTime of every certificate, CA rotation state.
+  returned: always
+  type: dict
+requeue_after:
+  description: Go duration after which to reconcile again, or an empty string.
+  returned: always
+  type: str
+events:
+  description: Events emitted by both steps.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible.module_utils.etcdproxy_certs_kube import (
+        CERT_OPTIONS, HASH_ANNOTATION, failed_result, reconcile_certificates,
+    )
+    from ansible.module_utils.etcdproxy_kube import Kube, api_client
+    from ansible.module_utils.etcdproxy_status_kube import STATUS_OPTIONS, reconcile_status
+    IMPORT_ERROR = None
+except ImportError:
+    IMPORT_ERROR = traceback.format_exc()
+    CERT_OPTIONS, STATUS_OPTIONS = {}, {}
+
+STEP_ONLY = ("emit_events", "certificate_problems", "extra_status", "next_check_seconds")
+
+
+def options() -> dict:
+    spec = {k: v for k, v in {**CERT_OPTIONS, **STATUS_OPTIONS}.items() if k not in STEP_ONLY}
+    spec["spec"] = dict(type="dict", default={})
+    spec["manage_certificates"] = dict(type="bool", default=True)
+    return spec
+
+
+def run(module: AnsibleModule) -> dict:
+    p = module.params
+    kube = Kube(api_client(p["kubeconfig"]))
+    certs = None
+    if p["manage_certificates"]:
+        cert_params = {k: p.get(k) for k in CERT_OPTIONS}
+        cert_params["emit_events"] = p["manage_status"]
+        try:
+            certs = reconcile_certificates(kube, cert_params, module.check_mode)
+        except Exception as exc:  # reported through CertificatesReady, retried
+            certs = failed_result(exc)
+    status_params = {k: p.get(k) for k in STATUS_OPTIONS if k not in STEP_ONLY}
+    status_params.update(
+        certificate_problems=certs["problems"] if certs else None,
+        extra_status={"certificates": certs["certificates"]} if certs and certs["certificates"] else None,
+        next_check_seconds=certs["next_check_seconds"] if certs else 0,
+    )
+    hash_value = certs["client_ca_hash"] if certs else ""
+    status = reconcile_status(kube, status_params, module.check_mode, (HASH_ANNOTATION, hash_value))
+    return {
+        "changed": bool(status["changed"] or (certs and certs["changed"])),
+        "apply": status["apply"], "drift": status["drift"], "ready": status["ready"],
+        "requeue_after": status["requeue_after"],
+        "problems": certs["problems"] if certs else [],
+        "certificates": certs["certificates"] if certs else {},
+        "written": certs["written"] if certs else [],
+        "events": (certs["events"] if certs else []) + status["events"],
+        "msg": status.get("msg", ""),
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=options(), supports_check_mode=True)
+    if IMPORT_ERROR:
+        module.fail_json(msg="etcdstorage_reconcile needs the kubernetes and cryptography libraries",
+                         exception=IMPORT_ERROR)
+    try:
+        module.exit_json(**run(module))
+    except Exception as exc:  # report, never crash-loop with a traceback as the only message
+        module.fail_json(msg=f"EtcdStorage {module.params['name']}: {exc}", exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Kubernetes side of the status step: observe, write .status and Events on change, find drift.
+
+Shared by the modules etcdstorage_status (alone) and etcdstorage_reconcile (after the certificate
+step, in one process). The decisions are in etcdproxy_status and etcdproxy_objects.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+try:
+    from ansible.module_utils.etcdproxy_kube import Kube
+    from ansible.module_utils.etcdproxy_objects import drifted, object_key
+    from ansible.module_utils.etcdproxy_pki import load_certs
+    from ansible.module_utils.etcdproxy_status import (
+        Observed,
+        check_core_material,
+        desired_status,
+        merge_patch,
+        requeue_after,
+        rfc3339,
+        status_changes,
+        transition_events,
+    )
+except ImportError:  # plain Python (tests, harness)
+    from etcdproxy_kube import Kube  # type: ignore[no-redef]
+    from etcdproxy_objects import drifted, object_key  # type: ignore[no-redef]
+    from etcdproxy_pki import load_certs  # type: ignore[no-redef]
+    from etcdproxy_status import (  # type: ignore[no-redef]
+        Observed,
+        check_core_material,
+        desired_status,
+        merge_patch,
+        requeue_after,
+        rfc3339,
+        status_changes,
+        transition_events,
+    )
+
+
+def parse_duration_seconds(value: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if value and value[-1] in units and value[:-1].isdigit():
+        return int(value[:-1]) * units[value[-1]]
+    raise ValueError(f"retry_period {value!r} must look like 30s, 5m or 1h")
+
+
+def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
+    """(why each differing object differs, the objects to apply, the live Deployment)."""
+    drift, apply, live_deployment = {}, [], None
+    for obj in objects:
+        live = kube.get_object(obj)
+        if obj["kind"] == "Deployment":
+            live_deployment = live
+        why = drifted(obj, live)
+        if why:
+            drift[object_key(obj)] = why
+            apply.append(obj)
+    return drift, apply, live_deployment
+
+
+def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
+                     hash_annotation: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Observe one EtcdStorage, write its status and Events if they changed, find proxy drift.
+
+    ``params``: the options of etcdstorage_status (see its docs). ``hash_annotation`` (key, value) is
+    set on the pod template of every Deployment in ``proxy_objects`` before comparing (the
+    client CA bundle hash that rolls the proxy when its trusted CAs change).
+    """
+    p = params
+    name, ns = p["name"], p["namespace"]
+    if hash_annotation and hash_annotation[1]:
+        for obj in p["proxy_objects"]:
+            if obj.get("kind") == "Deployment":
+                template_meta = obj["spec"]["template"].setdefault("metadata", {})
+                template_meta.setdefault("annotations", {})[hash_annotation[0]] = hash_annotation[1]
+    manage = p["manage_status"]
+    cr = kube.get_etcdstorage(name) if manage else None
+    if manage and cr is None:
+        return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
+                "apply": [], "drift": {},
+                "msg": f"EtcdStorage {name} no longer exists"}
+    drift, apply, live_deployment = find_drift(kube, p["proxy_objects"])
+    if not manage:
+        return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
+                "apply": apply, "drift": drift}
+    if not p["proxy_objects"]:
+        live_deployment = kube.get_deployment(ns, f"etcd-{name}")
+    core_problems = check_core_material(
+        kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"]),
+        ns, p["core_ca_configmap"], p["core_ca_key"], p["core_client_secret"], parse_certs=load_certs)
+    obs = Observed(
+        name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
+        config_errors=p["config_errors"], core_problems=core_problems,
+        certificate_problems=p["certificate_problems"],
+        deployment=live_deployment, pending=list(drift),
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    old = cr.get("status") or {}
+    new = desired_status(obs, old, now, p["extra_status"])
+    changed = status_changes(old, new)
+    events = transition_events(old, new) if changed else []
+    if changed and not check_mode:
+        # Events first: if the status write then fails, the next run repeats
+        # the transition (and its Event) instead of losing it.
+        for ev in events:
+            kube.create_event(cr, ev.type, ev.reason, ev.message, rfc3339(now))
+        kube.patch_etcdstorage_status(name, merge_patch(old, new))
+    retry = requeue_after(new, parse_duration_seconds(p["retry_period"]))
+    due = p["next_check_seconds"]
+    if due and due < p["max_requeue_seconds"]:
+        retry = min(retry, due) if retry else due
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new["conditions"])
+    return {"changed": changed, "ready": ready, "status": new, "apply": apply, "drift": drift,
+            "events": [ev.__dict__ for ev in events], "requeue_after": f"{retry}s" if retry else ""}
+
+# The module options (argument_spec) of the module that runs this step alone.
+STATUS_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    namespace=dict(type="str", required=True),
+    core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
+    core_ca_key=dict(type="str", default="ca.crt"),
+    core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
+    config_errors=dict(type="list", elements="str", default=[]),
+    certificate_problems=dict(type="list", elements="str"),
+    proxy_objects=dict(type="list", elements="dict", default=[]),
+    extra_status=dict(type="dict"),
+    retry_period=dict(type="str", default="30s"),
+    next_check_seconds=dict(type="int", default=0),
+    max_requeue_seconds=dict(type="int", default=600),
+    manage_status=dict(type="bool", default=True),
+    kubeconfig=dict(type="path"),
+)
