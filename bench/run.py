@@ -27,13 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "module
 
 from kubernetes import client
 
-from hack.localcp.admin import install_crd, seed_operator_namespace
-from hack.localcp.cluster import REPO, ControlPlane, wait_for
+from hack.localcp.admin import install_crd, install_rbac, seed_operator_namespace
+from hack.localcp.cluster import OPERATOR_USER, REPO, ControlPlane, wait_for
 from hack.localcp.operator import start_operator
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
-OPERATOR_USER = "etcdproxy-operator"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -134,6 +133,7 @@ def main() -> int:
     try:
         install_crd(cp)
         seed_operator_namespace(cp)
+        install_rbac(cp)
         os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
         op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
         custom = client.CustomObjectsApi(cp.api())

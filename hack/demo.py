@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from kubernetes import client
 
-from hack.localcp.admin import ensure_namespace, install_crd, seed_operator_namespace
+from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from hack.localcp.cluster import BIN_DIR, REPO, ControlPlane, Process, StartError, wait_for
 from hack.localcp.operator import start_operator
 
@@ -42,6 +42,7 @@ def main() -> int:
         print(f"  up in {cp.timings['total_s']}s: {cp.timings}", flush=True)
         install_crd(cp)
         seed_operator_namespace(cp)
+        install_rbac(cp)
         op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
         print(f"ansible-operator running (log: {op.log})", flush=True)
         api = cp.api()
@@ -53,7 +54,11 @@ def main() -> int:
                 if not obj or obj.get("kind") != "EtcdStorage":
                     continue
                 for dest in obj["spec"].get("caCertConfigMap", []) + obj["spec"].get("clientCertSecret", []):
-                    ensure_namespace(api, dest["namespace"])
+                    ensure_namespace(api, dest["namespace"], grant_delivery=False)
+                # What the API server's admin applies so the operator may deliver there.
+                subprocess.run([str(BIN_DIR / "kubectl"), f"--kubeconfig={cp.kubeconfig}", "apply", "-f",
+                                str(REPO / "config" / "rbac" / "destination_role_example.yaml")],
+                               check=True, capture_output=True)
                 custom.create_cluster_custom_object("etcd.etcdproxy.dev", "v1alpha1", "etcdstorages", obj)
                 names.append(obj["metadata"]["name"])
                 print(f"applied {path.relative_to(REPO)}: EtcdStorage {obj['metadata']['name']}", flush=True)
@@ -72,6 +77,7 @@ def main() -> int:
         kubectl(cp, "get", "etcdstorage", "-o", "wide")
         kubectl(cp, "-n", NS, "get", "deployment,service,pods", "-l", "app.kubernetes.io/name=etcd-proxy",
                 "-o", "wide")
+        kubectl(cp, "-n", "wardle", "get", "configmap/etcd-serving-ca", "secret/etcd-client-cert")
         kubectl(cp, "get", "etcdstorage", names[0], "-o", "jsonpath={range .status.conditions[*]}"
                 "{.type}={.status} ({.reason}): {.message}{\"\\n\"}{end}")
         print(f"\ndemo finished in {time.monotonic() - t0:.1f}s", flush=True)

@@ -22,13 +22,13 @@ KUBE_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
 build() {
   local name=$1 dir=$2 pkg=$3 ldflags=${4:--s -w}
   local stamp="$BIN/.$name.stamp" want
-  want="$(sha256sum "hack/tools/$dir/go.mod" "hack/tools/$dir/go.sum" | sha256sum | cut -c1-16) $pkg $(go env GOVERSION)"
+  want="$(sha256sum "hack/tools/$dir/go.mod" "hack/tools/$dir/go.sum" | sha256sum | cut -c1-16) $pkg ${TAGS:-} $(go env GOVERSION)"
   if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
   echo ">> building $name ($pkg)"
   local t0=$SECONDS
-  (cd "hack/tools/$dir" && go build -trimpath -ldflags "$ldflags" -o "$BIN/$name" "$pkg")
+  (cd "hack/tools/$dir" && go build ${TAGS:-} -trimpath -ldflags "$ldflags" -o "$BIN/$name" "$pkg")
   echo "$want" > "$stamp"
   echo "   $name built in $((SECONDS - t0))s"
 }
@@ -41,3 +41,6 @@ build etcd kube go.etcd.io/etcd/server/v3
 build etcdctl kube go.etcd.io/etcd/etcdctl/v3
 build kubectl kube k8s.io/kubernetes/cmd/kubectl "$KUBE_LDFLAGS"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
+build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5
+# operator-sdk: the upstream build uses this tag to avoid cgo/gpgme.
+TAGS="-tags=containers_image_openpgp" build operator-sdk operator-sdk github.com/operator-framework/operator-sdk/cmd/operator-sdk

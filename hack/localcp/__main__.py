@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .admin import install_crd, seed_operator_namespace
+from .admin import install_crd, install_rbac, seed_operator_namespace
 from .cluster import DEFAULT_WORKDIR, ControlPlane, StartError
 
 
@@ -20,6 +20,7 @@ def main() -> int:
             cp = ControlPlane(etcd_members=args.etcd_members).start()
             install_crd(cp)
             seed_operator_namespace(cp)
+            install_rbac(cp)
         except StartError as exc:
             print(f"local control plane failed: {exc}", file=sys.stderr)
             return 1

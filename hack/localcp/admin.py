@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from kubernetes import client, utils
 from kubernetes.client.rest import ApiException
 
-from .cluster import REPO, ControlPlane, wait_for
+from .cluster import BIN_DIR, REPO, ControlPlane, wait_for
 
 OPERATOR_NAMESPACE = "kube-apiserver-storage"
 CRD_FILE = REPO / "config" / "crd" / "bases" / "etcd.etcdproxy.dev_etcdstorages.yaml"
@@ -33,8 +34,43 @@ def apply(api: client.ApiClient, obj: dict[str, Any]) -> None:
             raise
 
 
-def ensure_namespace(api: client.ApiClient, name: str) -> None:
+def ensure_namespace(api: client.ApiClient, name: str, grant_delivery: bool = True) -> None:
+    """A namespace, by default with the Role an API server admin grants the operator (see
+    config/rbac/destination_role_example.yaml; here without resourceNames, for any object)."""
     apply(api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    if not grant_delivery:
+        return
+    rbac = client.RbacAuthorizationV1Api(api)
+    role = {"metadata": {"name": "etcdproxy-operator-delivery", "namespace": name},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"],
+                       "verbs": ["get", "create", "update", "patch"]}]}
+    binding = {"metadata": {"name": "etcdproxy-operator-delivery", "namespace": name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                           "name": "etcdproxy-operator-delivery"},
+               "subjects": [{"kind": "ServiceAccount", "name": "etcdproxy-operator",
+                             "namespace": OPERATOR_NAMESPACE}]}
+    for create, body in ((rbac.create_namespaced_role, role), (rbac.create_namespaced_role_binding, binding)):
+        try:
+            create(name, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+def kustomize_apply(cp: ControlPlane, path: str, *extra: str) -> str:
+    """``kustomize build <path> | kubectl apply --server-side -f -`` as the admin; returns kubectl's output."""
+    built = subprocess.run([str(BIN_DIR / "kustomize"), "build", str(REPO / path)], check=True,
+                           capture_output=True, text=True).stdout
+    out = subprocess.run([str(BIN_DIR / "kubectl"), f"--kubeconfig={cp.kubeconfig}", "apply", "--server-side",
+                          "--force-conflicts", "-f", "-", *extra], input=built, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl apply of {path} failed: {out.stderr}")
+    return out.stdout
+
+
+def install_rbac(cp: ControlPlane) -> None:
+    """The operator's ServiceAccount, Roles and bindings, from config/rbac."""
+    kustomize_apply(cp, "config/rbac")
 
 
 def seed_operator_namespace(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE,
@@ -42,7 +78,7 @@ def seed_operator_namespace(cp: ControlPlane, namespace: str = OPERATOR_NAMESPAC
                             client_secret: str = "etcd-coreserving-cert") -> None:
     """The operator namespace with the core etcd CA ConfigMap and client Secret."""
     api = cp.api()
-    ensure_namespace(api, namespace)
+    ensure_namespace(api, namespace, grant_delivery=False)
     pki = cp.pki
     apply(api, {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": ca_configmap, "namespace": namespace},

@@ -34,6 +34,7 @@ DEFAULT_WORKDIR = Path(os.environ.get("LOCALCP_DIR", REPO / ".cache" / "localcp"
 KUBE_VERSION = "v1.34.4"
 SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE = "kwok-node-0"
+OPERATOR_USER = "system:serviceaccount:kube-apiserver-storage:etcdproxy-operator"
 
 
 class StartError(RuntimeError):
@@ -116,8 +117,9 @@ class Pki:
             "controller-manager": ("kube-ca", CertSpec(common_name="system:kube-controller-manager",
                                                        usage="client")),
             "scheduler": ("kube-ca", CertSpec(common_name="system:kube-scheduler", usage="client")),
-            # The operator's own identity, so its requests are countable in the audit log.
-            "operator": ("kube-ca", CertSpec(common_name="etcdproxy-operator", organization="system:masters",
+            # The operator runs as its ServiceAccount's user name, so config/rbac is what authorizes it
+            # (and its requests are countable in the audit log).
+            "operator": ("kube-ca", CertSpec(common_name=OPERATOR_USER, organization="system:serviceaccounts",
                                              usage="client")),
             "kwok": ("kube-ca", CertSpec(common_name="kwok", organization="system:masters", usage="client")),
             "front-proxy-client": ("front-proxy-ca", CertSpec(common_name="front-proxy-client", usage="client")),

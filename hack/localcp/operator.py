@@ -35,7 +35,9 @@ def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: d
         "ETCDPROXY_CORE_ENDPOINTS": core_endpoints,
         # Tests shorten the wait for material outside our watches.
         "ETCDPROXY_RETRY_PERIOD": os.environ.get("ETCDPROXY_RETRY_PERIOD", "30s"),
-        "WATCH_NAMESPACE": "",
+        # Cache (and watch dependents) only in the operator namespace: the EtcdStorage is cluster-scoped
+        # and still watched; no cluster-wide Secret informer, so no cluster-wide Secret RBAC.
+        "WATCH_NAMESPACE": namespace,
     })
     env.pop("PYTHONPATH", None)
     if extra:

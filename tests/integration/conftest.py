@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crd, seed_operator_namespace
+from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from hack.localcp.cluster import REPO, ControlPlane, StartError, wait_for
 from hack.localcp.operator import Operator, start_operator
 
@@ -31,6 +31,7 @@ def cp() -> Iterator[ControlPlane]:
         plane.start()
         install_crd(plane)
         seed_operator_namespace(plane)
+        install_rbac(plane)
     except StartError as exc:
         pytest.fail(f"local control plane did not start: {exc}\n{plane.log_tails()}")
     yield plane

@@ -12,6 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
+from hack.localcp.cluster import OPERATOR_USER
 
 from .conftest import audit_writes
 
@@ -141,7 +142,7 @@ def test_unchanged_etcdstorage_with_destinations_reconciles_without_writes(stora
     storages.wait("a reconcile after the annotation", lambda: storages.reconciles(name) >= first + 1)
     since, before = time.time(), storages.reconciles(name)
     storages.wait("three more reconciles", lambda: storages.reconciles(name) >= before + 3)
-    writes = [f"{w['verb']} {w['requestURI']}" for w in audit_writes(cp.audit_log, "etcdproxy-operator", since)
+    writes = [f"{w['verb']} {w['requestURI']}" for w in audit_writes(cp.audit_log, OPERATOR_USER, since)
               if name in w.get("requestURI", "") or ns in w.get("requestURI", "")
               or name in str(w.get("objectRef", {}))]
     assert writes == []

@@ -9,10 +9,9 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from hack.localcp.admin import OPERATOR_NAMESPACE, seed_operator_namespace
+from hack.localcp.cluster import OPERATOR_USER
 
 from .conftest import GROUP, PLURAL, VERSION, audit_writes
-
-OPERATOR_USER = "etcdproxy-operator"
 
 
 def test_create_makes_proxy_deployment_and_service(storages, cp):
