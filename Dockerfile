@@ -1,0 +1,29 @@
+# etcdproxy-operator image. The base tag must equal the ansible-operator version
+# pinned in hack/tools/ansible-operator/go.mod (tests/unit/test_packaging.py checks).
+FROM quay.io/operator-framework/ansible-operator:v1.42.2
+
+# Same Python pins as the venv the tests run in.
+COPY requirements-runtime.txt ${HOME}/requirements-runtime.txt
+RUN python3 -m pip install --no-cache-dir -r ${HOME}/requirements-runtime.txt
+
+# Our ansible-runner event plugin (the base image's may differ; ours is tested here).
+COPY hack/runner-http/ /tmp/runner-http/
+RUN python3 -m pip install --no-cache-dir /tmp/runner-http/ && rm -rf /tmp/runner-http/
+
+# Collections from local sources only: kubernetes.core is in the pinned ansible package,
+# operator_sdk.util is ours.
+COPY requirements.yml ${HOME}/requirements.yml
+COPY collections/ ${HOME}/collections/
+RUN ansible-galaxy collection install --offline -p ${HOME}/.ansible/collections \
+      ${HOME}/collections/ansible_collections/operator_sdk/util
+
+COPY ansible.cfg ${HOME}/ansible.cfg
+COPY watches.yaml ${HOME}/watches.yaml
+COPY roles/ ${HOME}/roles/
+COPY library/ ${HOME}/library/
+COPY plugins/ ${HOME}/plugins/
+COPY playbooks/ ${HOME}/playbooks/
+
+ENV ANSIBLE_CONFIG=${HOME}/ansible.cfg \
+    ANSIBLE_GATHERING=explicit \
+    ANSIBLE_COLLECTIONS_PATH=${HOME}/.ansible/collections:/usr/share/ansible/collections

@@ -1,0 +1,60 @@
+"""What can be checked of the image and the role's interface without a Docker engine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dockerfile_lines() -> list[str]:
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_every_copy_source_exists():
+    copies = [line.split()[1:-1] for line in dockerfile_lines() if line.startswith("COPY ")]
+    assert copies
+    for sources in copies:
+        for src in sources:
+            assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
+
+
+def test_base_image_tag_is_the_pinned_ansible_operator():
+    (base,) = [line.split()[1] for line in dockerfile_lines() if line.startswith("FROM ")]
+    gomod = (REPO / "hack/tools/ansible-operator/go.mod").read_text()
+    pinned = re.search(r"ansible-operator-plugins (v\S+)", gomod).group(1)
+    assert base == f"quay.io/operator-framework/ansible-operator:{pinned}"
+
+
+def test_image_installs_exactly_the_venv_runtime_pins():
+    assert "-r requirements-runtime.txt" in (REPO / "requirements.txt").read_text()
+    runs = " ".join(line for line in dockerfile_lines() if line.startswith("RUN "))
+    assert "pip install --no-cache-dir -r ${HOME}/requirements-runtime.txt" in runs
+    pins = [line for line in (REPO / "requirements-runtime.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert pins and all("==" in p for p in pins)
+
+
+def test_image_installs_collections_offline_from_the_repo():
+    runs = " ".join(line for line in dockerfile_lines() if line.startswith("RUN "))
+    assert "ansible-galaxy collection install --offline" in runs
+    assert "galaxy.ansible.com" not in (REPO / "Dockerfile").read_text()
+
+
+def test_argument_specs_match_defaults():
+    defaults = yaml.safe_load((REPO / "roles/etcdstorage/defaults/main.yml").read_text())
+    specs = yaml.safe_load((REPO / "roles/etcdstorage/meta/argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert set(options) == set(defaults)
+    for key, opt in options.items():
+        assert opt.get("description"), key
+
+
+def test_watches_points_at_the_role():
+    (watch,) = yaml.safe_load((REPO / "watches.yaml").read_text())
+    assert (REPO / "roles" / watch["role"] / "tasks" / "main.yml").exists()
+    assert watch["manageStatus"] is False
