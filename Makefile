@@ -12,7 +12,7 @@ export VIRTUAL_ENV := $(VENV)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 PYTEST_ARGS ?=
 
-.PHONY: help install venv tools lint unit integration test demo run cluster-up cluster-down bench clean
+.PHONY: help install venv tools lint unit integration test demo run cluster-up cluster-down bench clean bundle
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,3 +60,10 @@ bench: install ## benchmarks (separate from tests; print figures, never gate)
 
 clean: cluster-down ## remove the local control plane state (keeps built binaries)
 	rm -rf .cache/localcp
+
+VERSION ?= 0.1.0
+bundle: tools ## generate and validate the OLM bundle in bundle/
+	rm -rf bundle
+	$(BIN)/kustomize build config/manifests | $(BIN)/operator-sdk generate bundle -q --overwrite \
+		--version $(VERSION) --package etcdproxy-operator --output-dir bundle
+	$(BIN)/operator-sdk bundle validate ./bundle --select-optional suite=operatorframework
