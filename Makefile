@@ -12,7 +12,7 @@ export VIRTUAL_ENV := $(VENV)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 PYTEST_ARGS ?=
 
-.PHONY: help install venv tools lint unit integration test demo run cluster-up cluster-down bench clean bundle
+.PHONY: help install venv tools lint unit integration test demo run cluster-up cluster-down bench clean bundle molecule
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ $(VENV)/.stamp: requirements.txt requirements-runtime.txt hack/runner-http/pypro
 tools: ## build ansible-operator, kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
 	hack/install-tools.sh
 
-lint: venv ## ruff, yamllint, ansible-lint
+lint: venv ## ruff, yamllint, ansible-lint (production profile)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint
@@ -40,8 +40,9 @@ unit: venv ## unit tests of the pure-Python logic
 integration: install ## integration tests against the real local control plane
 	$(PYTEST) tests/integration $(PYTEST_ARGS)
 
-test: install lint ## lint + unit + integration (what CI runs)
+test: install lint ## lint + unit + integration + molecule (what CI runs)
 	$(PYTEST) tests/unit tests/integration $(PYTEST_ARGS)
+	$(MAKE) molecule
 
 demo: install ## start a local control plane, run the operator, create the sample, show it
 	$(PY) hack/demo.py
@@ -67,3 +68,6 @@ bundle: tools ## generate and validate the OLM bundle in bundle/
 	$(BIN)/kustomize build config/manifests | $(BIN)/operator-sdk generate bundle -q --overwrite \
 		--version $(VERSION) --package etcdproxy-operator --output-dir bundle
 	$(BIN)/operator-sdk bundle validate ./bundle --select-optional suite=operatorframework
+
+molecule: install ## molecule: the local scenario end to end, and syntax of default and kind
+	cd $(ROOT) && molecule syntax -s default && molecule syntax -s kind && molecule test -s local

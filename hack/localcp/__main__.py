@@ -7,13 +7,16 @@ import json
 import sys
 
 from .admin import install_crd, install_rbac, seed_operator_namespace
-from .cluster import DEFAULT_WORKDIR, ControlPlane, StartError
+from .cluster import DEFAULT_WORKDIR, ControlPlane, Process, StartError
+from .operator import start_operator
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="localcp")
     parser.add_argument("command", choices=["up", "down", "env", "run-operator"])
     parser.add_argument("--etcd-members", type=int, default=1)
+    parser.add_argument("--with-operator", action="store_true",
+                        help="also run the operator out-of-cluster (stopped by `down`)")
     args = parser.parse_args()
     if args.command == "up":
         try:
@@ -21,6 +24,11 @@ def main() -> int:
             install_crd(cp)
             seed_operator_namespace(cp)
             install_rbac(cp)
+            if args.with_operator:
+                op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
+                cp.processes.append(Process("ansible-operator", op.proc.pid, str(op.log)))
+                cp.save()
+                print(f"operator running, log: {op.log}")
         except StartError as exc:
             print(f"local control plane failed: {exc}", file=sys.stderr)
             return 1
