@@ -1,0 +1,195 @@
+#!/usr/bin/python
+"""Ansible module: what an EtcdStorage leaves behind when it is deleted (the finalizer's work)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: etcdstorage_cleanup
+short_description: Release an EtcdStorage's delivered material and, by policy, its keys in the core etcd
+description:
+  - Runs from the finalizer C(etcd.etcdproxy.dev/cleanup) when an EtcdStorage is deleted.
+  - Destination ConfigMaps and Secrets the operator created carry an owner reference and go with the
+    EtcdStorage (garbage collector); ones an admin pre-created are kept, emptied of our keys
+    (C(serving-ca.crt), C(tls.crt), C(tls.key)) and annotations. Objects that carry another
+    EtcdStorage's material are never touched.
+  - With O(deletion_policy=Delete), removes every key under C(/<name>/) from the core etcd (exactly that
+    prefix), using the core etcd CA and client certificate of the operator namespace; with C(Retain)
+    keeps them and says so in an Event.
+  - Fails (so the finalizer stays and the deletion is retried) when the keys must be deleted but no
+    core etcd endpoint answers; set C(spec.deletionPolicy=Retain) to let the deletion finish anyway.
+version_added: "0.1.0"
+author: etcdproxy-operator developers
+options:
+  name:
+    description: Name of the EtcdStorage.
+    type: str
+    required: true
+  uid:
+    description: UID of the EtcdStorage (objects owned by it are deleted, others only emptied).
+    type: str
+    default: ""
+  namespace:
+    description: The operator namespace.
+    type: str
+    required: true
+  spec:
+    description: The EtcdStorage spec (destinations and C(deletionPolicy)).
+    type: dict
+    default: {}
+  core_endpoints:
+    description: Core etcd client URLs.
+    type: list
+    elements: str
+    default: []
+  core_ca_configmap:
+    description: ConfigMap holding the core etcd CA bundle.
+    type: str
+    default: etcd-coreserving-ca
+  core_ca_key:
+    description: Key of the CA bundle in O(core_ca_configmap).
+    type: str
+    default: ca.crt
+  core_client_secret:
+    description: kubernetes.io/tls Secret with the core etcd client certificate.
+    type: str
+    default: etcd-coreserving-cert
+  kubeconfig:
+    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
+    type: path
+attributes:
+  check_mode:
+    support: full
+notes:
+  - Reads the core etcd client key; the task calling it must set C(no_log).
+requirements:
+  - kubernetes >= 28
+  - requests
+"""
+
+EXAMPLES = r"""
+- name: Release what the EtcdStorage leaves behind
+  etcdstorage_cleanup:
+    name: wardle
+    uid: "{{ cr.metadata.uid }}"
+    namespace: kube-apiserver-storage
+    spec: "{{ cr.spec }}"
+    core_endpoints: "{{ 'https://10.0.0.10:2379'.split(',') }}"
+  no_log: true
+"""
+
+RETURN = r"""
+deleted_keys:
+  description: Keys removed from the core etcd (0 with C(Retain)).
+  returned: always
+  type: int
+released:
+  description: What happened to each destination object (emptied, or left to the garbage collector).
+  returned: always
+  type: dict
+"""
+
+import base64
+import datetime
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from kubernetes.client.rest import ApiException
+
+    from ansible.module_utils.etcdproxy_cleanup import delete_prefix, release_plan
+    from ansible.module_utils.etcdproxy_kube import Kube, api_client
+    IMPORT_ERROR = None
+except ImportError:
+    IMPORT_ERROR = traceback.format_exc()
+
+
+def run(module: AnsibleModule) -> dict:
+    p = module.params
+    kube = Kube(api_client(p["kubeconfig"]))
+    name, uid, ns, spec = p["name"], p["uid"], p["namespace"], p["spec"] or {}
+    owner = {"metadata": {"name": name, "uid": uid}}
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    released, changed = {}, False
+    dests = [("ConfigMap", d) for d in spec.get("caCertConfigMap") or []]
+    dests += [("Secret", d) for d in spec.get("clientCertSecret") or []]
+    for kind, d in dests:
+        getter = kube.get_secret if kind == "Secret" else kube.get_configmap
+        try:
+            obj = getter(d["namespace"], d["name"])
+        except ApiException as exc:
+            released[f"{kind} {d['namespace']}/{d['name']}"] = f"not readable (HTTP {exc.status})"
+            continue
+        action, patch = release_plan(obj, kind, name, uid)
+        key = f"{kind} {d['namespace']}/{d['name']}"
+        if action == "gc":
+            released[key] = "left to the garbage collector (owned by the EtcdStorage)"
+        if action != "patch":
+            continue
+        changed = True
+        if not module.check_mode:
+            patcher = kube.core.patch_namespaced_secret if kind == "Secret" else kube.core.patch_namespaced_config_map
+            try:
+                patcher(d["name"], d["namespace"], patch)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise RuntimeError(f"cannot empty {key} of our keys: HTTP {exc.status} {exc.reason}") from exc
+        released[key] = "emptied"
+
+    deleted = 0
+    policy = spec.get("deletionPolicy") or "Retain"
+    if policy == "Delete":
+        changed = True
+        if not module.check_mode:
+            cm = kube.get_configmap(ns, p["core_ca_configmap"]) or {}
+            secret = kube.get_secret(ns, p["core_client_secret"]) or {}
+            data = secret.get("data") or {}
+            ca = (cm.get("data") or {}).get(p["core_ca_key"], "")
+            if not ca or not data.get("tls.crt") or not data.get("tls.key"):
+                raise RuntimeError(f"cannot delete the keys of {name}: the core etcd CA ConfigMap or client Secret "
+                                   f"in {ns} is missing; restore it, or set spec.deletionPolicy=Retain")
+            deleted = delete_prefix(p["core_endpoints"], name, ca, base64.b64decode(data["tls.crt"]).decode(),
+                                    base64.b64decode(data["tls.key"]).decode())
+            kube.create_event(owner, "Normal", "KeysDeleted",
+                              f"deletionPolicy Delete: removed {deleted} keys under /{name}/ from the core etcd", now)
+    elif not module.check_mode:
+        kube.create_event(owner, "Normal", "KeysRetained",
+                          f"deletionPolicy Retain: the keys under /{name}/ stay in the core etcd; a new "
+                          f"EtcdStorage named {name} would see them", now)
+    return {"changed": changed, "deleted_keys": deleted, "released": released}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            uid=dict(type="str", default=""),
+            namespace=dict(type="str", required=True),
+            spec=dict(type="dict", default={}),
+            core_endpoints=dict(type="list", elements="str", default=[]),
+            core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
+            core_ca_key=dict(type="str", default="ca.crt"),
+            core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
+            kubeconfig=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    if IMPORT_ERROR:
+        module.fail_json(msg="etcdstorage_cleanup needs the kubernetes and requests libraries", exception=IMPORT_ERROR)
+    try:
+        module.exit_json(**run(module))
+    except Exception as exc:  # the finalizer stays; ansible-operator retries with backoff
+        msg = f"deletion waits: {exc}"
+        try:  # the task is no_log: say why in an Event too
+            kube = Kube(api_client(module.params["kubeconfig"]))
+            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            kube.create_event({"metadata": {"name": module.params["name"], "uid": module.params["uid"]}},
+                              "Warning", "CleanupFailed", msg, now)
+        except Exception:
+            pass
+        module.fail_json(msg=f"EtcdStorage {module.params['name']}: {msg}")
+
+
+if __name__ == "__main__":
+    main()

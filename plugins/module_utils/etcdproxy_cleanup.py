@@ -1,0 +1,81 @@
+"""What happens when an EtcdStorage is deleted: delivered material and, by policy, its keys.
+
+- Destination objects the operator created (owner reference to the EtcdStorage) are left to the
+  garbage collector (the delivery Role need not grant ``delete``); objects an admin pre-created are
+  kept, emptied of our keys and annotations.
+- ``deletionPolicy: Delete`` removes every key under ``/<name>/`` from the core etcd (exactly that
+  prefix: ``/foo/`` never touches ``/foobar/``) through etcd's JSON gateway (``/v3/kv/deleterange``),
+  with the admin's core client certificate. ``Retain`` (default) keeps them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+from typing import Any
+
+OWNER_ANNOTATION = "etcd.etcdproxy.dev/storage"
+OUR_ANNOTATIONS = (OWNER_ANNOTATION, "etcd.etcdproxy.dev/storage-uid")
+OUR_CONFIGMAP_KEYS = ("serving-ca.crt",)
+OUR_SECRET_KEYS = ("tls.crt", "tls.key")
+
+
+def prefix_range(name: str) -> tuple[bytes, bytes]:
+    """[key, range_end) covering exactly the keys that start with ``/<name>/``."""
+    key = f"/{name}/".encode()
+    return key, key[:-1] + bytes([key[-1] + 1])
+
+
+def deleterange_body(name: str) -> dict[str, str]:
+    key, end = prefix_range(name)
+    return {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(end).decode()}
+
+
+def release_plan(obj: dict[str, Any] | None, kind: str, name: str, uid: str) -> tuple[str, dict[str, Any] | None]:
+    """("gc" | "patch" | "skip", patch body) for one destination object."""
+    if obj is None:
+        return "skip", None
+    meta = obj.get("metadata") or {}
+    if (meta.get("annotations") or {}).get(OWNER_ANNOTATION) != name:
+        return "skip", None  # not ours (or another tenant's): never touch it
+    if uid and any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
+        return "gc", None  # owned: the garbage collector deletes it with the EtcdStorage
+    keys = OUR_SECRET_KEYS if kind == "Secret" else OUR_CONFIGMAP_KEYS
+    data: dict[str, Any] = {}
+    for key in keys:
+        if key in (obj.get("data") or {}):
+            # kubernetes.io/tls Secrets must keep tls.crt/tls.key: empty them instead.
+            data[key] = "" if kind == "Secret" and obj.get("type") == "kubernetes.io/tls" else None
+    return "patch", {"metadata": {"annotations": {a: None for a in OUR_ANNOTATIONS}}, "data": data}
+
+
+def delete_prefix(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, key_pem: str,
+                  timeout: float = 10.0) -> int:
+    """Delete every key under ``/<name>/`` on the core etcd; returns how many were deleted.
+
+    Tries each endpoint in turn; raises RuntimeError naming them all if none answered.
+    """
+    import requests
+
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="etcdproxy-") as tmp:
+        paths = {}
+        for fname, text in (("ca.crt", ca_pem), ("tls.crt", cert_pem), ("tls.key", key_pem)):
+            path = os.path.join(tmp, fname)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+                fh.write(text)
+            paths[fname] = path
+        for endpoint in endpoints:
+            url = endpoint.rstrip("/") + "/v3/kv/deleterange"
+            try:
+                resp = requests.post(url, json=deleterange_body(name), verify=paths["ca.crt"],
+                                     cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
+            except requests.RequestException as exc:
+                errors.append(f"{endpoint}: {type(exc).__name__}")
+                continue
+            if resp.status_code != 200:
+                errors.append(f"{endpoint}: HTTP {resp.status_code}")
+                continue
+            return int(resp.json().get("deleted") or 0)
+    raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))
