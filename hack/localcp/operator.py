@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,25 @@ def port_in_use(port: int) -> bool:
 # ansible-operator's caching API proxy always listens here (hard-coded upstream).
 PROXY_PORT = 8888
 VENV = Path(os.environ.get("VIRTUAL_ENV") or REPO / ".venv")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: dict | None = None) -> dict:
@@ -50,12 +70,27 @@ class Operator:
     proc: subprocess.Popen
     log: Path
     health_port: int
+    restart_args: tuple = ()
 
     def stop(self) -> None:
         stop_pid(self.proc.pid)
 
-    def kill(self) -> None:
-        stop_pid(self.proc.pid, timeout=0)
+    def crash(self) -> None:
+        """SIGKILL the operator and every ansible-runner/ansible process it started (a node dying)."""
+        # ansible-runner runs ansible-playbook under a pty in a session of its own, so a process
+        # group kill would miss it; a pod's death takes every descendant at once.
+        victims = [self.proc.pid, *descendants(self.proc.pid)]
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        """Start a new operator process in place of this one (same settings, same log)."""
+        fresh = start_operator(*self.restart_args)
+        self.proc, self.health_port = fresh.proc, fresh.health_port
 
 
 def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: str = "kube-apiserver-storage",
@@ -87,7 +122,7 @@ def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: 
             conn.close()
 
     wait_for("ansible-operator", ready, 60, proc, log)
-    return Operator(proc, log, health)
+    return Operator(proc, log, health, (kubeconfig, core_endpoints, log, namespace, max_concurrent, extra_env))
 
 
 def main() -> None:
