@@ -89,7 +89,6 @@ released:
   type: dict
 """
 
-import base64
 import datetime
 import traceback
 
@@ -98,7 +97,8 @@ from ansible.module_utils.basic import AnsibleModule
 try:
     from kubernetes.client.rest import ApiException
 
-    from ansible.module_utils.etcdproxy_cleanup import delete_prefix, release_plan
+    from ansible.module_utils.etcdproxy_cleanup import release_plan
+    from ansible.module_utils.etcdproxy_core import delete_prefix, material
     from ansible.module_utils.etcdproxy_kube import Kube, api_client
     IMPORT_ERROR = None
 except ImportError:
@@ -142,15 +142,12 @@ def run(module: AnsibleModule) -> dict:
     if policy == "Delete":
         changed = True
         if not module.check_mode:
-            cm = kube.get_configmap(ns, p["core_ca_configmap"]) or {}
-            secret = kube.get_secret(ns, p["core_client_secret"]) or {}
-            data = secret.get("data") or {}
-            ca = (cm.get("data") or {}).get(p["core_ca_key"], "")
-            if not ca or not data.get("tls.crt") or not data.get("tls.key"):
+            ca, cert, key = material(kube.get_configmap(ns, p["core_ca_configmap"]),
+                                     kube.get_secret(ns, p["core_client_secret"]), p["core_ca_key"])
+            if not (ca and cert and key):
                 raise RuntimeError(f"cannot delete the keys of {name}: the core etcd CA ConfigMap or client Secret "
                                    f"in {ns} is missing; restore it, or set spec.deletionPolicy=Retain")
-            deleted = delete_prefix(p["core_endpoints"], name, ca, base64.b64decode(data["tls.crt"]).decode(),
-                                    base64.b64decode(data["tls.key"]).decode())
+            deleted = delete_prefix(p["core_endpoints"], name, ca, cert, key)
             kube.create_event(owner, "Normal", "KeysDeleted",
                               f"deletionPolicy Delete: removed {deleted} keys under /{name}/ from the core etcd", now)
     elif not module.check_mode:

@@ -37,6 +37,11 @@ options:
     description: kubernetes.io/tls Secret with the core etcd client certificate (no Common Name).
     type: str
     default: etcd-coreserving-cert
+  core_endpoints:
+    description: Core etcd client URLs; when given, the core's C(/health) is checked (condition C(CoreEtcdReachable)).
+    type: list
+    elements: str
+    default: []
   config_errors:
     description: Problems with the operator configuration found by the role; reported as-is.
     type: list

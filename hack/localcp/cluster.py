@@ -262,10 +262,19 @@ class ControlPlane:
         wait_for(f"etcd member {i}", lambda: self.etcd_member_healthy(i), timeout, proc,
                  self.logs / f"etcd{i}.log")
 
-    def _start_apiserver(self) -> None:
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port (kubeconfigs stay valid)."""
+        for proc in [p for p in self.processes if p.name == "kube-apiserver"]:
+            stop_pid(proc.pid)
+            self.processes.remove(proc)
+        self._start_apiserver(reuse_port=True)
+        self.save()
+
+    def _start_apiserver(self, reuse_port: bool = False) -> None:
         t0 = time.monotonic()
         p = self.pki
-        self.ports["apiserver"] = free_port()
+        if not (reuse_port and "apiserver" in self.ports):
+            self.ports["apiserver"] = free_port()
         policy = self.workdir / "audit-policy.yaml"
         # Log every request that is not a read, at Metadata level: the benchmark
         # counts the operator's writes from it.

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import base64
-import os
-import tempfile
 from typing import Any
 
 OWNER_ANNOTATION = "etcd.etcdproxy.dev/storage"
@@ -48,34 +46,3 @@ def release_plan(obj: dict[str, Any] | None, kind: str, name: str, uid: str) -> 
             # kubernetes.io/tls Secrets must keep tls.crt/tls.key: empty them instead.
             data[key] = "" if kind == "Secret" and obj.get("type") == "kubernetes.io/tls" else None
     return "patch", {"metadata": {"annotations": {a: None for a in OUR_ANNOTATIONS}}, "data": data}
-
-
-def delete_prefix(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, key_pem: str,
-                  timeout: float = 10.0) -> int:
-    """Delete every key under ``/<name>/`` on the core etcd; returns how many were deleted.
-
-    Tries each endpoint in turn; raises RuntimeError naming them all if none answered.
-    """
-    import requests
-
-    errors = []
-    with tempfile.TemporaryDirectory(prefix="etcdproxy-") as tmp:
-        paths = {}
-        for fname, text in (("ca.crt", ca_pem), ("tls.crt", cert_pem), ("tls.key", key_pem)):
-            path = os.path.join(tmp, fname)
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
-                fh.write(text)
-            paths[fname] = path
-        for endpoint in endpoints:
-            url = endpoint.rstrip("/") + "/v3/kv/deleterange"
-            try:
-                resp = requests.post(url, json=deleterange_body(name), verify=paths["ca.crt"],
-                                     cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
-            except requests.RequestException as exc:
-                errors.append(f"{endpoint}: {type(exc).__name__}")
-                continue
-            if resp.status_code != 200:
-                errors.append(f"{endpoint}: HTTP {resp.status_code}")
-                continue
-            return int(resp.json().get("deleted") or 0)
-    raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))

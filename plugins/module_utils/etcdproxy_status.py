@@ -15,6 +15,7 @@ from typing import Any
 
 # Condition types, in the order they are reported.
 CORE_CONFIGURED = "CoreEtcdConfigured"
+CORE_REACHABLE = "CoreEtcdReachable"
 CERTIFICATES_READY = "CertificatesReady"
 PROXY_AVAILABLE = "ProxyAvailable"
 READY = "Ready"
@@ -49,6 +50,8 @@ class Observed:
     # not managed by this reconcile (the condition is then left out).
     certificate_problems: list[str] | None = None
     deployment: dict[str, Any] | None = None
+    # Result of the core etcd health check: None when not checked, "" when healthy, else what failed.
+    core_health: str | None = None
     # Proxy objects that still differ from the spec (applied right after this
     # run); observedGeneration is only advanced once none are left.
     pending: list[str] = field(default_factory=list)
@@ -148,6 +151,13 @@ def desired_conditions(obs: Observed) -> list[Condition]:
     else:
         conds.append(Condition(CORE_CONFIGURED, "True", "Configured",
                                "core etcd CA and client certificate are present"))
+    if obs.core_health is not None and not obs.config_errors and not obs.core_problems:
+        if obs.core_health:
+            conds.append(Condition(CORE_REACHABLE, "False", "CoreEtcdUnreachable",
+                                   f"no core etcd endpoint answered a health check ({obs.core_health}); "
+                                   f"the proxies cannot serve until it is back"))
+        else:
+            conds.append(Condition(CORE_REACHABLE, "True", "Healthy", "the core etcd answers health checks"))
     if obs.certificate_problems is not None:
         if obs.certificate_problems:
             conds.append(Condition(CERTIFICATES_READY, "False", "CertificatesNotReady",
@@ -220,7 +230,7 @@ def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, A
 def requeue_after(new_status: dict[str, Any], retry_seconds: int) -> int | None:
     """Seconds until the next look when something we do not watch blocks readiness."""
     for cond in new_status.get("conditions", []):
-        if cond["type"] in (CORE_CONFIGURED, CERTIFICATES_READY) and cond["status"] != "True":
+        if cond["type"] in (CORE_CONFIGURED, CORE_REACHABLE, CERTIFICATES_READY) and cond["status"] != "True":
             return retry_seconds
     return None
 

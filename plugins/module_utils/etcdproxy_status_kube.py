@@ -10,6 +10,7 @@ import datetime
 from typing import Any
 
 try:
+    from ansible.module_utils.etcdproxy_core import health, material
     from ansible.module_utils.etcdproxy_kube import Kube
     from ansible.module_utils.etcdproxy_objects import drifted, object_key
     from ansible.module_utils.etcdproxy_pki import load_certs
@@ -24,6 +25,7 @@ try:
         transition_events,
     )
 except ImportError:  # plain Python (tests, harness)
+    from etcdproxy_core import health, material  # type: ignore[no-redef]
     from etcdproxy_kube import Kube  # type: ignore[no-redef]
     from etcdproxy_objects import drifted, object_key  # type: ignore[no-redef]
     from etcdproxy_pki import load_certs  # type: ignore[no-redef]
@@ -87,14 +89,17 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
                 "apply": apply, "drift": drift}
     if not p["proxy_objects"]:
         live_deployment = kube.get_deployment(ns, f"etcd-{name}")
-    core_problems = check_core_material(
-        kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"]),
-        ns, p["core_ca_configmap"], p["core_ca_key"], p["core_client_secret"], parse_certs=load_certs)
+    core_cm, core_secret = kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"])
+    core_problems = check_core_material(core_cm, core_secret, ns, p["core_ca_configmap"], p["core_ca_key"],
+                                        p["core_client_secret"], parse_certs=load_certs)
+    core_health = None
+    if p.get("core_endpoints") and not core_problems and not p["config_errors"]:
+        core_health = health(p["core_endpoints"], *material(core_cm, core_secret, p["core_ca_key"])) or ""
     obs = Observed(
         name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
         config_errors=p["config_errors"], core_problems=core_problems,
         certificate_problems=p["certificate_problems"],
-        deployment=live_deployment, pending=list(drift),
+        deployment=live_deployment, pending=list(drift), core_health=core_health,
     )
     now = datetime.datetime.now(datetime.UTC)
     old = cr.get("status") or {}
@@ -122,6 +127,7 @@ STATUS_OPTIONS = dict(
     core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
     core_ca_key=dict(type="str", default="ca.crt"),
     core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
+    core_endpoints=dict(type="list", elements="str", default=[]),
     config_errors=dict(type="list", elements="str", default=[]),
     certificate_problems=dict(type="list", elements="str"),
     proxy_objects=dict(type="list", elements="dict", default=[]),

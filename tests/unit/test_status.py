@@ -149,3 +149,14 @@ def test_merge_patch_deletes_what_disappeared_and_sends_only_changes():
     patch = merge_patch(old, new)
     assert patch == {"gone": None, "certs": {"ca": {"notAfter": "y", "rotation": None}}, "added": [1]}
     assert merge_patch(new, new) == {}
+
+
+def test_core_reachability_condition_only_when_checked():
+    assert "CoreEtcdReachable" not in conds(desired_status(Observed("a", "ns", 1, deployment=deployment()), None, NOW))
+    ok = conds(desired_status(Observed("a", "ns", 1, deployment=deployment(), core_health=""), None, NOW))
+    assert ok["CoreEtcdReachable"]["status"] == "True" and ok["Ready"]["status"] == "True"
+    down = desired_status(Observed("a", "ns", 1, deployment=deployment(), core_health="https://x: ConnectTimeout"),
+                          None, NOW)
+    c = conds(down)
+    assert c["CoreEtcdReachable"]["reason"] == "CoreEtcdUnreachable" and "https://x" in c["Ready"]["message"]
+    assert requeue_after(down, 30) == 30

@@ -1,0 +1,88 @@
+"""Talking to the core etcd itself, with the admin's core client certificate.
+
+Through etcd's HTTP endpoints on the client URL (``/health`` and the JSON gateway ``/v3/...``) and the
+``requests`` library; the CA, certificate and key exist as files only for the duration of a call, in a
+private temporary directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+try:
+    from ansible.module_utils.etcdproxy_cleanup import deleterange_body
+except ImportError:  # plain Python (tests)
+    from etcdproxy_cleanup import deleterange_body  # type: ignore[no-redef]
+
+
+@contextlib.contextmanager
+def tls_files(ca_pem: str, cert_pem: str, key_pem: str) -> Iterator[dict[str, str]]:
+    with tempfile.TemporaryDirectory(prefix="etcdproxy-") as tmp:
+        paths = {}
+        for fname, text in (("ca.crt", ca_pem), ("tls.crt", cert_pem), ("tls.key", key_pem)):
+            path = os.path.join(tmp, fname)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
+                fh.write(text)
+            paths[fname] = path
+        yield paths
+
+
+def material(configmap: dict[str, Any] | None, secret: dict[str, Any] | None, ca_key: str) -> tuple[str, str, str]:
+    """(CA, cert, key) PEM text from the admin's ConfigMap and TLS Secret (empty strings when absent)."""
+    data = (secret or {}).get("data") or {}
+
+    def decoded(key: str) -> str:
+        try:
+            return base64.b64decode(data.get(key) or "").decode()
+        except (ValueError, UnicodeDecodeError):
+            return ""
+
+    return ((configmap or {}).get("data") or {}).get(ca_key, ""), decoded("tls.crt"), decoded("tls.key")
+
+
+def health(endpoints: list[str], ca_pem: str, cert_pem: str, key_pem: str, timeout: float = 3.0) -> str | None:
+    """None when some endpoint reports healthy; otherwise what each endpoint said."""
+    import requests
+
+    errors = []
+    with tls_files(ca_pem, cert_pem, key_pem) as paths:
+        for endpoint in endpoints:
+            try:
+                resp = requests.get(endpoint.rstrip("/") + "/health", verify=paths["ca.crt"],
+                                    cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
+                if resp.status_code == 200 and resp.json().get("health") == "true":
+                    return None
+                errors.append(f"{endpoint}: HTTP {resp.status_code}")
+            except (requests.RequestException, ValueError) as exc:
+                errors.append(f"{endpoint}: {type(exc).__name__}")
+    return "; ".join(errors) or "no endpoints"
+
+
+def delete_prefix(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, key_pem: str,
+                  timeout: float = 10.0) -> int:
+    """Delete every key under ``/<name>/`` on the core etcd; returns how many were deleted.
+
+    Tries each endpoint in turn; raises RuntimeError naming them all if none answered.
+    """
+    import requests
+
+    errors = []
+    with tls_files(ca_pem, cert_pem, key_pem) as paths:
+        for endpoint in endpoints:
+            url = endpoint.rstrip("/") + "/v3/kv/deleterange"
+            try:
+                resp = requests.post(url, json=deleterange_body(name), verify=paths["ca.crt"],
+                                     cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
+            except requests.RequestException as exc:
+                errors.append(f"{endpoint}: {type(exc).__name__}")
+                continue
+            if resp.status_code != 200:
+                errors.append(f"{endpoint}: HTTP {resp.status_code}")
+                continue
+            return int(resp.json().get("deleted") or 0)
+    raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))
