@@ -8,6 +8,7 @@
   operator's Go side;
 - apply -> Ready=True over 10 EtcdStorages created one after another (p50/p90);
 - API writes made by periodic reconciles of an unchanged EtcdStorage (audit log; target 0);
+- memory (RSS) of the operator process with 50 EtcdStorages, and how long 40 more took to be Ready;
 - time to issue a full tenant bundle (2 CAs + serving leaf + one client leaf), ECDSA and RSA, and
   each module's wall time inside a reconcile (ansible-runner's own task durations).
 """
@@ -27,12 +28,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "module
 
 from kubernetes import client
 
-from hack.localcp.admin import install_crd, install_rbac, seed_operator_namespace
+from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from hack.localcp.cluster import OPERATOR_USER, REPO, ControlPlane, wait_for
 from hack.localcp.operator import start_operator
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -137,6 +145,7 @@ def main() -> int:
         os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
         op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
         custom = client.CustomObjectsApi(cp.api())
+        ensure_namespace(cp.api(), "default")  # the delivery Role an API server admin would grant
 
         to_ready = []
         for i in range(10):
@@ -158,6 +167,17 @@ def main() -> int:
         results["writes_per_unchanged_reconcile"] = audit_writes(cp.audit_log, since, "bench-0") / len(walls)
         for action, seconds in task_durations("bench-0").items():
             results[f"module_{action}_p50_s"] = seconds
+
+        # Memory of the operator (the Go process; ansible-runner children come and go) with 50 tenants.
+        t0 = time.monotonic()
+        for i in range(10, 50):
+            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": f"bench-{i}"},
+                    "spec": {"replicas": 1}}
+            custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+        wait_for("50 EtcdStorages Ready", lambda: all(ready(custom, f"bench-{i}") for i in range(50)), 900,
+                 op.proc, op.log, interval=0.5)
+        results["fifty_tenants_ready_s"] = round(time.monotonic() - t0, 1)
+        results["operator_rss_50_tenants_mib"] = rss_mib(op.proc.pid)
     finally:
         if op is not None:
             op.stop()
