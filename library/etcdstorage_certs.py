@@ -8,65 +8,47 @@ DOCUMENTATION = r"""
 module: etcdstorage_certs
 short_description: Issue, deliver and rotate the certificates of an EtcdStorage
 description:
-  - Makes the whole certificate decision of one EtcdStorage in one call, and writes only what
-    changed (an unchanged EtcdStorage costs no write).
-  - Keeps a serving CA and a client CA per EtcdStorage in the Secret C(etcd-<name>-ca) of the
-    operator namespace (their keys never leave it), the proxy's serving certificate in the Secret
-    C(etcd-<name>-serving), and the client CA bundle the proxy trusts in the ConfigMap
-    C(etcd-<name>-client-ca).
-  - Delivers the serving CA bundle (key C(serving-ca.crt)) to every C(spec.caCertConfigMap) and a
-    client certificate (C(tls.crt), C(tls.key)) to every C(spec.clientCertSecret), merging with
-    whatever else those objects hold.
-  - Renews leaves at 2/3 of their lifetime, when the spec changes what they must say, or on the
-    annotation C(etcd.etcdproxy.dev/rotate); rotates CAs in stages (publish, then sign, then retire)
-    at 2/3 of their lifetime or on C(etcd.etcdproxy.dev/rotate-ca). See docs/certificates.md.
-  - Problems with one destination (missing namespace, no RBAC, held by another EtcdStorage) are
-    reported in RV(problems) (the status step turns them into the C(CertificatesReady) condition and
-    one Warning Event per transition); the other destinations are still served, and nothing is
-    issued for a destination that cannot receive it.
-version_added: "0.1.0"
+  - Makes the whole certificate decision of one EtcdStorage in one call, and writes only what changed
+    (an unchanged EtcdStorage costs no write).
+  - Keeps a serving CA and a client CA per EtcdStorage in the Secret C(etcd-<name>-ca) of the operator
+    namespace (their keys never leave it), the proxy's serving certificate in the Secret C(etcd-<name>-serving),
+    and the client CA bundle the proxy trusts in the ConfigMap C(etcd-<name>-client-ca).
+  - Delivers the serving CA bundle (key C(serving-ca.crt)) to every C(spec.caCertConfigMap) and a client
+    certificate (C(tls.crt), C(tls.key)) to every C(spec.clientCertSecret), merging with whatever else
+    those objects hold.
+  - Renews leaves at 2/3 of their lifetime, when the spec changes what they must say, or on the annotation
+    C(etcd.etcdproxy.dev/rotate); rotates CAs in stages (publish, then sign, then retire) at 2/3 of their
+    lifetime or on C(etcd.etcdproxy.dev/rotate-ca). See docs/certificates.md.
+  - Problems with one destination (missing namespace, no RBAC, held by another EtcdStorage) are reported
+    in RV(problems) (the status step turns them into the C(CertificatesReady) condition and one Warning
+    Event per transition); the other destinations are still served, and nothing is issued for a destination
+    that cannot receive it.
+version_added: 0.1.0
 author: etcdproxy-operator developers
 options:
-  name:
-    description: Name of the EtcdStorage.
-    type: str
-    required: true
-  uid:
-    description: UID of the EtcdStorage; material left by an earlier object of the same name is not reused.
-    type: str
-    default: ""
-  namespace:
-    description: The operator namespace.
-    type: str
-    required: true
-  spec:
-    description: The EtcdStorage spec.
-    type: dict
-    required: true
   annotations:
     description: The EtcdStorage annotations (for the rotate annotations).
     type: dict
     default: {}
   ca_overlap:
     description:
-      - Least time between publishing a next CA in the bundles and signing with it (a Go duration).
-        Empty means a sixth of the CA's lifetime. API servers must restart within it.
+      - Least time between publishing a next CA in the bundles and signing with it (a Go duration). Empty
+        means a sixth of the CA's lifetime. API servers must restart within it.
     type: str
-    default: ""
+    default: ''
   emit_events:
     description: Create Events about the EtcdStorage for what this run did.
     type: bool
     default: true
-  kubeconfig:
-    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
-    type: path
 attributes:
   check_mode:
     support: full
 notes:
   - Handles private keys; the task calling it must set C(no_log). Nothing it returns contains key material.
+extends_documentation_fragment:
+  - etcdstorage
+  - etcdstorage.object
 requirements:
-  - kubernetes >= 28
   - cryptography >= 42
 """
 
@@ -122,6 +104,7 @@ try:
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
+    CERT_OPTIONS = {}
 
 
 

@@ -9,62 +9,26 @@ module: etcdstorage_cleanup
 short_description: Release an EtcdStorage's delivered material and, by policy, its keys in the core etcd
 description:
   - Runs from the finalizer C(etcd.etcdproxy.dev/cleanup) when an EtcdStorage is deleted.
-  - Destination ConfigMaps and Secrets the operator created carry an owner reference and go with the
-    EtcdStorage (garbage collector); ones an admin pre-created are kept, emptied of our keys
-    (C(serving-ca.crt), C(tls.crt), C(tls.key)) and annotations. Objects that carry another
-    EtcdStorage's material are never touched.
-  - With O(deletion_policy=Delete), removes every key under C(/<name>/) from the core etcd (exactly that
-    prefix), using the core etcd CA and client certificate of the operator namespace; with C(Retain)
-    keeps them and says so in an Event.
-  - Fails (so the finalizer stays and the deletion is retried) when the keys must be deleted but no
-    core etcd endpoint answers; set C(spec.deletionPolicy=Retain) to let the deletion finish anyway.
-version_added: "0.1.0"
+  - Destination ConfigMaps and Secrets the operator created carry an owner reference and go with the EtcdStorage
+    (garbage collector); ones an admin pre-created are kept, emptied of our keys (C(serving-ca.crt), C(tls.crt),
+    C(tls.key)) and annotations. Objects that carry another EtcdStorage's material are never touched.
+  - With C(spec.deletionPolicy=Delete), removes every key under C(/<name>/) from the core etcd (exactly that
+    prefix), using the core etcd CA and client certificate of the operator namespace; with C(Retain) keeps
+    them and says so in an Event.
+  - Fails (so the finalizer stays and the deletion is retried) when the keys must be deleted but no core
+    etcd endpoint answers; set C(spec.deletionPolicy=Retain) to let the deletion finish anyway.
+version_added: 0.1.0
 author: etcdproxy-operator developers
-options:
-  name:
-    description: Name of the EtcdStorage.
-    type: str
-    required: true
-  uid:
-    description: UID of the EtcdStorage (objects owned by it are deleted, others only emptied).
-    type: str
-    default: ""
-  namespace:
-    description: The operator namespace.
-    type: str
-    required: true
-  spec:
-    description: The EtcdStorage spec (destinations and C(deletionPolicy)).
-    type: dict
-    default: {}
-  core_endpoints:
-    description: Core etcd client URLs.
-    type: list
-    elements: str
-    default: []
-  core_ca_configmap:
-    description: ConfigMap holding the core etcd CA bundle.
-    type: str
-    default: etcd-coreserving-ca
-  core_ca_key:
-    description: Key of the CA bundle in O(core_ca_configmap).
-    type: str
-    default: ca.crt
-  core_client_secret:
-    description: kubernetes.io/tls Secret with the core etcd client certificate.
-    type: str
-    default: etcd-coreserving-cert
-  kubeconfig:
-    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
-    type: path
+options: {}
 attributes:
   check_mode:
     support: full
 notes:
   - Reads the core etcd client key; the task calling it must set C(no_log).
-requirements:
-  - kubernetes >= 28
-  - requests
+extends_documentation_fragment:
+  - etcdstorage
+  - etcdstorage.core
+  - etcdstorage.object
 """
 
 EXAMPLES = r"""
@@ -99,10 +63,11 @@ try:
 
     from ansible.module_utils.etcdproxy_cleanup import release_plan
     from ansible.module_utils.etcdproxy_core import delete_prefix, material
-    from ansible.module_utils.etcdproxy_kube import Kube, api_client
+    from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, CORE_OPTIONS, OBJECT_OPTIONS, Kube, api_client
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
+    COMMON_OPTIONS = CORE_OPTIONS = OBJECT_OPTIONS = {}
 
 
 def run(module: AnsibleModule) -> dict:
@@ -159,17 +124,7 @@ def run(module: AnsibleModule) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            uid=dict(type="str", default=""),
-            namespace=dict(type="str", required=True),
-            spec=dict(type="dict", default={}),
-            core_endpoints=dict(type="list", elements="str", default=[]),
-            core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
-            core_ca_key=dict(type="str", default="ca.crt"),
-            core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
-            kubeconfig=dict(type="path"),
-        ),
+        argument_spec=dict(**COMMON_OPTIONS, **CORE_OPTIONS, **OBJECT_OPTIONS),
         supports_check_mode=True,
     )
     if IMPORT_ERROR:

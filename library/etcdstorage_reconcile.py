@@ -8,33 +8,17 @@ DOCUMENTATION = r"""
 module: etcdstorage_reconcile
 short_description: Certificates, status and proxy drift of an EtcdStorage in one module call
 description:
-  - Runs what M(etcdstorage_certs) and M(etcdstorage_status) do, in that order, in one process with
-    one Kubernetes client. Every module process pays for importing the kubernetes client (about
-    0.3 s on 2 cores); the role calls this one so a steady-state reconcile is a single module call.
-  - Sets the annotation C(etcd.etcdproxy.dev/client-ca-hash) on the pod template of the proxy
-    Deployment in O(proxy_objects) to the hash of the client CA bundle the proxy must trust, so the
-    proxy restarts when (and only when) that bundle changes.
-  - Writes nothing when nothing changed. Returns the proxy objects that differ from the cluster for
-    C(kubernetes.core.k8s) to apply.
-version_added: "0.1.0"
+  - Runs what M(etcdstorage_certs) and M(etcdstorage_status) do, in that order, in one process with one
+    Kubernetes client. Every module process pays for importing the kubernetes client (about 0.3 s on 2
+    cores); the role calls this one so a steady-state reconcile is a single module call.
+  - Sets the annotation C(etcd.etcdproxy.dev/client-ca-hash) on the pod template of the proxy Deployment
+    in O(proxy_objects) to the hash of the client CA bundle the proxy must trust, so the proxy restarts
+    when (and only when) that bundle changes.
+  - Writes nothing when nothing changed. Returns the proxy objects that differ from the cluster,
+    for C(kubernetes.core.k8s) to apply.
+version_added: 0.1.0
 author: etcdproxy-operator developers
 options:
-  name:
-    description: Name of the EtcdStorage.
-    type: str
-    required: true
-  uid:
-    description: UID of the EtcdStorage (material of an earlier object with the same name is not reused).
-    type: str
-    default: ""
-  namespace:
-    description: The operator namespace.
-    type: str
-    required: true
-  spec:
-    description: The EtcdStorage spec.
-    type: dict
-    default: {}
   annotations:
     description: The EtcdStorage annotations (C(etcd.etcdproxy.dev/rotate), C(etcd.etcdproxy.dev/rotate-ca)).
     type: dict
@@ -46,24 +30,7 @@ options:
   ca_overlap:
     description: See M(etcdstorage_certs).
     type: str
-    default: ""
-  core_ca_configmap:
-    description: ConfigMap holding the core etcd CA bundle.
-    type: str
-    default: etcd-coreserving-ca
-  core_ca_key:
-    description: Key of the CA bundle in O(core_ca_configmap).
-    type: str
-    default: ca.crt
-  core_client_secret:
-    description: kubernetes.io/tls Secret with the core etcd client certificate (no Common Name).
-    type: str
-    default: etcd-coreserving-cert
-  core_endpoints:
-    description: Core etcd client URLs; when given, the core's C(/health) is checked (condition C(CoreEtcdReachable)).
-    type: list
-    elements: str
-    default: []
+    default: ''
   config_errors:
     description: Problems with the operator configuration found by the role; reported as-is.
     type: list
@@ -86,17 +53,17 @@ options:
     description: Read the EtcdStorage and write its status and Events (off for the one-off playbook).
     type: bool
     default: true
-  kubeconfig:
-    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
-    type: path
 attributes:
   check_mode:
     support: full
 notes:
   - Handles private keys; the task calling it must set C(no_log). Nothing it returns contains key material.
 requirements:
-  - kubernetes >= 28
-  - cryptography >= 42
+- cryptography >= 42
+extends_documentation_fragment:
+  - etcdstorage
+  - etcdstorage.core
+  - etcdstorage.object
 """
 
 EXAMPLES = r"""

@@ -8,40 +8,15 @@ DOCUMENTATION = r"""
 module: etcdstorage_status
 short_description: Compute and write the status of an EtcdStorage
 description:
-  - Reads the core etcd CA ConfigMap and client Secret in the operator namespace and the
-    proxy Deployment, computes the C(CoreEtcdConfigured), C(ProxyAvailable) and C(Ready)
-    conditions, and writes C(.status) through the status subresource only when it differs.
-  - Emits one Kubernetes Event per condition transition (in namespace C(default), where the API
-    server keeps Events of cluster-scoped objects); an unchanged EtcdStorage gets no write.
+  - Reads the core etcd CA ConfigMap and client Secret in the operator namespace and the proxy Deployment,
+    computes the C(CoreEtcdConfigured), C(ProxyAvailable) and C(Ready) conditions, and writes C(.status)
+    through the status subresource only when it differs.
+  - Emits one Kubernetes Event per condition transition (in namespace C(default), where the API server
+    keeps Events of cluster-scoped objects); an unchanged EtcdStorage gets no write.
   - Replaces the C(operator_sdk.util.k8s_status) module, which is not installable here.
-version_added: "0.1.0"
+version_added: 0.1.0
 author: etcdproxy-operator developers
 options:
-  name:
-    description: Name of the EtcdStorage.
-    type: str
-    required: true
-  namespace:
-    description: The operator namespace, where the proxy and the core etcd material live.
-    type: str
-    required: true
-  core_ca_configmap:
-    description: ConfigMap holding the core etcd CA bundle.
-    type: str
-    default: etcd-coreserving-ca
-  core_ca_key:
-    description: Key of the CA bundle in O(core_ca_configmap).
-    type: str
-    default: ca.crt
-  core_client_secret:
-    description: kubernetes.io/tls Secret with the core etcd client certificate (no Common Name).
-    type: str
-    default: etcd-coreserving-cert
-  core_endpoints:
-    description: Core etcd client URLs; when given, the core's C(/health) is checked (condition C(CoreEtcdReachable)).
-    type: list
-    elements: str
-    default: []
   config_errors:
     description: Problems with the operator configuration found by the role; reported as-is.
     type: list
@@ -49,15 +24,15 @@ options:
     default: []
   certificate_problems:
     description:
-      - Problems reported by the certificate step. Omit when certificates are not managed
-        by this run; the C(CertificatesReady) condition is then left out.
+      - Problems reported by the certificate step. Omit when certificates are not managed by this run;
+        the C(CertificatesReady) condition is then left out.
     type: list
     elements: str
   proxy_objects:
     description:
-      - The proxy Deployment and Service as the role renders them. Each is compared with the
-        live object; those that differ (or are missing) are returned in RV(apply) for
-        C(kubernetes.core.k8s) to apply, so an unchanged EtcdStorage costs no write.
+      - The proxy Deployment and Service as the role renders them. Each is compared with the live object;
+        those that differ (or are missing) are returned in RV(apply) for C(kubernetes.core.k8s) to apply,
+        so an unchanged EtcdStorage costs no write.
     type: list
     elements: dict
     default: []
@@ -78,18 +53,16 @@ options:
     default: 30s
   manage_status:
     description:
-      - Read the EtcdStorage and write its status and Events. With C(false) (the one-off
-        playbook, where the object may not exist in the cluster) only drift is computed.
+      - Read the EtcdStorage and write its status and Events. With C(false) (the one-off playbook, where
+        the object may not exist in the cluster) only drift is computed.
     type: bool
     default: true
-  kubeconfig:
-    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
-    type: path
 attributes:
   check_mode:
     support: full
-requirements:
-  - kubernetes >= 28
+extends_documentation_fragment:
+  - etcdstorage
+  - etcdstorage.core
 """
 
 EXAMPLES = r"""
@@ -147,6 +120,7 @@ try:
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
+    STATUS_OPTIONS = {}
 
 
 

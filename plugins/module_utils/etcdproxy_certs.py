@@ -26,37 +26,22 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible.module_utils.etcdproxy_pki import (
+    CertSpec,
+    PrivateKey,
+    cert_pem,
+    key_pem,
+    key_type_of,
+    load_certs,
+    load_key,
+    make_ca,
+    make_leaf,
+    new_private_key,
+)
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
-
-try:  # inside an Ansible module (AnsiballZ bundles module_utils under ansible.module_utils)
-    from ansible.module_utils.etcdproxy_pki import (
-        CertSpec,
-        PrivateKey,
-        cert_pem,
-        key_pem,
-        key_type_of,
-        load_certs,
-        load_key,
-        make_ca,
-        make_leaf,
-        new_private_key,
-    )
-except ImportError:  # plain Python: unit tests, the local harness
-    from etcdproxy_pki import (  # type: ignore[no-redef]
-        CertSpec,
-        PrivateKey,
-        cert_pem,
-        key_pem,
-        key_type_of,
-        load_certs,
-        load_key,
-        make_ca,
-        make_leaf,
-        new_private_key,
-    )
 
 KINDS = ("serving", "client")
 RENEW_AT = 2 / 3  # of a certificate's lifetime (cert-manager's rule)

@@ -11,50 +11,27 @@ import base64
 import datetime
 from typing import Any
 
+from ansible.module_utils.etcdproxy_certs import (
+    KINDS,
+    Settings,
+    Store,
+    bundle_hash,
+    bundle_pem,
+    client_spec,
+    fingerprint,
+    iso,
+    issue_leaf,
+    leaf_renewal_reason,
+    next_due,
+    overlap_for,
+    parse_go_duration,
+    plan_ca,
+    renewal_time,
+    serving_spec,
+)
+from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, OBJECT_OPTIONS, Kube
+from ansible.module_utils.etcdproxy_pki import cert_pem, key_pem, load_certs
 from kubernetes.client.rest import ApiException
-
-try:
-    from ansible.module_utils.etcdproxy_certs import (
-        KINDS,
-        Settings,
-        Store,
-        bundle_hash,
-        bundle_pem,
-        client_spec,
-        fingerprint,
-        iso,
-        issue_leaf,
-        leaf_renewal_reason,
-        next_due,
-        overlap_for,
-        parse_go_duration,
-        plan_ca,
-        renewal_time,
-        serving_spec,
-    )
-    from ansible.module_utils.etcdproxy_kube import Kube
-    from ansible.module_utils.etcdproxy_pki import cert_pem, key_pem, load_certs
-except ImportError:  # plain Python (tests, harness)
-    from etcdproxy_certs import (  # type: ignore[no-redef]
-        KINDS,
-        Settings,
-        Store,
-        bundle_hash,
-        bundle_pem,
-        client_spec,
-        fingerprint,
-        iso,
-        issue_leaf,
-        leaf_renewal_reason,
-        next_due,
-        overlap_for,
-        parse_go_duration,
-        plan_ca,
-        renewal_time,
-        serving_spec,
-    )
-    from etcdproxy_kube import Kube  # type: ignore[no-redef]
-    from etcdproxy_pki import cert_pem, key_pem, load_certs  # type: ignore[no-redef]
 
 LABELS = {"app.kubernetes.io/managed-by": "etcdproxy-operator"}
 OWNER_ANNOTATION = "etcd.etcdproxy.dev/storage"
@@ -373,12 +350,9 @@ def failed_result(exc: Exception) -> dict[str, Any]:
 
 # The module options (argument_spec) of the module that runs this step alone.
 CERT_OPTIONS = dict(
-    name=dict(type="str", required=True),
-    uid=dict(type="str", default=""),
-    namespace=dict(type="str", required=True),
-    spec=dict(type="dict", required=True),
+    **COMMON_OPTIONS,
+    **OBJECT_OPTIONS,
     annotations=dict(type="dict", default={}),
     ca_overlap=dict(type="str", default=""),
     emit_events=dict(type="bool", default=True),
-    kubeconfig=dict(type="path"),
 )

@@ -14,10 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-try:
-    from ansible.module_utils.etcdproxy_cleanup import deleterange_body
-except ImportError:  # plain Python (tests)
-    from etcdproxy_cleanup import deleterange_body  # type: ignore[no-redef]
+from ansible.module_utils.etcdproxy_cleanup import deleterange_body
 
 
 @contextlib.contextmanager

@@ -116,3 +116,21 @@ class Kube:
         }
         self.writes += 1
         self.core.create_namespaced_event(namespace, body)
+
+
+# Argument specs shared by the modules (documented by the doc fragment plugins/doc_fragments/etcdstorage.py).
+COMMON_OPTIONS: dict[str, dict[str, Any]] = dict(
+    name=dict(type="str", required=True),
+    namespace=dict(type="str", required=True),
+    kubeconfig=dict(type="path"),
+)
+CORE_OPTIONS: dict[str, dict[str, Any]] = dict(
+    core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
+    core_ca_key=dict(type="str", default="ca.crt"),
+    core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
+    core_endpoints=dict(type="list", elements="str", default=[]),
+)
+OBJECT_OPTIONS: dict[str, dict[str, Any]] = dict(
+    uid=dict(type="str", default=""),
+    spec=dict(type="dict", default={}),
+)

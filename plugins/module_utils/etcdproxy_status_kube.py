@@ -9,36 +9,20 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-try:
-    from ansible.module_utils.etcdproxy_core import health, material
-    from ansible.module_utils.etcdproxy_kube import Kube
-    from ansible.module_utils.etcdproxy_objects import drifted, object_key
-    from ansible.module_utils.etcdproxy_pki import load_certs
-    from ansible.module_utils.etcdproxy_status import (
-        Observed,
-        check_core_material,
-        desired_status,
-        merge_patch,
-        requeue_after,
-        rfc3339,
-        status_changes,
-        transition_events,
-    )
-except ImportError:  # plain Python (tests, harness)
-    from etcdproxy_core import health, material  # type: ignore[no-redef]
-    from etcdproxy_kube import Kube  # type: ignore[no-redef]
-    from etcdproxy_objects import drifted, object_key  # type: ignore[no-redef]
-    from etcdproxy_pki import load_certs  # type: ignore[no-redef]
-    from etcdproxy_status import (  # type: ignore[no-redef]
-        Observed,
-        check_core_material,
-        desired_status,
-        merge_patch,
-        requeue_after,
-        rfc3339,
-        status_changes,
-        transition_events,
-    )
+from ansible.module_utils.etcdproxy_core import health, material
+from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, CORE_OPTIONS, Kube
+from ansible.module_utils.etcdproxy_objects import drifted, object_key
+from ansible.module_utils.etcdproxy_pki import load_certs
+from ansible.module_utils.etcdproxy_status import (
+    Observed,
+    check_core_material,
+    desired_status,
+    merge_patch,
+    requeue_after,
+    rfc3339,
+    status_changes,
+    transition_events,
+)
 
 
 def parse_duration_seconds(value: str) -> int:
@@ -122,12 +106,8 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
 
 # The module options (argument_spec) of the module that runs this step alone.
 STATUS_OPTIONS = dict(
-    name=dict(type="str", required=True),
-    namespace=dict(type="str", required=True),
-    core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
-    core_ca_key=dict(type="str", default="ca.crt"),
-    core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
-    core_endpoints=dict(type="list", elements="str", default=[]),
+    **COMMON_OPTIONS,
+    **CORE_OPTIONS,
     config_errors=dict(type="list", elements="str", default=[]),
     certificate_problems=dict(type="list", elements="str"),
     proxy_objects=dict(type="list", elements="dict", default=[]),
@@ -136,5 +116,4 @@ STATUS_OPTIONS = dict(
     next_check_seconds=dict(type="int", default=0),
     max_requeue_seconds=dict(type="int", default=600),
     manage_status=dict(type="bool", default=True),
-    kubeconfig=dict(type="path"),
 )

@@ -1,0 +1,58 @@
+"""Option documentation shared by the etcdstorage_* modules (extends_documentation_fragment)."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # name, namespace and how to reach the API server: every etcdstorage_* module
+    DOCUMENTATION = r"""
+options:
+  name:
+    description: Name of the EtcdStorage.
+    type: str
+    required: true
+  namespace:
+    description: The operator namespace, where the proxies, the CA store and the core etcd material live.
+    type: str
+    required: true
+  kubeconfig:
+    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
+    type: path
+requirements:
+  - kubernetes >= 28
+"""
+
+    # the admin's core etcd material and endpoints
+    CORE = r"""
+options:
+  core_ca_configmap:
+    description: ConfigMap holding the core etcd CA bundle.
+    type: str
+    default: etcd-coreserving-ca
+  core_ca_key:
+    description: Key of the CA bundle in O(core_ca_configmap).
+    type: str
+    default: ca.crt
+  core_client_secret:
+    description: kubernetes.io/tls Secret with the core etcd client certificate (no Common Name).
+    type: str
+    default: etcd-coreserving-cert
+  core_endpoints:
+    description: Core etcd client URLs.
+    type: list
+    elements: str
+    default: []
+"""
+
+    # uid and spec of the EtcdStorage
+    OBJECT = r"""
+options:
+  uid:
+    description: UID of the EtcdStorage; material of an earlier object with the same name is not reused.
+    type: str
+    default: ""
+  spec:
+    description: The EtcdStorage spec.
+    type: dict
+    default: {}
+"""
