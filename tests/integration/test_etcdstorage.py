@@ -61,7 +61,7 @@ def test_create_makes_proxy_deployment_and_service(storages, cp):
     assert volumes["core-client"]["secret"]["secretName"] == "etcd-coreserving-cert"
     assert volumes["serving"]["secret"]["secretName"] == f"etcd-{name}-serving"
     assert volumes["client-ca"]["configMap"]["name"] == f"etcd-{name}-client-ca"
-    assert container["readinessProbe"]["httpGet"] == {"path": "/proxy/health", "port": "metrics", "scheme": "HTTP"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "metrics", "scheme": "HTTP"}
     assert svc["spec"]["ports"] == [{"name": "client", "port": 2379, "protocol": "TCP", "targetPort": "client"}]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
 

@@ -1,0 +1,69 @@
+"""The real data path: the operator's proxy (as its Deployment describes it) with the material it delivered."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+from hack.localcp.cluster import BIN_DIR
+from hack.localcp.tenant import start_proxy
+
+
+def etcdctl(endpoint: str, ca: str, cert: str, key: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={endpoint}", f"--cacert={ca}", f"--cert={cert}",
+                           f"--key={key}", "--dial-timeout=5s", "--command-timeout=10s", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def tenant_files(storages, ns: str, tmp_path) -> tuple[str, str, str]:
+    """What an API server in ``ns`` gets: the serving CA bundle and its client cert/key."""
+    bundle = storages.core.read_namespaced_config_map("etcd-ca", ns).data["serving-ca.crt"]
+    secret = storages.core.read_namespaced_secret("etcd-client", ns).data
+    paths = []
+    for fname, text in (("ca.crt", bundle), ("tls.crt", base64.b64decode(secret["tls.crt"]).decode()),
+                        ("tls.key", base64.b64decode(secret["tls.key"]).decode())):
+        path = tmp_path / f"{ns}-{fname}"
+        path.write_text(text)
+        paths.append(str(path))
+    return paths[0], paths[1], paths[2]
+
+
+def test_delivered_material_works_through_the_real_proxy(storages, cp, tmp_path):
+    a, b = storages.unique("dpa"), storages.unique("dpb")
+    for name in (a, b):
+        ns = f"{name}-ns"
+        storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                               "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+    for name in (a, b):
+        storages.wait_condition(name, "Ready", "True")
+    proxies = {name: start_proxy(storages.core, storages.deployment(name), cp.logs) for name in (a, b)}
+    try:
+        a_files = tenant_files(storages, f"{a}-ns", tmp_path)
+        put = etcdctl(proxies[a].endpoint, *a_files, "put", "/registry/configmaps/x", "hello")
+        assert put.returncode == 0, put.stderr
+        got = etcdctl(proxies[a].endpoint, *a_files, "get", "/registry/configmaps/x", "--print-value-only")
+        assert got.stdout.strip() == "hello"
+        # In the core the key lives under the tenant's prefix, and nowhere else. The proxy prepends "/<name>/"
+        # to the client's key, so an API server's "/registry/..." lands at "/<name>//registry/...".
+        p = cp.pki
+        core = (",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
+                str(p.path("apiserver-etcd-client", "key")))
+        assert etcdctl(*core, "get", f"/{a}//registry/configmaps/x", "--print-value-only").stdout.strip() == "hello"
+        assert etcdctl(*core, "get", "/registry/configmaps/x", "--print-value-only").stdout.strip() == ""
+        # Tenant B's proxy refuses tenant A's client certificate (B trusts only its own client CA).
+        b_bundle = tenant_files(storages, f"{b}-ns", tmp_path)[0]
+        refused = etcdctl(proxies[b].endpoint, b_bundle, a_files[1], a_files[2], "get", "/registry/configmaps/x")
+        assert refused.returncode != 0
+        # A client without any certificate is refused too.
+        anonymous = subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={proxies[a].endpoint}",
+                                    f"--cacert={a_files[0]}", "--dial-timeout=5s", "--command-timeout=10s",
+                                    "get", "/registry/configmaps/x"], capture_output=True, text=True, timeout=60)
+        assert anonymous.returncode != 0 and "hello" not in anonymous.stdout
+        # And B's own client sees none of A's keys.
+        b_files = tenant_files(storages, f"{b}-ns", tmp_path)
+        own = etcdctl(proxies[b].endpoint, *b_files, "get", "--prefix", "/registry/", "--keys-only")
+        assert own.returncode == 0, own.stderr
+        assert "configmaps/x" not in own.stdout
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
