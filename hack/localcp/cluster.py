@@ -227,30 +227,42 @@ class ControlPlane:
 
     def _start_etcd(self) -> None:
         t0 = time.monotonic()
-        p = self.pki
         for i in range(self.etcd_members):
             self.ports[f"etcd{i}"] = free_port()
             self.ports[f"etcd{i}-peer"] = free_port()
-        cluster = ",".join(f"core{i}=http://127.0.0.1:{self.ports[f'etcd{i}-peer']}"
-                           for i in range(self.etcd_members))
-        procs = []
-        for i in range(self.etcd_members):
-            url = f"https://127.0.0.1:{self.ports[f'etcd{i}']}"
-            peer = f"http://127.0.0.1:{self.ports[f'etcd{i}-peer']}"
-            procs.append(self._spawn(f"etcd{i}", [
-                str(self.bin_dir / "etcd"), f"--name=core{i}", f"--data-dir={self.workdir}/etcd/core{i}",
-                f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
-                f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster={cluster}", "--initial-cluster-state=new",
-                "--initial-cluster-token=localcp",
-                f"--cert-file={p.path('etcd-server')}", f"--key-file={p.path('etcd-server', 'key')}",
-                f"--trusted-ca-file={p.path('etcd-ca')}", "--client-cert-auth",
-                "--listen-metrics-urls=", "--log-level=warn",
-                "--quota-backend-bytes=2147483648",
-            ]))
+        procs = [self._spawn(f"etcd{i}", self._etcd_argv(i)) for i in range(self.etcd_members)]
         for i, proc in enumerate(procs):
             self.wait_etcd_member(i, proc)
         self.timings["etcd_s"] = round(time.monotonic() - t0, 3)
+
+    def _etcd_argv(self, i: int) -> list[str]:
+        p = self.pki
+        cluster = ",".join(f"core{j}=http://127.0.0.1:{self.ports[f'etcd{j}-peer']}"
+                           for j in range(self.etcd_members))
+        url = f"https://127.0.0.1:{self.ports[f'etcd{i}']}"
+        peer = f"http://127.0.0.1:{self.ports[f'etcd{i}-peer']}"
+        return [
+            str(self.bin_dir / "etcd"), f"--name=core{i}", f"--data-dir={self.workdir}/etcd/core{i}",
+            f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={cluster}", "--initial-cluster-state=new",
+            "--initial-cluster-token=localcp",
+            f"--cert-file={p.path('etcd-server')}", f"--key-file={p.path('etcd-server', 'key')}",
+            f"--trusted-ca-file={p.path('etcd-ca')}", "--client-cert-auth",
+            "--listen-metrics-urls=", "--log-level=warn",
+            "--quota-backend-bytes=2147483648",
+        ]
+
+    def stop_etcd_member(self, i: int) -> None:
+        for proc in [p for p in self.processes if p.name == f"etcd{i}"]:
+            stop_pid(proc.pid)
+            self.processes.remove(proc)
+        self.save()
+
+    def start_etcd_member(self, i: int) -> None:
+        """Start a stopped member again on its ports and data dir (it rejoins the cluster)."""
+        proc = self._spawn(f"etcd{i}", self._etcd_argv(i))
+        self.wait_etcd_member(i, proc)
 
     def etcd_member_healthy(self, i: int) -> bool:
         p = self.pki
@@ -443,11 +455,6 @@ class ControlPlane:
         self.processes = []
         if self.state_file.exists():
             self.state_file.unlink()
-
-    def stop_member(self, name: str) -> None:
-        for proc in self.processes:
-            if proc.name == name:
-                stop_pid(proc.pid)
 
     def log_tails(self, lines: int = 20) -> str:
         out = []
