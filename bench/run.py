@@ -27,9 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubernetes import client
 
+from hack import moduleutils
 from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from hack.localcp.cluster import OPERATOR_USER, REPO, ControlPlane, wait_for
 from hack.localcp.operator import start_operator
+
+moduleutils.install()  # plugins/module_utils under the names Ansible bundles them with
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
