@@ -38,7 +38,6 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self.writes = 0
 
     @staticmethod
     def _json(resp: Any) -> dict[str, Any]:
@@ -81,7 +80,6 @@ class Kube:
               body: dict[str, Any]) -> None:
         """Create ``body`` (POST, so ansible-operator's proxy adds the owner reference) or merge-patch it
         onto ``existing``: keys of others in data, labels and annotations are kept."""
-        self.writes += 1
         if kind == "Secret":
             create, patch = self.core.create_namespaced_secret, self.core.patch_namespaced_secret
         else:
@@ -95,7 +93,6 @@ class Kube:
 
     def patch_etcdstorage_status(self, name: str, status_patch: dict[str, Any]) -> dict[str, Any]:
         """Apply a JSON merge patch (null deletes a key) to .status through the status subresource."""
-        self.writes += 1
         return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name,
                                                               {"status": status_patch})
 
@@ -114,7 +111,6 @@ class Kube:
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT, "reportingInstance": socket.gethostname()[:128],
         }
-        self.writes += 1
         self.core.create_namespaced_event(namespace, body)
 
 
