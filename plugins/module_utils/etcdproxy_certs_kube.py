@@ -169,22 +169,20 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
             r.problems.append(f"{where}: namespace {namespace} does not exist: create it, or fix {where}")
         return namespaces[namespace]
 
-    dest_cms = []
-    for i, d in enumerate(r.spec.get("caCertConfigMap") or []):
-        where = f"spec.caCertConfigMap[{i}]"
-        if not namespace_exists(d["namespace"], where):
-            continue
-        obj = r.read("ConfigMap", d["namespace"], d["name"], where)
-        if obj is not False and not r.held_by_other(obj, "ConfigMap", d["namespace"], d["name"], where):
-            dest_cms.append((d, obj, where))
-    dest_secrets = []
-    for i, d in enumerate(r.spec.get("clientCertSecret") or []):
-        where = f"spec.clientCertSecret[{i}]"
-        if not namespace_exists(d["namespace"], where):
-            continue
-        obj = r.read("Secret", d["namespace"], d["name"], where)
-        if obj is not False and not r.held_by_other(obj, "Secret", d["namespace"], d["name"], where):
-            dest_secrets.append((d, obj, where))
+    def destinations(field, kind):
+        """(destination, object or None, where) for each usable entry of spec.<field>; problems reported."""
+        usable = []
+        for i, d in enumerate(r.spec.get(field) or []):
+            where = f"spec.{field}[{i}]"
+            if not namespace_exists(d["namespace"], where):
+                continue
+            obj = r.read(kind, d["namespace"], d["name"], where)
+            if obj is not False and not r.held_by_other(obj, kind, d["namespace"], d["name"], where):
+                usable.append((d, obj, where))
+        return usable
+
+    dest_cms = destinations("caCertConfigMap", "ConfigMap")
+    dest_secrets = destinations("clientCertSecret", "Secret")
 
     # ---- CAs -------------------------------------------------------------------------------
     force_ca = bool(settings.rotate_ca_token) and settings.rotate_ca_token != store.rotate_ca_token

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from etcdproxy_kube import Kube
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -62,6 +63,7 @@ class Storages:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.kube = Kube(api)  # the operator's own JSON reads
         self.created: list[str] = []
 
     @staticmethod
@@ -123,22 +125,10 @@ class Storages:
         return cond
 
     def deployment(self, name: str) -> dict[str, Any] | None:
-        try:
-            resp = self.apps.read_namespaced_deployment(f"etcd-{name}", OPERATOR_NAMESPACE, _preload_content=False)
-            return json.loads(resp.data)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.kube.get_deployment(OPERATOR_NAMESPACE, f"etcd-{name}")
 
     def service(self, name: str) -> dict[str, Any] | None:
-        try:
-            resp = self.core.read_namespaced_service(f"etcd-{name}", OPERATOR_NAMESPACE, _preload_content=False)
-            return json.loads(resp.data)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.kube.get_service(OPERATOR_NAMESPACE, f"etcd-{name}")
 
     def reconciles(self, name: str) -> int:
         """Completed ansible-runner runs for ``name``, from the operator's log."""
