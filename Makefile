@@ -20,10 +20,11 @@ help: ## list targets
 install: venv tools ## everything the operator and its tests need (venv + built binaries)
 
 venv: $(VENV)/.stamp ## Python venv with pinned dependencies
-$(VENV)/.stamp: requirements.txt requirements-runtime.txt hack/runner-http/pyproject.toml hack/runner-http/etcdproxy_runner_http/__init__.py
+$(VENV)/.stamp: requirements.txt requirements-runtime.txt guard/requirements.txt guard/pyproject.toml hack/runner-http/pyproject.toml hack/runner-http/etcdproxy_runner_http/__init__.py
 	test -x $(PY) || python3.11 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check ./hack/runner-http
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e ./guard
 	touch $@
 
 tools: ## build ansible-operator, kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok

@@ -1,0 +1,330 @@
+"""Isolation through the guard: every refused operation tried for real (etcdctl and raw gRPC) through
+tenant A's endpoint, with tenant B and the main cluster sharing the same core etcd.
+
+Each refusal must be PERMISSION_DENIED naming the method, and the core must be unchanged afterwards:
+members, auth state, alarms, revision history (no compaction), B's lease and keys, the main cluster's keys.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from etcdproxy_guard import etcdpb
+
+from hack.localcp.cluster import ControlPlane
+from hack.localcp.etcdclient import Client
+from hack.localcp.tenant import ProxyProcess, start_proxy
+
+from .conftest import Storages
+from .test_data_path import etcdctl, tenant_files
+
+M, CL, AU, KV, LE = ("/etcdserverpb.Maintenance/", "/etcdserverpb.Cluster/", "/etcdserverpb.Auth/",
+                     "/etcdserverpb.KV/", "/etcdserverpb.Lease/")
+EL, LO = "/v3electionpb.Election/", "/v3lockpb.Lock/"
+
+
+@dataclass
+class Setup:
+    a: str
+    b: str
+    a_files: tuple[str, str, str]
+    b_files: tuple[str, str, str]
+    guards: dict[str, ProxyProcess]
+    core: tuple[str, str, str, str]
+    b_lease: int
+    history_rev: int
+
+    def a_client(self) -> Client:
+        return Client(self.guards[self.a].endpoint, *self.a_files)
+
+    def core_ctl(self, *args: str) -> subprocess.CompletedProcess:
+        return etcdctl(*self.core, *args)
+
+    def core_json(self, *args: str) -> dict[str, Any]:
+        out = self.core_ctl(*args, "-w", "json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+
+def core_state(s: Setup) -> dict[str, Any]:
+    """Everything a tenant must not be able to change in the core."""
+    members = sorted((m["ID"], m["name"], tuple(m["peerURLs"]), m.get("isLearner", False))
+                     for m in s.core_json("member", "list")["members"])
+    leases = sorted(lease["id"] for lease in s.core_json("lease", "list").get("leases") or [])
+    b_keys = s.core_ctl("get", "--prefix", f"/{s.b}/").stdout
+    main_keys = s.core_ctl("get", "--prefix", "/registry/namespaces/", "--keys-only").stdout
+    # A compaction past history_rev would make this read fail.
+    history = s.core_ctl("get", f"/{s.b}//registry/b/k1", f"--rev={s.history_rev}", "--print-value-only")
+    return {
+        "members": members,
+        "auth": s.core_ctl("auth", "status").stdout.split("\n")[0],
+        "alarms": s.core_ctl("alarm", "list").stdout,
+        "b_lease_alive": s.b_lease in leases,
+        "b_keys": b_keys,
+        "main_keys": main_keys,
+        "history": (history.returncode, history.stdout),
+    }
+
+
+@pytest.fixture(scope="module")
+def setup(api, operator, cp: ControlPlane, tmp_path_factory) -> Iterator[Setup]:
+    storages = Storages(api, operator)
+    tmp = tmp_path_factory.mktemp("isolation")
+    a, b = storages.unique("isoa"), storages.unique("isob")
+    for name in (a, b):
+        ns = f"{name}-ns"
+        storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                               "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+    guards: dict[str, ProxyProcess] = {}
+    try:
+        for name in (a, b):
+            storages.wait_condition(name, "Ready", "True")
+            guards[name] = start_proxy(storages.core, storages.deployment(name), cp.logs)
+        p = cp.pki
+        core = (",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
+                str(p.path("apiserver-etcd-client", "key")))
+        a_files, b_files = tenant_files(storages, f"{a}-ns", tmp), tenant_files(storages, f"{b}-ns", tmp)
+        with Client(guards[b].endpoint, *b_files) as bc:
+            b_lease = bc.grant(600)
+            bc.put(b"/registry/b/k1", b"b-value-1")
+            bc.put(b"/registry/b/leased", b"b-leased", lease=b_lease)
+        with Client(guards[a].endpoint, *a_files) as ac:
+            ac.put(b"/registry/a/k1", b"a-value-1")
+        s = Setup(a, b, a_files, b_files, guards, core, b_lease, 0)
+        s.history_rev = int(s.core_json("get", f"/{b}//registry/b/k1")["kvs"][0]["mod_revision"])
+        with Client(guards[b].endpoint, *b_files) as bc:
+            bc.put(b"/registry/b/k1", b"b-value-2")  # a newer revision: history_rev is now history
+        yield s
+    finally:
+        for g in guards.values():
+            g.stop()
+        storages.cleanup()
+
+
+def member_id(s: Setup) -> int:
+    return int(s.core_json("member", "list")["members"][0]["ID"])
+
+
+# etcdctl commands an operator of the core would use; through a tenant endpoint each is refused.
+ETCDCTL_ATTEMPTS = [
+    (["snapshot", "save", "{tmp}/stolen.db"], "Maintenance/Snapshot"),
+    (["member", "list"], "Cluster/MemberList"),
+    (["member", "add", "intruder", "--peer-urls=https://127.0.0.1:1"], "Cluster/MemberAdd"),
+    (["member", "remove", "{member_hex}"], "Cluster/MemberRemove"),
+    (["member", "update", "{member_hex}", "--peer-urls=https://127.0.0.1:2"], "Cluster/MemberUpdate"),
+    (["member", "promote", "{member_hex}"], "Cluster/MemberPromote"),
+    (["user", "add", "root:hunter2"], "Auth/UserAdd"),
+    (["role", "add", "root"], "Auth/RoleAdd"),
+    (["auth", "enable"], "Auth/"),
+    (["auth", "status"], "Auth/AuthStatus"),
+    (["user", "list"], "Auth/UserList"),
+    (["compaction", "{current_rev}"], "KV/Compact"),
+    (["alarm", "list"], "Maintenance/Alarm"),
+    (["alarm", "disarm"], "Maintenance/Alarm"),
+    (["defrag"], "Maintenance/Defragment"),
+    (["endpoint", "hashkv"], "Maintenance/HashKV"),
+    (["lease", "list"], "Lease/LeaseLeases"),
+    # etcdctl's keep-alive loop reports only "EOF"; the raw gRPC test checks the code and message.
+    (["lease", "keep-alive", "--once", "{b_lease_hex}"], ""),
+    (["lease", "timetolive", "{b_lease_hex}"], "Lease/LeaseTimeToLive"),
+    (["lease", "revoke", "{b_lease_hex}"], "Lease/LeaseRevoke"),
+]
+
+
+def test_etcdctl_admin_operations_are_refused(setup: Setup, tmp_path):
+    before = core_state(setup)
+    current = int(setup.core_json("endpoint", "status")[0]["Status"]["header"]["revision"])
+    fmt = {"tmp": str(tmp_path), "member_hex": f"{member_id(setup):x}", "b_lease_hex": f"{setup.b_lease:x}",
+           "current_rev": str(current)}
+    failures = []
+    for args, method in ETCDCTL_ATTEMPTS:
+        argv = [a.format(**fmt) for a in args]
+        out = etcdctl(setup.guards[setup.a].endpoint, *setup.a_files, *argv)
+        text = out.stdout + out.stderr
+        if out.returncode == 0 or (method and ("PermissionDenied" not in text or method not in text)):
+            failures.append((argv, out.returncode, text[-400:]))
+    assert failures == []
+    assert not (tmp_path / "stolen.db").exists() or (tmp_path / "stolen.db").stat().st_size == 0
+    assert core_state(setup) == before
+
+
+def raw_attempts(s: Setup, current_rev: int) -> list[tuple[str, str, bytes]]:
+    mid = member_id(s)
+    alarm = etcdpb.AlarmRequest(action=1, memberID=mid, alarm=1).SerializeToString()  # ACTIVATE NOSPACE
+    b_lease = etcdpb.LeaseRevokeRequest(ID=s.b_lease).SerializeToString()  # same field 1 for TTL/KeepAlive
+    compact = etcdpb.CompactionRequest(revision=current_rev, physical=True).SerializeToString()
+    unary = [M + m for m in ("Defragment", "Hash", "HashKV", "MoveLeader", "Downgrade")]
+    unary += [CL + m for m in ("MemberAdd", "MemberRemove", "MemberUpdate", "MemberList", "MemberPromote")]
+    unary += [AU + m for m in ("AuthEnable", "AuthDisable", "AuthStatus", "Authenticate", "UserAdd", "UserGet",
+                               "UserList", "UserDelete", "UserChangePassword", "UserGrantRole", "UserRevokeRole",
+                               "RoleAdd", "RoleGet", "RoleList", "RoleDelete", "RoleGrantPermission",
+                               "RoleRevokePermission")]
+    unary += [EL + m for m in ("Campaign", "Proclaim", "Leader", "Resign")] + [LO + "Lock", LO + "Unlock"]
+    attempts = [("unary", m, b"") for m in unary]
+    attempts += [
+        ("unary", M + "Alarm", alarm),
+        ("unary", KV + "Compact", compact),
+        ("unary", LE + "LeaseRevoke", b_lease),
+        ("unary", LE + "LeaseTimeToLive", b_lease),
+        ("unary", LE + "LeaseLeases", b""),
+        ("bidi", LE + "LeaseKeepAlive", b_lease),
+        ("stream", M + "Snapshot", b""),
+        ("stream", EL + "Observe", b""),
+        ("unary", "/grpc.health.v1.Health/Check", b""),
+        ("unary", "/etcdserverpb.KV/NoSuchMethod", b""),
+    ]
+    return attempts
+
+
+def test_raw_grpc_refusals_name_the_method_and_leave_the_core_unchanged(setup: Setup):
+    before = core_state(setup)
+    current = int(setup.core_json("endpoint", "status")[0]["Status"]["header"]["revision"])
+    wrong = []
+    with setup.a_client() as c:
+        for shape, method, request in raw_attempts(setup, current):
+            try:
+                if shape == "unary":
+                    c.unary(method, request)
+                elif shape == "stream":
+                    c.server_stream(method, request)
+                else:
+                    list(c.bidi(method, iter([request])))
+                wrong.append((method, "succeeded"))
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.PERMISSION_DENIED or method not in (err.details() or ""):
+                    wrong.append((method, err.code(), err.details()))
+    assert wrong == []
+    assert core_state(setup) == before
+
+
+def test_status_is_answered_by_the_guard_without_core_facts(setup: Setup):
+    with setup.a_client() as c:
+        status = etcdpb.StatusResponse.FromString(c.unary(M + "Status"))
+    core_status = setup.core_json("endpoint", "status")[0]["Status"]
+    assert status.version == "3.5.0"  # < 3.5.13: the API server will not send watch progress requests
+    assert (status.header.cluster_id, status.header.member_id, status.header.revision) == (0, 0, 0)
+    assert status.leader == 0 and status.dbSize == 0 and status.raftIndex == 0
+    assert core_status["version"] != "3.5.0" and core_status["leader"] != 0  # the real answer differs
+    out = etcdctl(setup.guards[setup.a].endpoint, *setup.a_files, "endpoint", "status", "-w", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["Status"]["version"] == "3.5.0"
+
+
+def test_range_stream_is_unimplemented_so_api_servers_fall_back(setup: Setup):
+    with setup.a_client() as c, pytest.raises(grpc.RpcError) as err:
+        c.server_stream(KV + "RangeStream", etcdpb.RangeRequest(key=b"/registry/").SerializeToString())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_lease_grant_only_without_a_chosen_id(setup: Setup):
+    before = core_state(setup)
+    with setup.a_client() as c:
+        with pytest.raises(grpc.RpcError) as err:
+            c.grant(30, lease_id=setup.b_lease)  # would answer "lease already exists": an oracle
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "LeaseGrant" in err.value.details()
+        granted = c.grant(5)
+    assert granted != 0
+    assert core_state(setup) == before
+
+
+def a_keys_in_core(s: Setup) -> set[bytes]:
+    prefix = f"/{s.a}/"
+    keys = s.core_ctl("get", "--prefix", prefix, "--keys-only").stdout.split()
+    return {k[len(prefix):].encode() for k in keys}
+
+
+ESCAPE_RANGES = [
+    (b"\x00", b"\x00"),  # "every key" in etcd
+    (b"\x00", b"\xff" * 16),
+    (b"\xff", b"\x00"),
+    (b"/", b"\x00"),
+    (b"/registry/", b"\xff"),
+    (b"../", b"\x00"),
+]
+
+
+def test_kv_escape_attempts_stay_inside_the_prefix(setup: Setup):
+    b_before = setup.core_ctl("get", "--prefix", f"/{setup.b}/").stdout
+    with setup.a_client() as c:
+        c.put(f"../{setup.b}/registry/b/k1".encode(), b"evil")
+        c.put(f"/../../{setup.b}//registry/b/k1".encode(), b"evil")
+        own = a_keys_in_core(setup)
+        assert f"../{setup.b}/registry/b/k1".encode() in own  # a literal key of A's, not B's
+        for key, end in ESCAPE_RANGES:
+            got = {k for k, _ in c.range(key, end)}
+            assert got <= own, (key, end, got - own)
+        assert {k for k, _ in c.range(b"\x00", b"\x00")} == own
+        # Txn: a compare over every key, and reads in both branches.
+        everything = etcdpb.RangeRequest(key=b"\x00", range_end=b"\x00")
+        txn = etcdpb.TxnRequest(
+            compare=[etcdpb.Compare(key=b"\x00", range_end=b"\x00", target=2, result=1, mod_revision=0)],
+            success=[etcdpb.RequestOp(request_range=everything)],
+            failure=[etcdpb.RequestOp(request_range=everything)])
+        resp = c.txn(txn)
+        seen = {kv.key for r in resp.responses for kv in r.response_range.kvs}
+        assert seen == own
+        # A compare that could only be true if B's key were visible: B's k1 has version 2.
+        probe = etcdpb.TxnRequest(compare=[etcdpb.Compare(key=f"../{setup.b}/registry/b/k1".encode(), target=0,
+                                                          result=0, version=2)])
+        assert c.txn(probe).succeeded is False
+    assert setup.core_ctl("get", "--prefix", f"/{setup.b}/").stdout == b_before
+
+
+class Requests:
+    """A request stream that stays open until closed."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[bytes | None] = queue.Queue()
+
+    def send(self, msg: Any) -> None:
+        self.q.put(msg.SerializeToString())
+
+    def close(self) -> None:
+        self.q.put(None)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (item := self.q.get()) is not None:
+            yield item
+
+
+def test_watch_everything_from_revision_1_sees_only_own_keys(setup: Setup):
+    own_prefixes = (b"/registry/a/", b"../", b"/../")
+    requests = Requests()
+    seen: list[bytes] = []
+    with setup.a_client() as c:
+        stream = c.bidi("/etcdserverpb.Watch/Watch", iter(requests), timeout=30)
+        requests.send(etcdpb.WatchRequest(create_request=etcdpb.WatchCreateRequest(
+            key=b"\x00", range_end=b"\x00", start_revision=1)))
+        created = etcdpb.WatchResponse.FromString(next(stream))
+        assert created.created
+        with Client(setup.guards[setup.b].endpoint, *setup.b_files) as bc:
+            bc.put(b"/registry/b/during-watch", b"secret")
+        c.put(b"/registry/a/marker", b"m")
+        for raw in stream:
+            events = etcdpb.WatchResponse.FromString(raw).events
+            seen.extend(e.kv.key for e in events)
+            if b"/registry/a/marker" in seen:
+                break
+        requests.close()
+        stream.cancel()
+    assert seen, "no events"
+    assert all(k.startswith(own_prefixes) for k in seen), [k for k in seen if not k.startswith(own_prefixes)]
+
+
+def test_delete_everything_deletes_only_own_keys(setup: Setup):
+    b_before = setup.core_ctl("get", "--prefix", f"/{setup.b}/").stdout
+    main_before = setup.core_ctl("get", "--prefix", "/registry/namespaces/", "--keys-only").stdout
+    own = a_keys_in_core(setup)
+    with setup.a_client() as c:
+        deleted = c.delete(b"\x00", b"\x00")
+    assert deleted == len(own) > 0
+    assert a_keys_in_core(setup) == set()
+    assert setup.core_ctl("get", "--prefix", f"/{setup.b}/").stdout == b_before
+    assert setup.core_ctl("get", "--prefix", "/registry/namespaces/", "--keys-only").stdout == main_before
