@@ -1,0 +1,144 @@
+"""Certificate rotation under load through the guard: no failed request, no restart.
+
+The guard re-reads its serving cert/key and the tenant client CA when kubelet updates the
+volumes (here: ``ProxyProcess.sync_volumes``, which writes them the way kubelet does).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from hack.localcp.etcdclient import Client
+from hack.localcp.tenant import start_proxy
+
+from .test_data_path import tenant_files
+
+
+def served_serial(port: int, ca: str, cert: str, key: str) -> int:
+    """Serial of the certificate the guard presents on a new handshake."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        der = tls.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+class Load:
+    """One long-lived client (like an API server) writing and reading as fast as it can."""
+
+    def __init__(self, endpoint: str, files: tuple[str, str, str]) -> None:
+        self.client = Client(endpoint, *files)
+        self.ok = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            key = f"/registry/load/{i % 50}".encode()
+            try:
+                self.client.put(key, str(i).encode())
+                assert self.client.range(key) == [(key, str(i).encode())]
+                self.ok += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded and asserted on
+                self.failures.append(repr(exc))
+            i += 1
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.client.close()
+
+    def wait_ops(self, n: int, timeout: float = 30) -> None:
+        target, deadline = self.ok + n, time.monotonic() + timeout
+        while self.ok < target and time.monotonic() < deadline and not self.failures:
+            time.sleep(0.01)
+        assert self.ok >= target, f"only {self.ok} ops; failures {self.failures[:3]}"
+
+
+def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
+    name = storages.unique("rotload")
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                           "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+    storages.wait_condition(name, "Ready", "True")
+    pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    try:
+        old = tenant_files(storages, ns, tmp_path)
+        old_serial = served_serial(pod.port, *old)
+        template = storages.deployment(name)["spec"]["template"]
+        with Load(pod.endpoint, old) as load:
+            load.wait_ops(50)
+            storages.patch(name, {"metadata": {"annotations": {"etcd.etcdproxy.dev/rotate": "load-test"}}})
+            # New leaves are issued; kubelet then updates the pod's volumes.
+            storages.wait("serving leaf renewed", lambda: pod.volumes["serving"].read(
+                storages.core, pod.namespace)["tls.crt"] != Path(pod.volumes["serving"].dir / "tls.crt").read_bytes())
+            pod.sync_volumes(storages.core)
+            new_dir = tmp_path / "new"
+            new_dir.mkdir()
+            storages.wait("delivered client cert renewed", lambda: Path(
+                tenant_files(storages, ns, new_dir)[1]).read_bytes() != Path(old[1]).read_bytes())
+            new = tenant_files(storages, ns, new_dir)
+            storages.wait("guard serves the new leaf", lambda: served_serial(pod.port, *new) != old_serial)
+            # Old and new client certs both work on new connections; the long-lived client never noticed.
+            for files in (old, new):
+                with Client(pod.endpoint, *files) as fresh:
+                    fresh.put(b"/registry/after-rotation", b"ok")
+            load.wait_ops(200)
+        assert load.failures == []
+        assert load.ok >= 250
+        # A leaf renewal does not restart the pod.
+        assert storages.deployment(name)["spec"]["template"] == template
+        assert all(p.poll() is None for p in pod.procs.values())
+    finally:
+        pod.stop()
+
+
+def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
+    """A CA rotation publishes the next client CA; the guard trusts it as soon as the volume updates."""
+    name = storages.unique("carel")
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                           "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+    storages.wait_condition(name, "Ready", "True")
+    pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    try:
+        old = tenant_files(storages, ns, tmp_path)
+        guard_pid = pod.procs["guard"].pid
+        with Load(pod.endpoint, old) as load:
+            load.wait_ops(20)
+            storages.patch(name, {"metadata": {"annotations": {"etcd.etcdproxy.dev/rotate-ca": "guard"}}})
+            new_dir = tmp_path / "new"
+            new_dir.mkdir()
+
+            def resigned() -> bool:
+                # The delivered client cert is signed by the next CA only after the bundle was published.
+                return Path(tenant_files(storages, ns, new_dir)[1]).read_bytes() != Path(old[1]).read_bytes()
+
+            while not resigned():
+                pod.sync_volumes(storages.core)  # kubelet keeps syncing while the operator works
+                time.sleep(0.2)
+                assert not load.failures, load.failures[:3]
+            pod.sync_volumes(storages.core)
+            new = tenant_files(storages, ns, new_dir)
+            with Client(pod.endpoint, *new) as fresh:
+                fresh.put(b"/registry/new-ca", b"ok")
+                assert fresh.range(b"/registry/new-ca") == [(b"/registry/new-ca", b"ok")]
+            load.wait_ops(50)
+        assert load.failures == []
+        assert pod.procs["guard"].pid == guard_pid and pod.procs["guard"].poll() is None
+    finally:
+        pod.stop()
