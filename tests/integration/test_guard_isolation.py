@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -328,3 +329,25 @@ def test_delete_everything_deletes_only_own_keys(setup: Setup):
     assert a_keys_in_core(setup) == set()
     assert setup.core_ctl("get", "--prefix", f"/{setup.b}/").stdout == b_before
     assert setup.core_ctl("get", "--prefix", "/registry/namespaces/", "--keys-only").stdout == main_before
+
+
+def test_client_keepalive_pings_are_permitted(setup: Setup):
+    """API servers' etcd clients ping (every 30 s, also while idle); a server that counts those as abuse
+    sends GOAWAY (too_many_pings) and the connection drops. Here: pings every second while idle."""
+    target = setup.guards[setup.a].endpoint.removeprefix("https://")
+    ca, cert, key = (open(f, "rb").read() for f in setup.a_files)
+    channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(ca, key, cert), options=[
+        ("grpc.keepalive_time_ms", 1000), ("grpc.keepalive_timeout_ms", 5000),
+        ("grpc.keepalive_permit_without_calls", 1), ("grpc.http2.max_pings_without_data", 0)])
+    states: list[grpc.ChannelConnectivity] = []
+    channel.subscribe(states.append, try_to_connect=True)
+    try:
+        rng = channel.unary_unary(KV + "Range")
+        rng(etcdpb.RangeRequest(key=b"/registry/a/k1").SerializeToString(), timeout=10)
+        idle = threading.Event()
+        idle.wait(6)  # the idle period under test: six client pings
+        rng(etcdpb.RangeRequest(key=b"/registry/a/k1").SerializeToString(), timeout=10)
+        after_ready = states[states.index(grpc.ChannelConnectivity.READY):]
+        assert set(after_ready) == {grpc.ChannelConnectivity.READY}, states
+    finally:
+        channel.close()
