@@ -146,3 +146,12 @@ def test_reloader_refuses_to_start_with_bad_material(tmp_path):
     _write(tmp_path, cert, other_key, cert)
     with pytest.raises(ValueError, match="does not match"):
         Reloader(tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "ca.crt")
+
+
+def test_cli_refuses_to_start_without_its_material(tmp_path, caplog):
+    from etcdproxy_guard.__main__ import main
+
+    rc = main(["--listen=127.0.0.1:0", "--backend=127.0.0.1:1", f"--cert-file={tmp_path}/tls.crt",
+               f"--key-file={tmp_path}/tls.key", f"--trusted-ca-file={tmp_path}/ca.crt"])
+    assert rc == 1
+    assert "cannot start" in caplog.text and "tls.crt" in caplog.text

@@ -58,3 +58,35 @@ def test_watches_points_at_the_role():
     (watch,) = yaml.safe_load((REPO / "watches.yaml").read_text())
     assert (REPO / "roles" / watch["role"] / "tasks" / "main.yml").exists()
     assert watch["manageStatus"] is False
+
+
+def guard_dockerfile_lines() -> list[str]:
+    text = (REPO / "guard/Dockerfile").read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_guard_image_copies_existing_sources_and_installs_the_venv_pins():
+    lines = guard_dockerfile_lines()
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
+    assert copies
+    for sources in copies:
+        for src in sources:
+            assert (REPO / "guard" / src).exists(), f"guard/Dockerfile copies {src}, which does not exist"
+    runs = " ".join(line for line in lines if line.startswith("RUN "))
+    assert "pip install --no-cache-dir -r /opt/guard/requirements.txt" in runs
+    assert "-r guard/requirements.txt" in (REPO / "requirements.txt").read_text()
+    pins = [line for line in (REPO / "guard/requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert pins and all("==" in p for p in pins)
+    assert ("USER 65534:65534") in lines
+
+
+def test_guard_command_in_the_pod_is_the_packaged_console_script():
+    import tomllib
+
+    project = tomllib.loads((REPO / "guard/pyproject.toml").read_text())["project"]
+    assert project["scripts"] == {"etcdproxy-guard": "etcdproxy_guard.__main__:main"}
+    template = (REPO / "roles/etcdstorage/templates/proxy.yaml.j2").read_text()
+    assert "            - etcdproxy-guard\n" in template
+    defaults = yaml.safe_load((REPO / "roles/etcdstorage/defaults/main.yml").read_text())
+    assert f"'etcdproxy-guard:{project['version']}'" in defaults["etcdstorage_guard_image"]
