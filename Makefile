@@ -20,28 +20,31 @@ help: ## list targets
 install: venv tools ## everything the operator and its tests need (venv + built binaries)
 
 venv: $(VENV)/.stamp ## Python venv with pinned dependencies
-$(VENV)/.stamp: requirements.txt requirements-runtime.txt guard/requirements.txt guard/pyproject.toml hack/runner-http/pyproject.toml hack/runner-http/etcdproxy_runner_http/__init__.py
+$(VENV)/.stamp: requirements.txt requirements-runtime.txt hack/runner-http/pyproject.toml hack/runner-http/etcdproxy_runner_http/__init__.py
 	test -x $(PY) || python3.11 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check ./hack/runner-http
-	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e ./guard
 	touch $@
 
-tools: ## build ansible-operator, kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok
+tools: ## build ansible-operator, kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, the guard
 	hack/install-tools.sh
 
-lint: venv ## ruff, yamllint, ansible-lint (production profile)
+lint: venv ## ruff, yamllint, ansible-lint (production profile), gofmt + go vet of the guard
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/yamllint -s .
 	$(VENV)/bin/ansible-lint
+	@test -z "$$(gofmt -l guard)" || { echo "gofmt needed: $$(gofmt -l guard)"; exit 1; }
+	cd guard && GOFLAGS=-mod=mod go vet ./...
 
-unit: venv ## unit tests of the pure-Python logic
+unit: venv ## unit tests of the pure logic (Python, and the guard's Go package)
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
+	cd guard && GOFLAGS=-mod=mod go test ./...
 
 integration: install ## integration tests against the real local control plane
 	$(PYTEST) tests/integration $(PYTEST_ARGS)
 
 test: install lint ## lint + unit + integration + molecule (what CI runs)
+	cd guard && GOFLAGS=-mod=mod go test ./...
 	$(PYTEST) tests/unit tests/integration $(PYTEST_ARGS)
 	$(MAKE) molecule
 

@@ -44,3 +44,16 @@ build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5
 # operator-sdk: the upstream build uses this tag to avoid cgo/gpgme.
 TAGS="-tags=containers_image_openpgp" build operator-sdk operator-sdk github.com/operator-framework/operator-sdk/cmd/operator-sdk
+
+# Our own tenant endpoint (guard/), pinned by guard/go.mod; rebuilt when its sources change.
+build_guard() {
+  local stamp="$BIN/.etcdproxy-guard.stamp" want
+  want="$(cat guard/go.mod guard/go.sum guard/*.go | sha256sum | cut -c1-16) $(go env GOVERSION)"
+  if [[ -x "$BIN/etcdproxy-guard" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    return 0
+  fi
+  echo ">> building etcdproxy-guard (guard/)"
+  (cd guard && go build -trimpath -ldflags "-s -w" -o "$BIN/etcdproxy-guard" .)
+  echo "$want" > "$stamp"
+}
+build_guard

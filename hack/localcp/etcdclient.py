@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-from etcdproxy_guard import etcdpb
+
+from . import etcdpb
 
 KV = "/etcdserverpb.KV/"
 

@@ -1,9 +1,9 @@
 """Run a tenant's proxy pod exactly as the operator's Deployment describes it, as local processes.
 
-Pods do not run on the local control plane (kwok fakes them), so the e2e tests take each
+Pods do not run on the local control plane (kwok fakes them), so the e2e tests take the
 container's command and the Secrets/ConfigMaps its volumes mount, write those files the way
 kubelet does (``..data`` symlink swapped atomically on update), point the paths there, bind to
-loopback ports, and start the real programs: ``etcd grpc-proxy`` and the guard in front of it.
+loopback ports, and start the real program: ``etcdproxy-guard`` built from ``guard/``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import http.client
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,25 +75,19 @@ def volumes_of(pod_spec: dict[str, Any], root: Path) -> dict[str, Volume]:
 
 @dataclass
 class ProxyProcess:
-    """The pod: ``port`` is the tenant endpoint (the guard); ``proxy_port`` the loopback proxy."""
+    """The pod's process: ``port`` is the tenant endpoint, ``health_port`` its HTTP health port."""
 
-    procs: dict[str, subprocess.Popen]
+    proc: subprocess.Popen
     port: int
-    proxy_port: int
-    metrics_port: int
     health_port: int
     dir: Path
-    logs: dict[str, Path]
+    log: Path
     namespace: str
     volumes: dict[str, Volume] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.logs["guard"]
 
     def sync_volumes(self, core: client.CoreV1Api) -> None:
         """What kubelet does on its next sync: write the current Secret/ConfigMap contents."""
@@ -103,8 +96,7 @@ class ProxyProcess:
                 vol.sync(core, self.namespace)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            stop_pid(proc.pid)
+        stop_pid(self.proc.pid)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -117,14 +109,25 @@ def _http_ok(port: int, path: str) -> bool:
         conn.close()
 
 
-def _argv(container: dict[str, Any], mounts: dict[str, Path], ports: dict[str, int]) -> list[str]:
-    rewrite = {
-        "--listen-addr=": f"127.0.0.1:{ports['proxy']}",
-        "--metrics-addr=": f"http://127.0.0.1:{ports['metrics']}",
-        "--listen=": f"127.0.0.1:{ports['guard']}",
-        "--backend=": f"127.0.0.1:{ports['proxy']}",
-        "--health-listen=": f"127.0.0.1:{ports['health']}",
-    }
+def _materialize(core: client.CoreV1Api, deployment: dict[str, Any], prefix: str
+                 ) -> tuple[dict[str, Any], dict[str, Volume], dict[str, Path], Path]:
+    """The endpoint container, its volumes written like kubelet does, and mountPath -> local dir."""
+    namespace = deployment["metadata"]["namespace"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    volumes = volumes_of(pod_spec, root)
+    for vol in volumes.values():
+        vol.dir.mkdir(parents=True)
+        if vol.kind != "emptyDir":
+            vol.sync(core, namespace)
+    mounts = {m["mountPath"]: volumes[m["name"]].dir for m in container.get("volumeMounts", [])}
+    return container, volumes, mounts, root
+
+
+def _local_args(container: dict[str, Any], mounts: dict[str, Path], port: int, health: int) -> list[str]:
+    """The container's command with files and ports made local."""
+    rewrite = {"--listen=": f"127.0.0.1:{port}", "--health-listen=": f"127.0.0.1:{health}"}
     argv = []
     for arg in container["command"]:
         for mount_path, local in mounts.items():
@@ -133,40 +136,26 @@ def _argv(container: dict[str, Any], mounts: dict[str, Path], ports: dict[str, i
             if arg.startswith(prefix):
                 arg = prefix + value
         argv.append(arg)
-    if argv[0] == "etcd":
-        assert argv[1:3] == ["grpc-proxy", "start"], argv
-        return [str(BIN_DIR / "etcd"), *argv[1:]]
     assert argv[0] == "etcdproxy-guard", argv
-    # The console script the guard image has on PATH; `make venv` installs the same package.
-    return [str(Path(sys.executable).parent / "etcdproxy-guard"), *argv[1:]]
+    return argv
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as fh:
+        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
 
 
 def start_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Path) -> ProxyProcess:
-    namespace = deployment["metadata"]["namespace"]
-    name = deployment["metadata"]["name"]
-    pod_spec = deployment["spec"]["template"]["spec"]
-    root = Path(tempfile.mkdtemp(prefix="etcdproxy-e2e-"))
-    volumes = volumes_of(pod_spec, root)
-    for vol in volumes.values():
-        vol.dir.mkdir(parents=True)
-        if vol.kind != "emptyDir":
-            vol.sync(core, namespace)
-    ports = {k: free_port() for k in ("proxy", "metrics", "guard", "health")}
-    pod = ProxyProcess({}, ports["guard"], ports["proxy"], ports["metrics"], ports["health"], root, {},
-                       namespace, volumes)
+    """The tenant endpoint exactly as the Deployment describes it (the guard binary built from guard/)."""
+    container, volumes, mounts, root = _materialize(core, deployment, "etcdproxy-e2e-")
+    port, health = free_port(), free_port()
+    argv = _local_args(container, mounts, port, health)
+    argv[0] = str(BIN_DIR / "etcdproxy-guard")
+    log = log_dir / f"{deployment['metadata']['name']}-guard.log"
+    pod = ProxyProcess(_spawn(argv, log), port, health, root, log, deployment["metadata"]["namespace"], volumes)
     try:
-        for container in pod_spec["containers"]:
-            mounts = {m["mountPath"]: volumes[m["name"]].dir for m in container.get("volumeMounts", [])}
-            log = log_dir / f"{name}-{container['name']}.log"
-            with open(log, "ab") as fh:
-                proc = subprocess.Popen(_argv(container, mounts, ports), stdout=fh, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
-            pod.procs[container["name"]] = proc
-            pod.logs[container["name"]] = log
-        wait_for("etcd grpc-proxy", lambda: _http_ok(ports["metrics"], "/health"), 60, pod.procs["proxy"],
-                 pod.logs["proxy"])
-        wait_for("etcdproxy guard", lambda: _http_ok(ports["health"], "/readyz"), 60, pod.procs["guard"],
-                 pod.logs["guard"])
+        wait_for("etcdproxy-guard /readyz", lambda: _http_ok(health, "/readyz"), 60, pod.proc, log)
     except BaseException:
         pod.stop()
         raise
@@ -174,31 +163,37 @@ def start_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Pat
 
 
 def start_stock_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Path) -> ProxyProcess:
-    """The design before the guard, for comparison only: the stock proxy serving tenants itself
-    (TLS with the same serving cert and client CA), no guard in front."""
-    namespace = deployment["metadata"]["namespace"]
-    pod_spec = deployment["spec"]["template"]["spec"]
-    root = Path(tempfile.mkdtemp(prefix="etcdproxy-stock-"))
-    volumes = volumes_of(pod_spec, root)
-    for vol in volumes.values():
-        vol.dir.mkdir(parents=True)
-        if vol.kind != "emptyDir":
-            vol.sync(core, namespace)
-    ports = {k: free_port() for k in ("proxy", "metrics", "guard", "health")}
-    proxy = next(c for c in pod_spec["containers"] if c["name"] == "proxy")
-    mounts = {m["mountPath"]: volumes[m["name"]].dir for m in proxy.get("volumeMounts", [])}
-    argv = [*_argv(proxy, mounts, ports),
-            f"--cert-file={volumes['serving'].dir / 'tls.crt'}", f"--key-file={volumes['serving'].dir / 'tls.key'}",
-            f"--trusted-ca-file={volumes['client-ca'].dir / 'ca.crt'}"]
+    """For comparison only: the stock ``etcd grpc-proxy`` with the same flags and files (the design
+    before the guard). The guard's flags are named after grpc-proxy's, so the mapping is direct."""
+    container, volumes, mounts, root = _materialize(core, deployment, "etcdproxy-stock-")
+    port, health = free_port(), free_port()
+    argv = [str(BIN_DIR / "etcd"), "grpc-proxy", "start", f"--data-dir={root / 'data'}"]
+    for arg in _local_args(container, mounts, port, health)[1:]:
+        if arg.startswith("--listen="):
+            arg = f"--listen-addr=127.0.0.1:{port}"
+        elif arg.startswith("--health-listen="):
+            arg = f"--metrics-addr=http://127.0.0.1:{health}"
+        argv.append(arg)
     log = log_dir / f"{deployment['metadata']['name']}-stock-proxy.log"
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    pod = ProxyProcess({"proxy": proc}, ports["proxy"], ports["proxy"], ports["metrics"], 0, root,
-                       {"proxy": log, "guard": log}, namespace, volumes)
+    pod = ProxyProcess(_spawn(argv, log), port, health, root, log, deployment["metadata"]["namespace"], volumes)
     try:
-        wait_for("stock etcd grpc-proxy", lambda: _http_ok(ports["metrics"], "/health"), 60, proc, log)
+        wait_for("stock etcd grpc-proxy /health", lambda: _http_ok(health, "/health"), 60, pod.proc, log)
     except BaseException:
         pod.stop()
         raise
     return pod
+
+
+def delivered_files(core: client.CoreV1Api, namespace: str, out_dir: Path, configmap: str = "etcd-ca",
+                    secret: str = "etcd-client") -> tuple[str, str, str]:
+    """What an API server in ``namespace`` was given: serving CA bundle, client cert, client key (paths)."""
+    bundle = core.read_namespaced_config_map(configmap, namespace).data["serving-ca.crt"]
+    data = core.read_namespaced_secret(secret, namespace).data
+    paths = []
+    for fname, content in (("ca.crt", bundle.encode()), ("tls.crt", base64.b64decode(data["tls.crt"])),
+                           ("tls.key", base64.b64decode(data["tls.key"]))):
+        path = out_dir / f"{namespace}-{configmap}-{secret}-{fname}"
+        path.write_bytes(content)
+        path.chmod(0o600)
+        paths.append(str(path))
+    return paths[0], paths[1], paths[2]

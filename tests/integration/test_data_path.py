@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import subprocess
 
 from hack.localcp.cluster import BIN_DIR
-from hack.localcp.tenant import start_proxy
+from hack.localcp.tenant import delivered_files, start_proxy
 
 
 def etcdctl(endpoint: str, ca: str, cert: str, key: str, *args: str) -> subprocess.CompletedProcess:
@@ -17,15 +16,7 @@ def etcdctl(endpoint: str, ca: str, cert: str, key: str, *args: str) -> subproce
 
 def tenant_files(storages, ns: str, tmp_path) -> tuple[str, str, str]:
     """What an API server in ``ns`` gets: the serving CA bundle and its client cert/key."""
-    bundle = storages.core.read_namespaced_config_map("etcd-ca", ns).data["serving-ca.crt"]
-    secret = storages.core.read_namespaced_secret("etcd-client", ns).data
-    paths = []
-    for fname, text in (("ca.crt", bundle), ("tls.crt", base64.b64decode(secret["tls.crt"]).decode()),
-                        ("tls.key", base64.b64decode(secret["tls.key"]).decode())):
-        path = tmp_path / f"{ns}-{fname}"
-        path.write_text(text)
-        paths.append(str(path))
-    return paths[0], paths[1], paths[2]
+    return delivered_files(storages.core, ns, tmp_path)
 
 
 def test_delivered_material_works_through_the_real_proxy(storages, cp, tmp_path):

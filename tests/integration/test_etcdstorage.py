@@ -33,44 +33,34 @@ def test_create_makes_proxy_deployment_and_service(storages, cp):
 
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]
-    proxy_c, guard_c = pod["containers"]
-    assert (proxy_c["name"], guard_c["name"]) == ("proxy", "guard")
+    (container,) = pod["containers"]
+    assert container["name"] == "guard" and container["image"] == "etcdproxy-guard:0.1.0"
     endpoints = ",".join(cp.etcd_endpoints)
-    # The stock proxy only on the pod's loopback, in plaintext; no serving material mounted.
-    assert proxy_c["command"] == [
-        "etcd", "grpc-proxy", "start",
+    assert container["command"] == [
+        "etcdproxy-guard",
         f"--namespace=/{name}/",
         f"--endpoints={endpoints}",
         "--cacert=/etc/etcdproxy/core-ca/ca.crt",
         "--cert=/etc/etcdproxy/core-client/tls.crt",
         "--key=/etc/etcdproxy/core-client/tls.key",
-        "--listen-addr=127.0.0.1:23790",
-        "--metrics-addr=http://0.0.0.0:2381",
-        "--data-dir=/var/lib/etcdproxy",
+        "--listen=0.0.0.0:2379",
+        "--cert-file=/etc/etcdproxy/serving/tls.crt",
+        "--key-file=/etc/etcdproxy/serving/tls.key",
+        "--trusted-ca-file=/etc/etcdproxy/client-ca/ca.crt",
+        "--health-listen=0.0.0.0:2381",
     ]
-    assert {m["name"]: m["mountPath"] for m in proxy_c["volumeMounts"]} == {
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {
         "core-ca": "/etc/etcdproxy/core-ca", "core-client": "/etc/etcdproxy/core-client",
-        "data": "/var/lib/etcdproxy",
-    }
-    # The guard is the only way in: the tenant port, the serving cert and the tenant client CA.
-    assert guard_c["command"] == [
-        "etcdproxy-guard", "--listen=0.0.0.0:2379", "--backend=127.0.0.1:23790",
-        "--cert-file=/etc/etcdproxy/serving/tls.crt", "--key-file=/etc/etcdproxy/serving/tls.key",
-        "--trusted-ca-file=/etc/etcdproxy/client-ca/ca.crt", "--health-listen=0.0.0.0:2382",
-    ]
-    assert guard_c["image"] == "etcdproxy-guard:0.1.0"
-    assert {m["name"]: m["mountPath"] for m in guard_c["volumeMounts"]} == {
         "serving": "/etc/etcdproxy/serving", "client-ca": "/etc/etcdproxy/client-ca",
     }
-    assert [p["name"] for p in guard_c["ports"]] == ["client", "guard-health"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["core-ca"]["configMap"]["name"] == "etcd-coreserving-ca"
     assert volumes["core-client"]["secret"]["secretName"] == "etcd-coreserving-cert"
     assert volumes["serving"]["secret"]["secretName"] == f"etcd-{name}-serving"
     assert volumes["client-ca"]["configMap"]["name"] == f"etcd-{name}-client-ca"
-    assert proxy_c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "metrics", "scheme": "HTTP"}
-    assert guard_c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "guard-health", "scheme": "HTTP"}
-    assert guard_c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "guard-health", "scheme": "HTTP"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health", "scheme": "HTTP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health", "scheme": "HTTP"}
     assert svc["spec"]["ports"] == [{"name": "client", "port": 2379, "protocol": "TCP", "targetPort": "client"}]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
 

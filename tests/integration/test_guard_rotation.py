@@ -102,7 +102,7 @@ def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
         assert load.ok >= 250
         # A leaf renewal does not restart the pod.
         assert storages.deployment(name)["spec"]["template"] == template
-        assert all(p.poll() is None for p in pod.procs.values())
+        assert pod.proc.poll() is None
     finally:
         pod.stop()
 
@@ -117,7 +117,7 @@ def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
     pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
         old = tenant_files(storages, ns, tmp_path)
-        guard_pid = pod.procs["guard"].pid
+        guard_pid = pod.proc.pid
         with Load(pod.endpoint, old) as load:
             load.wait_ops(20)
             storages.patch(name, {"metadata": {"annotations": {"etcd.etcdproxy.dev/rotate-ca": "guard"}}})
@@ -139,6 +139,6 @@ def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
                 assert fresh.range(b"/registry/new-ca") == [(b"/registry/new-ca", b"ok")]
             load.wait_ops(50)
         assert load.failures == []
-        assert pod.procs["guard"].pid == guard_pid and pod.procs["guard"].poll() is None
+        assert pod.proc.pid == guard_pid and pod.proc.poll() is None
     finally:
         pod.stop()

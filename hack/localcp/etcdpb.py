@@ -1,9 +1,9 @@
-"""The few etcd v3 API messages the guard (and its tests and benchmark) encode or decode.
+"""The etcd v3 API messages the tests and the benchmark encode or decode with raw gRPC.
 
 Field numbers follow etcd's ``api/etcdserverpb/rpc.proto`` and ``api/mvccpb/kv.proto``
 (v3.6). The schema is declared here with protobuf's descriptor API instead of generated code,
-so there is no build step and no dependency on etcd's gogoproto annotations. Only messages
-we touch are declared; forwarded traffic is never decoded.
+so there is no build step and no dependency on etcd's gogoproto annotations. Only the messages
+the tests use are declared.
 """
 
 from __future__ import annotations
@@ -161,11 +161,11 @@ _MESSAGES: dict[str, list[_Field]] = {
     ],
 }
 
-_PACKAGE = "etcdproxy_guard.etcdserverpb"
+_PACKAGE = "etcdproxy_tests.etcdserverpb"
 
 
 def _build() -> dict[str, type]:
-    fdp = descriptor_pb2.FileDescriptorProto(name="etcdproxy_guard/etcd_subset.proto", package=_PACKAGE,
+    fdp = descriptor_pb2.FileDescriptorProto(name="etcdproxy_tests/etcd_subset.proto", package=_PACKAGE,
                                              syntax="proto3")
     for name, fields in _MESSAGES.items():
         msg = fdp.message_type.add(name=name)

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// gate applies Decide to every call before any handler runs: registered services (KV, Watch,
+// Lease, Maintenance) through the interceptors, everything else through the unknown-service handler.
+type gate struct {
+	lg *zap.Logger
+}
+
+func (g *gate) refuse(ctx context.Context, method string, code codes.Code, msg string) error {
+	if code == codes.PermissionDenied {
+		addr := ""
+		if p, ok := peer.FromContext(ctx); ok {
+			addr = p.Addr.String()
+		}
+		g.lg.Warn("refused", zap.String("method", method), zap.String("peer", addr))
+	}
+	return status.Error(code, msg)
+}
+
+func (g *gate) decision(ctx context.Context, method string) error {
+	action, msg := Decide(method)
+	switch action {
+	case Forward, LocalStatus:
+		return nil
+	case Unimplemented:
+		return g.refuse(ctx, method, codes.Unimplemented, msg)
+	default:
+		return g.refuse(ctx, method, codes.PermissionDenied, msg)
+	}
+}
+
+func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := g.decision(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	if grant, ok := req.(*pb.LeaseGrantRequest); ok {
+		if msg := LeaseGrantRefusal(grant.ID); msg != "" {
+			return nil, g.refuse(ctx, info.FullMethod, codes.PermissionDenied, msg)
+		}
+	}
+	return handler(ctx, req)
+}
+
+func (g *gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := g.decision(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// Unknown handles services the guard does not register (Cluster, Auth, Election, Lock, anything
+// else) and unknown methods of registered ones (KV/RangeStream).
+func (g *gate) Unknown(_ any, ss grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	if err := g.decision(ss.Context(), method); err != nil {
+		return err
+	}
+	return g.refuse(ss.Context(), method, codes.PermissionDenied, method+" is not allowed through the etcdproxy guard")
+}
+
+// statusServer answers Maintenance/Status with a version and nothing about the core cluster. The
+// gate lets no other Maintenance method reach it.
+//
+// k8s.io/apiserver sends watch progress requests only to etcd >= 3.5.13 (or >= 3.4.31). etcd's
+// grpcproxy drops those requests (etcd issue 19710), and an API server that relies on them waits
+// ~3 s on every consistent read; so the default reported version is 3.5.0.
+type statusServer struct {
+	pb.UnimplementedMaintenanceServer
+	version string
+}
+
+func (s *statusServer) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
+	return &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: s.version}, nil
+}

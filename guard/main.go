@@ -1,0 +1,200 @@
+// Command etcdproxy-guard is a tenant's etcd endpoint: etcd's own grpcproxy KV, Watch and Lease
+// servers over a client namespaced to /<name>/ (what `etcd grpc-proxy --namespace` runs), behind a
+// method-level gate. It terminates the tenant's mutual TLS with the tenant client CA, forwards only
+// what an API server needs, answers Maintenance/Status itself and refuses the rest.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/namespace"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+type options struct {
+	namespace, endpoints, coreCA, coreCert, coreKey string
+	listen, certFile, keyFile, trustedCAFile        string
+	healthListen, reportVersion                     string
+	maxRequestBytes                                 int
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("etcdproxy-guard", flag.ContinueOnError)
+	fs.StringVar(&o.namespace, "namespace", "", "key prefix of this tenant in the core etcd, e.g. /<name>/ (required)")
+	fs.StringVar(&o.endpoints, "endpoints", "", "comma-separated core etcd client URLs (required)")
+	fs.StringVar(&o.coreCA, "cacert", "", "CA bundle of the core etcd")
+	fs.StringVar(&o.coreCert, "cert", "", "client certificate for the core etcd")
+	fs.StringVar(&o.coreKey, "key", "", "client key for the core etcd")
+	fs.StringVar(&o.listen, "listen", "0.0.0.0:2379", "host:port for tenants (TLS, client certificate required)")
+	fs.StringVar(&o.certFile, "cert-file", "", "serving certificate (re-read when it changes)")
+	fs.StringVar(&o.keyFile, "key-file", "", "serving key (re-read when it changes)")
+	fs.StringVar(&o.trustedCAFile, "trusted-ca-file", "", "CA bundle tenant client certificates must chain to (re-read)")
+	fs.StringVar(&o.healthListen, "health-listen", "", "host:port for HTTP /livez and /readyz (off if empty)")
+	fs.StringVar(&o.reportVersion, "report-version", "3.5.0",
+		"etcd version answered to Maintenance/Status; below 3.5.13 API servers do not send watch progress requests")
+	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 4<<20, "largest request a tenant may send")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var missing []string
+	for name, v := range map[string]string{"namespace": o.namespace, "endpoints": o.endpoints, "cacert": o.coreCA,
+		"cert": o.coreCert, "key": o.coreKey, "cert-file": o.certFile, "key-file": o.keyFile,
+		"trusted-ca-file": o.trustedCAFile} {
+		if v == "" {
+			missing = append(missing, "--"+name)
+		}
+	}
+	if len(missing) > 0 {
+		return o, fmt.Errorf("missing required flags: %s", strings.Join(missing, " "))
+	}
+	if !strings.HasPrefix(o.namespace, "/") || !strings.HasSuffix(o.namespace, "/") || len(o.namespace) < 3 {
+		return o, fmt.Errorf("--namespace=%q: must look like /<name>/ (the trailing slash keeps foo out of foobar)",
+			o.namespace)
+	}
+	return o, nil
+}
+
+func main() {
+	lg, _ := zap.NewProduction()
+	defer func() { _ = lg.Sync() }()
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		lg.Error("cannot start", zap.Error(err))
+		os.Exit(2)
+	}
+	if err := run(o, lg); err != nil {
+		lg.Error("cannot start", zap.Error(err))
+		os.Exit(1)
+	}
+}
+
+func run(o options, lg *zap.Logger) error {
+	serving, err := newServingTLS(o.certFile, o.keyFile, o.trustedCAFile)
+	if err != nil {
+		return fmt.Errorf("serving TLS material: %w", err)
+	}
+	serving.onError = func(err error) { lg.Warn("tls", zap.Error(err)) }
+	serving.onReload = func(n int) { lg.Info("serving TLS material reloaded", zap.Int("reloads", n)) }
+
+	coreTLS, err := (&transport.TLSInfo{CertFile: o.coreCert, KeyFile: o.coreKey, TrustedCAFile: o.coreCA}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("core etcd TLS material: %w", err)
+	}
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints:            strings.Split(o.endpoints, ","),
+		TLS:                  coreTLS,
+		DialTimeout:          5 * time.Second,
+		DialKeepAliveTime:    30 * time.Second,
+		DialKeepAliveTimeout: 10 * time.Second,
+		Logger:               lg.Named("core"),
+	})
+	if err != nil {
+		return fmt.Errorf("core etcd client: %w", err)
+	}
+	defer client.Close()
+	// The same wrapping `etcd grpc-proxy --namespace` does: every key, range end, compare and
+	// watch is moved under the prefix, and keys come back without it.
+	client.KV = namespace.NewKV(client.KV, o.namespace)
+	client.Watcher = namespace.NewWatcher(client.Watcher, o.namespace)
+	client.Lease = namespace.NewLease(client.Lease, o.namespace)
+
+	kvp, _ := grpcproxy.NewKvProxy(client)
+	watchp, _ := grpcproxy.NewWatchProxy(client.Ctx(), lg.Named("watch"), client)
+	leasep, _ := grpcproxy.NewLeaseProxy(client.Ctx(), client)
+
+	g := &gate{lg: lg.Named("gate")}
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(serving.ServerConfig())),
+		grpc.ChainUnaryInterceptor(g.Unary),
+		grpc.ChainStreamInterceptor(g.Stream),
+		grpc.UnknownServiceHandler(g.Unknown),
+		// API servers' etcd clients ping every 30 s, also while idle.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.MaxRecvMsgSize(o.maxRequestBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+	)
+	pb.RegisterKVServer(srv, kvp)
+	pb.RegisterWatchServer(srv, watchp)
+	pb.RegisterLeaseServer(srv, leasep)
+	pb.RegisterMaintenanceServer(srv, &statusServer{version: o.reportVersion})
+
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(l) }()
+
+	var health *http.Server
+	if o.healthListen != "" {
+		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(client), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := health.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	lg.Info("guard listening", zap.String("listen", o.listen), zap.String("namespace", o.namespace),
+		zap.String("health", o.healthListen), zap.String("report-version", o.reportVersion))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		lg.Info("stopping", zap.String("signal", s.String()))
+	case err := <-errc:
+		return err
+	}
+	if health != nil {
+		_ = health.Close()
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second): // watches never end by themselves
+		srv.Stop()
+	}
+	return nil
+}
+
+// healthHandler: /livez answers while the process runs; /readyz does a linearizable read of
+// <prefix>health through the core, like an API server's etcd check.
+func healthHandler(client *clientv3.Client) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if _, err := client.KV.Get(ctx, "health"); err != nil {
+			http.Error(w, "core etcd not reachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
