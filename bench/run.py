@@ -10,7 +10,8 @@
 - API writes made by periodic reconciles of an unchanged EtcdStorage (audit log; target 0);
 - memory (RSS) of the operator process with 50 EtcdStorages, and how long 40 more took to be Ready;
 - time to issue a full tenant bundle (2 CAs + serving leaf + one client leaf), ECDSA and RSA, and
-  each module's wall time inside a reconcile (ansible-runner's own task durations).
+  each module's wall time inside a reconcile (ansible-runner's own task durations);
+- the data path (bench/datapath.py): core etcd direct vs stock grpc-proxy vs the guard, same client.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from hack import moduleutils
 from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from hack.localcp.cluster import OPERATOR_USER, REPO, ControlPlane, wait_for
 from hack.localcp.operator import start_operator
+from hack.localcp.tenant import delivered_files, start_proxy, start_stock_proxy
+from hack.localcp.tenant_apiserver import start_tenant_apiserver
 
 moduleutils.install()  # plugins/module_utils under the names Ansible bundles them with
 
@@ -125,6 +129,46 @@ def audit_writes(path: Path, since: float, name: str) -> int:
     return count
 
 
+def datapath_figures(cp: ControlPlane, results: dict[str, object], n: int = 2000, clients: int = 16,
+                     per_client: int = 250) -> None:
+    """Same client, three targets; then a tenant kube-apiserver behind the stock proxy and behind the guard."""
+    from bench import datapath
+
+    core = client.CoreV1Api(cp.api())
+    apps = client.AppsV1Api(cp.api())
+    dep = cp.api().sanitize_for_serialization(apps.read_namespaced_deployment("etcd-bench-0",
+                                                                              "kube-apiserver-storage"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-datapath-"))
+    tenant = delivered_files(core, "default", tmp, configmap="etcd-bench-0-ca", secret="etcd-bench-0")
+    p = cp.pki
+    direct = (str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")), str(p.path("apiserver-etcd-client", "key")))
+    stock = start_stock_proxy(core, dep, cp.logs)
+    guard = start_proxy(core, dep, cp.logs)
+    try:
+        targets = {"direct": (cp.etcd_endpoints[0], direct, None), "stock_proxy": (stock.endpoint, tenant, None),
+                   "guard": (guard.endpoint, tenant, guard.proc.pid)}
+        for label, (endpoint, files, pid) in targets.items():
+            for key, value in datapath.sequential(endpoint, files, n).items():
+                results[f"dp_{label}_{key}"] = value
+            for key, value in datapath.concurrent(endpoint, files, clients, per_client, pid).items():
+                results[f"dp_{label}_{clients}c_{key}"] = value
+        results["dp_guard_over_stock_put_p50"] = round(results["dp_guard_put_p50_ms"]
+                                                       / results["dp_stock_proxy_put_p50_ms"], 2)
+        results["dp_guard_over_stock_get_p50"] = round(results["dp_guard_get_p50_ms"]
+                                                       / results["dp_stock_proxy_get_p50_ms"], 2)
+        for label, pod in (("stock_proxy", stock), ("guard", guard)):
+            server = start_tenant_apiserver(cp, pod, tenant, tmp, f"bench-{label}")
+            try:
+                for key, value in datapath.consistent_lists(server.core(), 5).items():
+                    results[f"tenant_apiserver_{label}_{key}"] = value
+            finally:
+                server.stop()
+    finally:
+        stock.stop()
+        guard.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     results: dict[str, object] = {}
     results["issue_tenant_bundle_ecdsa_ms"] = issuance_ms("ecdsa")
@@ -169,6 +213,8 @@ def main() -> int:
         results["writes_per_unchanged_reconcile"] = audit_writes(cp.audit_log, since, "bench-0") / len(walls)
         for action, seconds in task_durations("bench-0").items():
             results[f"module_{action}_p50_s"] = seconds
+
+        datapath_figures(cp, results)
 
         # Memory of the operator (the Go process; ansible-runner children come and go) with 50 tenants.
         t0 = time.monotonic()
