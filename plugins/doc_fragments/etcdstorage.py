@@ -34,7 +34,7 @@ options:
     type: str
     default: ca.crt
   core_client_secret:
-    description: kubernetes.io/tls Secret with the core etcd client certificate (no Common Name).
+    description: kubernetes.io/tls Secret with the core etcd client certificate.
     type: str
     default: etcd-coreserving-cert
   core_endpoints:

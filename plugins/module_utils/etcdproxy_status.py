@@ -84,8 +84,7 @@ def check_core_material(configmap: dict[str, Any] | None, secret: dict[str, Any]
     if secret is None:
         problems.append(
             f"Secret {namespace}/{secret_name} with the core etcd client certificate is missing: create a "
-            f"kubernetes.io/tls Secret with tls.crt and tls.key (a client cert without a Common Name, "
-            f"which etcd grpc-proxy requires)")
+            f"kubernetes.io/tls Secret with tls.crt and tls.key (a client certificate the core etcd trusts)")
     else:
         data = secret.get("data") or {}
         absent = [k for k in ("tls.crt", "tls.key") if not data.get(k)]
@@ -94,26 +93,10 @@ def check_core_material(configmap: dict[str, Any] | None, secret: dict[str, Any]
                             f"core etcd client certificate and key")
         elif parse_certs is not None:
             try:
-                certs = parse_certs(base64.b64decode(data["tls.crt"]).decode())
+                parse_certs(base64.b64decode(data["tls.crt"]).decode())
             except (ValueError, UnicodeDecodeError):
                 problems.append(f"Secret {namespace}/{secret_name} tls.crt is not a PEM certificate")
-            else:
-                cn = _common_name(certs[0])
-                if cn:
-                    problems.append(
-                        f"Secret {namespace}/{secret_name} tls.crt has Common Name {cn!r}; etcd grpc-proxy "
-                        f"refuses a backend client certificate with a Common Name: issue one without CN")
     return problems
-
-
-def _common_name(cert: Any) -> str:
-    try:
-        from cryptography.x509.oid import NameOID
-
-        attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        return str(attrs[0].value) if attrs else ""
-    except (ImportError, AttributeError):
-        return ""
 
 
 def proxy_condition(deployment: dict[str, Any] | None) -> Condition:

@@ -140,7 +140,12 @@ def test_core_material_problems_name_object_and_fix():
     assert "not a PEM certificate bundle" in check({"data": {"ca.crt": "garbage"}}, secret)[0]
     assert "Secret ns/core-cert" in check(cm, None)[0]
     assert "lacks tls.key" in check(cm, {"data": {"tls.crt": secret["data"]["tls.crt"]}})[0]
-    assert "Common Name 'apiserver'" in check(*_material(cn="apiserver"))[0]
+    assert "not a PEM certificate" in check(cm, {"data": {"tls.crt": "Z2FyYmFnZQ==", "tls.key": "eA=="}})[0]
+
+
+def test_core_client_certificate_may_have_a_common_name():
+    # The stock grpc-proxy refused one; the guard does not (a CN lets the core apply etcd RBAC to it).
+    assert check(*_material(cn="etcdproxy-guard")) == []
 
 
 def test_merge_patch_deletes_what_disappeared_and_sends_only_changes():
