@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from kubernetes import client
 from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from hack.localcp.cluster import BIN_DIR, REPO, ControlPlane, Process, StartError, wait_for
 from hack.localcp.operator import start_operator
+from hack.localcp.tenant import ProxyProcess, delivered_files, start_proxy
 
 NS = "kube-apiserver-storage"
 
@@ -31,11 +33,31 @@ def kubectl(cp: ControlPlane, *args: str) -> None:
     subprocess.run([str(BIN_DIR / "kubectl"), f"--kubeconfig={cp.kubeconfig}", *args], check=False)
 
 
+def data_path(cp: ControlPlane, api: client.ApiClient, name: str) -> ProxyProcess:
+    """Kwok's pods run nothing, so start the endpoint as its Deployment says and use it like the API server
+    in "wardle" would: with only the material delivered there."""
+    core = client.CoreV1Api(api)
+    deployment = api.sanitize_for_serialization(client.AppsV1Api(api).read_namespaced_deployment(f"etcd-{name}", NS))
+    guard = start_proxy(core, deployment, cp.logs)
+    tmp = Path(tempfile.mkdtemp(prefix="demo-"))
+    files = delivered_files(core, "wardle", tmp, configmap="etcd-serving-ca", secret="etcd-client-cert")
+    print(f"\nthe endpoint of {name}, run as its Deployment says, at {guard.endpoint} "
+          "(material from namespace wardle):", flush=True)
+    flags = [f"--endpoints={guard.endpoint}", f"--cacert={files[0]}", f"--cert={files[1]}", f"--key={files[2]}"]
+    attempts = (["put", "/registry/demo", "hello"], ["get", "/registry/demo"],
+                ["snapshot", "save", str(tmp / "core.db")], ["member", "list"])
+    for args in attempts:
+        print(f"$ etcdctl {' '.join(args)}", flush=True)
+        subprocess.run([str(BIN_DIR / "etcdctl"), *flags, *args], check=False)
+    return guard
+
+
 def main() -> int:
     keep = os.environ.get("KEEP") == "1"
     t0 = time.monotonic()
     cp = ControlPlane()
     op = None
+    guard: ProxyProcess | None = None
     try:
         print("starting the local control plane (etcd, kube-apiserver, controllers, kwok) ...", flush=True)
         cp.start()
@@ -80,13 +102,15 @@ def main() -> int:
         kubectl(cp, "-n", "wardle", "get", "configmap/etcd-serving-ca", "secret/etcd-client-cert")
         kubectl(cp, "get", "etcdstorage", names[0], "-o", "jsonpath={range .status.conditions[*]}"
                 "{.type}={.status} ({.reason}): {.message}{\"\\n\"}{end}")
+        guard = data_path(cp, api, names[0])
         print(f"\ndemo finished in {time.monotonic() - t0:.1f}s", flush=True)
         if keep:
+            cp.processes.append(Process("etcdproxy-guard", guard.proc.pid, str(guard.log)))
             cp.processes.append(Process("ansible-operator", op.proc.pid, str(op.log)))
             cp.save()
             print(f"\nKEEP=1: still running. export KUBECONFIG={cp.kubeconfig}\n"
                   f"operator log: {op.log}; stop with `make cluster-down`")
-            op = None
+            op = guard = None
             return 0
         return 0
     except StartError as exc:
@@ -95,6 +119,8 @@ def main() -> int:
         return 1
     finally:
         if not keep:
+            if guard is not None:
+                guard.stop()
             if op is not None:
                 op.stop()
             cp.stop()
