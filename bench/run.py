@@ -143,7 +143,11 @@ def datapath_figures(cp: ControlPlane, results: dict[str, object], n: int = 2000
     p = cp.pki
     direct = (str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")), str(p.path("apiserver-etcd-client", "key")))
     stock = start_stock_proxy(core, dep, cp.logs)
-    guard = start_proxy(core, dep, cp.logs)
+    try:
+        guard = start_proxy(core, dep, cp.logs)
+    except BaseException:
+        stock.stop()
+        raise
     try:
         targets = {"direct": (cp.etcd_endpoints[0], direct, None), "stock_proxy": (stock.endpoint, tenant, None),
                    "guard": (guard.endpoint, tenant, guard.proc.pid)}
