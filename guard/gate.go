@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -14,10 +15,19 @@ import (
 // gate applies Decide to every call before any handler runs: registered services (KV, Watch,
 // Lease, Maintenance) through the interceptors, everything else through the unknown-service handler.
 type gate struct {
-	lg *zap.Logger
+	lg      *zap.Logger
+	refused *prometheus.CounterVec // labels: method (bounded by MetricLabel), code
+}
+
+func newGate(lg *zap.Logger) *gate {
+	return &gate{lg: lg, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "etcdproxy_guard_refused_total",
+		Help: "Calls the guard refused (PermissionDenied) or does not implement (Unimplemented), by method.",
+	}, []string{"method", "code"})}
 }
 
 func (g *gate) refuse(ctx context.Context, method string, code codes.Code, msg string) error {
+	g.refused.WithLabelValues(MetricLabel(method), code.String()).Inc()
 	if code == codes.PermissionDenied {
 		addr := ""
 		if p, ok := peer.FromContext(ctx); ok {

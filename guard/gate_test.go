@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestGateStopsRefusedCallsBeforeTheirHandler(t *testing.T) {
-	g := &gate{lg: zap.NewNop()}
+	g := newGate(zap.NewNop())
 	called := false
 	handler := func(context.Context, any) (any, error) { called = true; return &pb.RangeResponse{}, nil }
 	cases := []struct {
@@ -34,6 +35,13 @@ func TestGateStopsRefusedCallsBeforeTheirHandler(t *testing.T) {
 		if got := status.Code(err); got != c.code || called != (c.code == codes.OK) {
 			t.Errorf("%s %v: code %v (want %v), handler called %v", c.method, c.req, got, c.code, called)
 		}
+	}
+	denied := testutil.ToFloat64(g.refused.WithLabelValues("/etcdserverpb.Lease/LeaseGrant", "PermissionDenied"))
+	if denied != 1 {
+		t.Errorf("refused LeaseGrant counted %v times, want 1", denied)
+	}
+	if n := testutil.CollectAndCount(g.refused); n != 4 {
+		t.Errorf("%d refused series, want 4 (Compact, LeaseGrant, LeaseRevoke, Defragment)", n)
 	}
 }
 

@@ -18,6 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,7 +52,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.certFile, "cert-file", "", "serving certificate (re-read when it changes)")
 	fs.StringVar(&o.keyFile, "key-file", "", "serving key (re-read when it changes)")
 	fs.StringVar(&o.trustedCAFile, "trusted-ca-file", "", "CA bundle tenant client certificates must chain to (re-read)")
-	fs.StringVar(&o.healthListen, "health-listen", "", "host:port for HTTP /livez and /readyz (off if empty)")
+	fs.StringVar(&o.healthListen, "health-listen", "", "host:port for HTTP /livez, /readyz and /metrics (off if empty)")
 	fs.StringVar(&o.reportVersion, "report-version", "3.5.0",
 		"etcd version answered to Maintenance/Status; below 3.5.13 API servers do not send watch progress requests")
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 4<<20, "largest request a tenant may send")
@@ -96,7 +100,6 @@ func run(o options, lg *zap.Logger) error {
 		return fmt.Errorf("serving TLS material: %w", err)
 	}
 	serving.onError = func(err error) { lg.Warn("tls", zap.Error(err)) }
-	serving.onReload = func(n int) { lg.Info("serving TLS material reloaded", zap.Int("reloads", n)) }
 
 	coreTLS, err := (&transport.TLSInfo{CertFile: o.coreCert, KeyFile: o.coreKey, TrustedCAFile: o.coreCA}).ClientConfig()
 	if err != nil {
@@ -124,11 +127,22 @@ func run(o options, lg *zap.Logger) error {
 	watchp, _ := grpcproxy.NewWatchProxy(client.Ctx(), lg.Named("watch"), client)
 	leasep, _ := grpcproxy.NewLeaseProxy(client.Ctx(), client)
 
-	g := &gate{lg: lg.Named("gate")}
+	g := newGate(lg.Named("gate"))
+	grpcMetrics := grpcprom.NewServerMetrics()
+	reloads := prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdproxy_guard_tls_reloads_total",
+		Help: "Times the serving certificate, key or tenant client CA bundle was reloaded from its files."})
+	serving.onReload = func(n int) {
+		reloads.Inc()
+		lg.Info("serving TLS material reloaded", zap.Int("reloads", n))
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(grpcMetrics, g.refused, reloads, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(serving.ServerConfig())),
-		grpc.ChainUnaryInterceptor(g.Unary),
-		grpc.ChainStreamInterceptor(g.Stream),
+		grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor(), g.Unary),
+		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), g.Stream),
 		grpc.UnknownServiceHandler(g.Unknown),
 		// API servers' etcd clients ping every 30 s, also while idle.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -141,6 +155,7 @@ func run(o options, lg *zap.Logger) error {
 	pb.RegisterWatchServer(srv, watchp)
 	pb.RegisterLeaseServer(srv, leasep)
 	pb.RegisterMaintenanceServer(srv, &statusServer{version: o.reportVersion})
+	grpcMetrics.InitializeMetrics(srv)
 
 	l, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -151,7 +166,7 @@ func run(o options, lg *zap.Logger) error {
 
 	var health *http.Server
 	if o.healthListen != "" {
-		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(client), ReadHeaderTimeout: 5 * time.Second}
+		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(client, registry), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := health.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -183,9 +198,10 @@ func run(o options, lg *zap.Logger) error {
 }
 
 // healthHandler: /livez answers while the process runs; /readyz does a linearizable read of
-// <prefix>health through the core, like an API server's etcd check.
-func healthHandler(client *clientv3.Client) http.Handler {
+// <prefix>health through the core, like an API server's etcd check; /metrics for Prometheus.
+func healthHandler(client *clientv3.Client, registry *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)

@@ -57,6 +57,42 @@ var serviceReasons = []struct{ prefix, reason string }{
 	{"/v3lockpb.Lock/", "lock is not namespaced"},
 }
 
+// etcdMethods is every method of etcd's v3 API (rpc.proto, v3election.proto, v3lock.proto in etcd
+// v3.6, plus RangeStream of later versions). Metrics label a method by name only if it is listed
+// here, so a tenant cannot grow label cardinality with invented names.
+var etcdMethods = map[string][]string{
+	"/etcdserverpb.KV/":    {"Range", "Put", "DeleteRange", "Txn", "Compact", "RangeStream"},
+	"/etcdserverpb.Watch/": {"Watch"},
+	"/etcdserverpb.Lease/": {"LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases"},
+	"/etcdserverpb.Cluster/": {"MemberAdd", "MemberRemove", "MemberUpdate", "MemberList",
+		"MemberPromote"},
+	"/etcdserverpb.Maintenance/": {"Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot",
+		"MoveLeader", "Downgrade"},
+	"/etcdserverpb.Auth/": {"AuthEnable", "AuthDisable", "AuthStatus", "Authenticate", "UserAdd", "UserGet",
+		"UserList", "UserDelete", "UserChangePassword", "UserGrantRole", "UserRevokeRole", "RoleAdd",
+		"RoleGet", "RoleList", "RoleDelete", "RoleGrantPermission", "RoleRevokePermission"},
+	"/v3electionpb.Election/": {"Campaign", "Proclaim", "Leader", "Observe", "Resign"},
+	"/v3lockpb.Lock/":         {"Lock", "Unlock"},
+}
+
+var knownMethods = func() map[string]bool {
+	out := map[string]bool{}
+	for prefix, methods := range etcdMethods {
+		for _, m := range methods {
+			out[prefix+m] = true
+		}
+	}
+	return out
+}()
+
+// MetricLabel is the method as a metric label: its name if it is an etcd method, else "other".
+func MetricLabel(method string) string {
+	if knownMethods[method] {
+		return method
+	}
+	return "other"
+}
+
 // Decide returns the handling of a full gRPC method name ("/package.Service/Method") and, for
 // Unimplemented and Deny, the message sent to the caller.
 func Decide(method string) (Action, string) {

@@ -5,28 +5,12 @@ import (
 	"testing"
 )
 
-// Every method of etcd's v3 API (rpc.proto, v3election.proto, v3lock.proto in etcd v3.6).
-var allMethods = map[string][]string{
-	"/etcdserverpb.KV/":    {"Range", "Put", "DeleteRange", "Txn", "Compact"},
-	"/etcdserverpb.Watch/": {"Watch"},
-	"/etcdserverpb.Lease/": {"LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases"},
-	"/etcdserverpb.Cluster/": {"MemberAdd", "MemberRemove", "MemberUpdate", "MemberList",
-		"MemberPromote"},
-	"/etcdserverpb.Maintenance/": {"Alarm", "Status", "Defragment", "Hash", "HashKV", "Snapshot",
-		"MoveLeader", "Downgrade"},
-	"/etcdserverpb.Auth/": {"AuthEnable", "AuthDisable", "AuthStatus", "Authenticate", "UserAdd", "UserGet",
-		"UserList", "UserDelete", "UserChangePassword", "UserGrantRole", "UserRevokeRole", "RoleAdd",
-		"RoleGet", "RoleList", "RoleDelete", "RoleGrantPermission", "RoleRevokePermission"},
-	"/v3electionpb.Election/": {"Campaign", "Proclaim", "Leader", "Observe", "Resign"},
-	"/v3lockpb.Lock/":         {"Lock", "Unlock"},
-}
-
 func TestOnlyWhatAnAPIServerNeedsIsForwarded(t *testing.T) {
 	want := map[string]bool{
 		"/etcdserverpb.KV/Range": true, "/etcdserverpb.KV/Put": true, "/etcdserverpb.KV/DeleteRange": true,
 		"/etcdserverpb.KV/Txn": true, "/etcdserverpb.Watch/Watch": true, "/etcdserverpb.Lease/LeaseGrant": true,
 	}
-	for prefix, methods := range allMethods {
+	for prefix, methods := range etcdMethods {
 		for _, m := range methods {
 			method := prefix + m
 			action, msg := Decide(method)
@@ -38,6 +22,10 @@ func TestOnlyWhatAnAPIServerNeedsIsForwarded(t *testing.T) {
 			case method == methodStatus:
 				if action != LocalStatus {
 					t.Errorf("%s: got %v, want LocalStatus", method, action)
+				}
+			case method == "/etcdserverpb.KV/RangeStream":
+				if action != Unimplemented {
+					t.Errorf("%s: got %v, want Unimplemented", method, action)
 				}
 			default:
 				if action != Deny || !strings.Contains(msg, method) || !strings.Contains(msg, "not allowed") {
@@ -81,5 +69,16 @@ func TestLeaseGrantOnlyWithoutAChosenID(t *testing.T) {
 	}
 	if msg := LeaseGrantRefusal(42); !strings.Contains(msg, "chosen ID (42)") {
 		t.Errorf("ID 42: %q", msg)
+	}
+}
+
+func TestMetricLabelsAreBounded(t *testing.T) {
+	if got := MetricLabel("/etcdserverpb.Maintenance/Snapshot"); got != "/etcdserverpb.Maintenance/Snapshot" {
+		t.Errorf("known method: %q", got)
+	}
+	for _, m := range []string{"/etcdserverpb.Cluster/Invented123", "/x.Y/Z", ""} {
+		if got := MetricLabel(m); got != "other" {
+			t.Errorf("%q: %q", m, got)
+		}
 	}
 }

@@ -89,6 +89,21 @@ class ProxyProcess:
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    def metric(self, name: str, **labels: str) -> float:
+        """Value of one sample from the endpoint's /metrics (0 if absent)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def sync_volumes(self, core: client.CoreV1Api) -> None:
         """What kubelet does on its next sync: write the current Secret/ConfigMap contents."""
         for vol in self.volumes.values():

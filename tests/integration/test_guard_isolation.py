@@ -203,6 +203,11 @@ def test_raw_grpc_refusals_name_the_method_and_leave_the_core_unchanged(setup: S
                     wrong.append((method, err.code(), err.details()))
     assert wrong == []
     assert core_state(setup) == before
+    # Refusals are counted by method; invented names share one label so a tenant cannot grow the series.
+    guard = setup.guards[setup.a]
+    assert guard.metric("etcdproxy_guard_refused_total", method=M + "Snapshot", code="PermissionDenied") >= 1
+    assert guard.metric("etcdproxy_guard_refused_total", method="other", code="PermissionDenied") >= 1
+    assert guard.metric("grpc_server_handled_total", grpc_method="Compact", grpc_code="PermissionDenied") >= 1
 
 
 def test_status_is_answered_by_the_guard_without_core_facts(setup: Setup):

@@ -100,6 +100,7 @@ def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
             load.wait_ops(200)
         assert load.failures == []
         assert load.ok >= 250
+        assert pod.metric("etcdproxy_guard_tls_reloads_total") >= 1
         # A leaf renewal does not restart the pod.
         assert storages.deployment(name)["spec"]["template"] == template
         assert pod.proc.poll() is None
