@@ -169,12 +169,7 @@ def start_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Pat
     argv[0] = str(BIN_DIR / "etcdproxy-guard")
     log = log_dir / f"{deployment['metadata']['name']}-guard.log"
     pod = ProxyProcess(_spawn(argv, log), port, health, root, log, deployment["metadata"]["namespace"], volumes)
-    try:
-        wait_for("etcdproxy-guard /readyz", lambda: _http_ok(health, "/readyz"), 60, pod.proc, log)
-    except BaseException:
-        pod.stop()
-        raise
-    return pod
+    return _ready(pod, "etcdproxy-guard", "/readyz")
 
 
 def start_stock_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Path) -> ProxyProcess:
@@ -191,8 +186,13 @@ def start_stock_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_di
         argv.append(arg)
     log = log_dir / f"{deployment['metadata']['name']}-stock-proxy.log"
     pod = ProxyProcess(_spawn(argv, log), port, health, root, log, deployment["metadata"]["namespace"], volumes)
+    return _ready(pod, "stock etcd grpc-proxy", "/health")
+
+
+def _ready(pod: ProxyProcess, what: str, path: str) -> ProxyProcess:
+    """Wait for ``path`` on the health port to answer 200; stop the process if it never does."""
     try:
-        wait_for("stock etcd grpc-proxy /health", lambda: _http_ok(health, "/health"), 60, pod.proc, log)
+        wait_for(f"{what} {path}", lambda: _http_ok(pod.health_port, path), 60, pod.proc, pod.log)
     except BaseException:
         pod.stop()
         raise

@@ -82,6 +82,15 @@ class Storages:
         self.created.append(name)
         return obj
 
+    def create_ready_tenant(self, prefix: str) -> tuple[str, str]:
+        """An EtcdStorage delivering ConfigMap etcd-ca and Secret etcd-client to ``<name>-ns``, Ready."""
+        name = self.unique(prefix)
+        ns = f"{name}-ns"
+        self.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                           "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+        self.wait_condition(name, "Ready", "True")
+        return name, ns
+
     def get(self, name: str) -> dict[str, Any] | None:
         try:
             return self.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)

@@ -70,11 +70,7 @@ class Load:
 
 
 def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
-    name = storages.unique("rotload")
-    ns = f"{name}-ns"
-    storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
-                           "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
-    storages.wait_condition(name, "Ready", "True")
+    name, ns = storages.create_ready_tenant("rotload")
     pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
         old = tenant_files(storages, ns, tmp_path)
@@ -110,11 +106,7 @@ def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
 
 def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
     """A CA rotation publishes the next client CA; the guard trusts it as soon as the volume updates."""
-    name = storages.unique("carel")
-    ns = f"{name}-ns"
-    storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
-                           "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
-    storages.wait_condition(name, "Ready", "True")
+    name, ns = storages.create_ready_tenant("carel")
     pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
         old = tenant_files(storages, ns, tmp_path)
