@@ -12,17 +12,23 @@ export GOFLAGS=-mod=mod CGO_ENABLED=0
 # modules; go.sum files under hack/tools/ pin the hashes instead.
 export GONOSUMDB="${GONOSUMDB:-github.com/operator-framework/*}" GOFLAGS="-mod=mod"
 
-KUBE_VERSION=$(awk '$1=="k8s.io/kubernetes"{print $2}' hack/tools/kube/go.mod)
-KUBE_MINOR=$(echo "$KUBE_VERSION" | cut -d. -f2)
-KUBE_LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION \
- -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$KUBE_MINOR \
+# kube_ldflags TOOLDIR: link-time version of the k8s.io/kubernetes pinned there (else it says v0.0.0).
+kube_ldflags() {
+  local version minor
+  version=$(awk '{for (i = 1; i < NF; i++) if ($i == "k8s.io/kubernetes") {print $(i + 1); exit}}' \
+    "hack/tools/$1/go.mod")
+  minor=$(echo "$version" | cut -d. -f2)
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=$version \
+ -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
  -X k8s.io/component-base/version.gitTreeState=clean"
+}
+KUBE_LDFLAGS=$(kube_ldflags kube)
 
 # build NAME TOOLDIR PACKAGE [LDFLAGS]
 build() {
   local name=$1 dir=$2 pkg=$3 ldflags=${4:--s -w}
   local stamp="$BIN/.$name.stamp" want
-  want="$(sha256sum "hack/tools/$dir/go.mod" "hack/tools/$dir/go.sum" | sha256sum | cut -c1-16) $pkg ${TAGS:-} $(go env GOVERSION)"
+  want="$( (cat "hack/tools/$dir/go.mod" "hack/tools/$dir/go.sum"; echo "$ldflags") | sha256sum | cut -c1-16) $pkg ${TAGS:-} $(go env GOVERSION)"
   if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
@@ -40,6 +46,8 @@ build kube-scheduler kube k8s.io/kubernetes/cmd/kube-scheduler "$KUBE_LDFLAGS"
 build etcd kube go.etcd.io/etcd/server/v3
 build etcdctl kube go.etcd.io/etcd/etcdctl/v3
 build kubectl kube k8s.io/kubernetes/cmd/kubectl "$KUBE_LDFLAGS"
+# A v1.37 kube-apiserver for the tenant test of KV/RangeStream (1.37 tries it first).
+build kube-apiserver-1.37 kube137 k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags kube137)"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5
 # operator-sdk: the upstream build uses this tag to avoid cgo/gpgme.

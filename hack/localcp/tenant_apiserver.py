@@ -40,15 +40,16 @@ class TenantApiserver:
 
 
 def start_tenant_apiserver(cp: ControlPlane, proxy: Any, files: tuple[str, str, str], tmp_path: Path,
-                           name: str) -> TenantApiserver:
-    """A kube-apiserver whose only storage is the tenant endpoint, with the delivered material."""
+                           name: str, binary: str = "kube-apiserver") -> TenantApiserver:
+    """A kube-apiserver whose only storage is the tenant endpoint, with the delivered material.
+    ``binary``: ``kube-apiserver`` (v1.34) or ``kube-apiserver-1.37``, both built by hack/install-tools.sh."""
     ca, cert, key = files
     p = cp.pki
     port = free_port()
     log = cp.logs / f"{name}-apiserver.log"
     with open(log, "ab") as fh:
         proc = subprocess.Popen([
-            str(BIN_DIR / "kube-apiserver"), f"--etcd-servers={proxy.endpoint}", f"--etcd-cafile={ca}",
+            str(BIN_DIR / binary), f"--etcd-servers={proxy.endpoint}", f"--etcd-cafile={ca}",
             f"--etcd-certfile={cert}", f"--etcd-keyfile={key}", *TENANT_FLAGS,
             "--bind-address=127.0.0.1", f"--secure-port={port}", "--advertise-address=127.0.0.1",
             f"--tls-cert-file={p.path('serving-localhost')}",

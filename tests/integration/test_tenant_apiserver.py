@@ -84,3 +84,31 @@ def test_tenant_kube_apiservers_run_through_the_guard(storages, cp, tmp_path):
             server.stop()
         for proxy in proxies.values():
             proxy.stop()
+
+
+def test_kube_apiserver_1_37_falls_back_from_range_stream(storages, cp, tmp_path):
+    """k8s.io/apiserver 1.37 lists with KV/RangeStream first (feature EtcdRangeStream, beta, on) and falls
+    back to Range only on UNIMPLEMENTED: through the guard it must work, and use Range."""
+    name, ns = storages.create_ready_tenant("t137")
+    endpoint = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    server = None
+    try:
+        server = start_tenant_apiserver(cp, endpoint, tenant_files(storages, ns, tmp_path), tmp_path, name,
+                                        binary="kube-apiserver-1.37")
+        api = server.core()
+        assert client.VersionApi(server.api).get_code().git_version == "v1.37.2"
+        api.create_namespaced_config_map("default", {"metadata": {"name": "on-137"}, "data": {"k": "v"}})
+        assert "on-137" in [c.metadata.name for c in api.list_config_map_for_all_namespaces().items]
+        assert "on-137" in configmaps(api)
+        # It asked for RangeStream, got UNIMPLEMENTED, and listed with Range instead.
+        assert endpoint.metric("etcdproxy_guard_refused_total", method="/etcdserverpb.KV/RangeStream",
+                               code="Unimplemented") >= 1
+        lists = [line for line in server.metrics().splitlines()
+                 if line.startswith("apiserver_storage_list_duration_seconds_count") and "configmaps" in line]
+        assert lists and all('streamed="false"' in line for line in lists), lists
+        times = consistent_list_seconds(api, 10)
+        assert max(times) < 1.5, times
+    finally:
+        if server is not None:
+            server.stop()
+        endpoint.stop()
