@@ -93,3 +93,24 @@ type statusServer struct {
 func (s *statusServer) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
 	return &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: s.version}, nil
 }
+
+// knownOnlyUnary and knownOnlyStream run a (metrics) interceptor only for etcd's own methods: gRPC
+// metrics label series by method name, and a tenant must not be able to create series at will.
+// Calls to invented methods are still refused by the gate and counted as "other".
+func knownOnlyUnary(in grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if !knownMethods[info.FullMethod] {
+			return handler(ctx, req)
+		}
+		return in(ctx, req, info, handler)
+	}
+}
+
+func knownOnlyStream(in grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if !knownMethods[info.FullMethod] {
+			return handler(srv, ss)
+		}
+		return in(srv, ss, info, handler)
+	}
+}

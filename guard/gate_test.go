@@ -55,3 +55,21 @@ func TestStatusSaysOnlyTheReportedVersion(t *testing.T) {
 		t.Fatalf("got %v, want %v", resp, want)
 	}
 }
+
+func TestMetricsInterceptorsSkipInventedMethods(t *testing.T) {
+	seen := 0
+	counting := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		seen++
+		return h(ctx, req)
+	}
+	wrapped := knownOnlyUnary(counting)
+	handler := func(context.Context, any) (any, error) { return nil, nil }
+	for _, m := range []string{"/etcdserverpb.KV/Range", "/etcdserverpb.Cluster/Invented", "/x.Y/Z"} {
+		if _, err := wrapped(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: m}, handler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen != 1 {
+		t.Errorf("metrics interceptor ran %d times, want 1 (only the etcd method)", seen)
+	}
+}

@@ -141,8 +141,8 @@ func run(o options, lg *zap.Logger) error {
 
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(serving.ServerConfig())),
-		grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor(), g.Unary),
-		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), g.Stream),
+		grpc.ChainUnaryInterceptor(knownOnlyUnary(grpcMetrics.UnaryServerInterceptor()), g.Unary),
+		grpc.ChainStreamInterceptor(knownOnlyStream(grpcMetrics.StreamServerInterceptor()), g.Stream),
 		grpc.UnknownServiceHandler(g.Unknown),
 		// API servers' etcd clients ping every 30 s, also while idle.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),

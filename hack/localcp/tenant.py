@@ -89,15 +89,17 @@ class ProxyProcess:
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def metric(self, name: str, **labels: str) -> float:
-        """Value of one sample from the endpoint's /metrics (0 if absent)."""
+    def metrics_text(self) -> str:
         conn = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=5)
         try:
             conn.request("GET", "/metrics")
-            text = conn.getresponse().read().decode()
+            return conn.getresponse().read().decode()
         finally:
             conn.close()
-        for line in text.splitlines():
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Value of one sample from the endpoint's /metrics (0 if absent)."""
+        for line in self.metrics_text().splitlines():
             if not line.startswith(name + "{") and not line.startswith(name + " "):
                 continue
             if all(f'{k}="{v}"' in line for k, v in labels.items()):

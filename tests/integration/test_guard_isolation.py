@@ -208,6 +208,7 @@ def test_raw_grpc_refusals_name_the_method_and_leave_the_core_unchanged(setup: S
     assert guard.metric("etcdproxy_guard_refused_total", method=M + "Snapshot", code="PermissionDenied") >= 1
     assert guard.metric("etcdproxy_guard_refused_total", method="other", code="PermissionDenied") >= 1
     assert guard.metric("grpc_server_handled_total", grpc_method="Compact", grpc_code="PermissionDenied") >= 1
+    assert "NoSuchMethod" not in guard.metrics_text() and "grpc.health" not in guard.metrics_text()
 
 
 def test_status_is_answered_by_the_guard_without_core_facts(setup: Setup):
