@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -16,11 +17,12 @@ import (
 // Lease, Maintenance) through the interceptors, everything else through the unknown-service handler.
 type gate struct {
 	lg      *zap.Logger
+	leases  leaseBook
 	refused *prometheus.CounterVec // labels: method (bounded by MetricLabel), code
 }
 
-func newGate(lg *zap.Logger) *gate {
-	return &gate{lg: lg, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+func newGate(lg *zap.Logger, leases leaseBook) *gate {
+	return &gate{lg: lg, leases: leases, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "etcdproxy_guard_refused_total",
 		Help: "Calls the guard refused (PermissionDenied) or does not implement (Unimplemented), by method.",
 	}, []string{"method", "code"})}
@@ -58,8 +60,38 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 		if msg := LeaseGrantRefusal(grant.ID); msg != "" {
 			return nil, g.refuse(ctx, info.FullMethod, codes.PermissionDenied, msg)
 		}
+		return g.grant(ctx, req, handler)
+	}
+	for _, id := range leasesIn(req) {
+		owns, err := g.leases.Owns(ctx, id)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "checking lease %x: %v", id, err)
+		}
+		if !owns {
+			// The same answer whether the lease exists elsewhere or not at all: no oracle.
+			return nil, g.refuse(ctx, info.FullMethod, codes.PermissionDenied, fmt.Sprintf(
+				"%s with lease %x is not allowed through the etcdproxy guard: only leases granted through "+
+					"this endpoint can be attached", info.FullMethod, id))
+		}
 	}
 	return handler(ctx, req)
+}
+
+// grant forwards a LeaseGrant and records the new lease as this tenant's before answering.
+func (g *gate) grant(ctx context.Context, req any, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return resp, err
+	}
+	granted, ok := resp.(*pb.LeaseGrantResponse)
+	if !ok || granted.ID == 0 {
+		return resp, nil // an error inside the response (granted.Error) goes back as it is
+	}
+	if err := g.leases.Record(ctx, granted.ID); err != nil {
+		// Unrecorded, the lease is useless to the tenant; it expires by its TTL.
+		return nil, status.Errorf(codes.Unavailable, "lease %x granted but not recorded, retry: %v", granted.ID, err)
+	}
+	return resp, nil
 }
 
 func (g *gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

@@ -13,7 +13,7 @@ import (
 )
 
 func TestGateStopsRefusedCallsBeforeTheirHandler(t *testing.T) {
-	g := newGate(zap.NewNop())
+	g := newGate(zap.NewNop(), &fakeBook{owned: map[int64]bool{}})
 	called := false
 	handler := func(context.Context, any) (any, error) { called = true; return &pb.RangeResponse{}, nil }
 	cases := []struct {
@@ -71,5 +71,69 @@ func TestMetricsInterceptorsSkipInventedMethods(t *testing.T) {
 	}
 	if seen != 1 {
 		t.Errorf("metrics interceptor ran %d times, want 1 (only the etcd method)", seen)
+	}
+}
+
+type fakeBook struct{ owned map[int64]bool }
+
+func (f *fakeBook) Record(_ context.Context, id int64) error { f.owned[id] = true; return nil }
+func (f *fakeBook) Owns(_ context.Context, id int64) (bool, error) {
+	return f.owned[id], nil
+}
+
+func TestOnlyLeasesGrantedThroughTheEndpointCanBeAttached(t *testing.T) {
+	book := &fakeBook{owned: map[int64]bool{}}
+	g := newGate(zap.NewNop(), book)
+	grantInfo := &grpc.UnaryServerInfo{FullMethod: "/etcdserverpb.Lease/LeaseGrant"}
+	granted := func(context.Context, any) (any, error) { return &pb.LeaseGrantResponse{ID: 0x42, TTL: 10}, nil }
+	if _, err := g.Unary(context.Background(), &pb.LeaseGrantRequest{TTL: 10}, grantInfo, granted); err != nil {
+		t.Fatal(err)
+	}
+	if !book.owned[0x42] {
+		t.Fatal("a granted lease must be recorded")
+	}
+	ok := func(context.Context, any) (any, error) { return &pb.PutResponse{}, nil }
+	put := &grpc.UnaryServerInfo{FullMethod: "/etcdserverpb.KV/Put"}
+	txn := &grpc.UnaryServerInfo{FullMethod: "/etcdserverpb.KV/Txn"}
+	nested := func(lease int64) *pb.TxnRequest {
+		inner := &pb.TxnRequest{Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{
+			RequestPut: &pb.PutRequest{Key: []byte("k"), Lease: lease}}}}}
+		return &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestTxn{RequestTxn: inner}}}}
+	}
+	cases := []struct {
+		info *grpc.UnaryServerInfo
+		req  any
+		code codes.Code
+	}{
+		{put, &pb.PutRequest{Key: []byte("k")}, codes.OK},
+		{put, &pb.PutRequest{Key: []byte("k"), Lease: 0x42}, codes.OK},
+		{put, &pb.PutRequest{Key: []byte("k"), Lease: 0x43}, codes.PermissionDenied},
+		{txn, nested(0x42), codes.OK},
+		{txn, nested(0x43), codes.PermissionDenied},
+	}
+	for _, c := range cases {
+		_, err := g.Unary(context.Background(), c.req, c.info, ok)
+		if got := status.Code(err); got != c.code {
+			t.Errorf("%s %v: %v, want %v", c.info.FullMethod, c.req, got, c.code)
+		}
+	}
+}
+
+func TestLeasesInFindsEveryPut(t *testing.T) {
+	req := &pb.TxnRequest{
+		Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Lease: 1}}},
+			{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{}}}},
+		Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{
+			Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Lease: 2}}}}}}}},
+	}
+	got := leasesIn(req)
+	if len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("got %v", got)
+	}
+	if leasesIn(&pb.RangeRequest{}) != nil || leasesIn(&pb.PutRequest{}) != nil {
+		t.Fatal("no lease, no IDs")
+	}
+	if k := leaseMarkerKey("/wardle/", 255); k != "\x00etcdproxy-guard/leases/wardle/ff" {
+		t.Fatalf("marker %q", k)
 	}
 }

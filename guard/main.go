@@ -117,6 +117,7 @@ func run(o options, lg *zap.Logger) error {
 		return fmt.Errorf("core etcd client: %w", err)
 	}
 	defer client.Close()
+	leases := newCoreLeaseBook(client.KV, o.namespace) // un-namespaced: markers live outside every prefix
 	// The same wrapping `etcd grpc-proxy --namespace` does: every key, range end, compare and
 	// watch is moved under the prefix, and keys come back without it.
 	client.KV = namespace.NewKV(client.KV, o.namespace)
@@ -127,7 +128,7 @@ func run(o options, lg *zap.Logger) error {
 	watchp, _ := grpcproxy.NewWatchProxy(client.Ctx(), lg.Named("watch"), client)
 	leasep, _ := grpcproxy.NewLeaseProxy(client.Ctx(), client)
 
-	g := newGate(lg.Named("gate"))
+	g := newGate(lg.Named("gate"), leases)
 	grpcMetrics := grpcprom.NewServerMetrics()
 	reloads := prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdproxy_guard_tls_reloads_total",
 		Help: "Times the serving certificate, key or tenant client CA bundle was reloaded from its files."})

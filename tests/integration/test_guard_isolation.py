@@ -241,6 +241,35 @@ def test_lease_grant_only_without_a_chosen_id(setup: Setup):
     assert core_state(setup) == before
 
 
+def test_keys_attach_only_to_leases_granted_through_the_endpoint(setup: Setup, cp: ControlPlane, storages):
+    """Lease IDs are cluster-wide: attaching to B's lease, or probing for IDs, gets one and the same refusal;
+    a lease granted through one replica of A's endpoint works through another (ownership lives in the core)."""
+    before = core_state(setup)
+    missing = setup.b_lease ^ 0x5A5A5A5A  # almost surely no such lease
+    with setup.a_client() as c:
+        answers = {}
+        for label, lease in (("b", setup.b_lease), ("missing", missing)):
+            with pytest.raises(grpc.RpcError) as err:
+                c.put(b"/registry/a/leased", b"x", lease=lease)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            answers[label] = err.value.details().replace(f"{lease:x}", "<id>")
+        assert answers["b"] == answers["missing"]  # nothing to tell B's lease from no lease
+        txn = etcdpb.TxnRequest(success=[etcdpb.RequestOp(request_put=etcdpb.PutRequest(
+            key=b"/registry/a/leased", value=b"x", lease=setup.b_lease))])
+        with pytest.raises(grpc.RpcError) as err:
+            c.txn(txn)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        own = c.grant(60)
+    second = start_proxy(storages.core, storages.deployment(setup.a), cp.logs)  # another replica of A's
+    try:
+        with Client(second.endpoint, *setup.a_files) as c2:
+            c2.put(b"/registry/a/leased", b"mine", lease=own)
+            assert c2.range(b"/registry/a/leased") == [(b"/registry/a/leased", b"mine")]
+    finally:
+        second.stop()
+    assert core_state(setup) == before
+
+
 def a_keys_in_core(s: Setup) -> set[bytes]:
     prefix = f"/{s.a}/"
     keys = s.core_ctl("get", "--prefix", prefix, "--keys-only").stdout.split()

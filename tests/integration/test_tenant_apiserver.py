@@ -64,6 +64,12 @@ def test_tenant_kube_apiservers_run_through_the_guard(storages, cp, tmp_path):
         other_api = servers[other].core()
         assert "through-the-proxy" not in configmaps(other_api)
         other_api.create_namespace({"metadata": {"name": "only-in-b"}})
+        # Events are stored with a TTL: the API server grants a lease and attaches them to it.
+        tenant.create_namespaced_event("default", {
+            "metadata": {"name": "leased-event"}, "involvedObject": {"kind": "ConfigMap", "name": "through-the-proxy",
+                                                                     "namespace": "default"},
+            "reason": "Test", "message": "stored with a lease", "type": "Normal"})
+        assert tenant.read_namespaced_event("leased-event", "default").message == "stored with a lease"
         assert "only-in-b" not in [n.metadata.name for n in tenant.list_namespace().items]
         assert "only-in-b" not in [n.metadata.name for n in main_api.list_namespace().items]
 

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Lease IDs are cluster-wide. A tenant may attach its keys only to leases it was granted through its
+// endpoint; otherwise a Put naming another ID would answer "lease not found" or succeed, telling the
+// tenant which IDs other tenants hold. Ownership is recorded in the core itself, so every replica of the
+// endpoint agrees: a marker key outside every tenant prefix (tenant prefixes start with "/"), attached
+// to the lease so that it disappears with it.
+
+// leaseBook records and answers lease ownership for one tenant.
+type leaseBook interface {
+	Record(ctx context.Context, id int64) error
+	Owns(ctx context.Context, id int64) (bool, error)
+}
+
+const leaseMarkerRoot = "\x00etcdproxy-guard/leases"
+
+// leaseMarkerKey is the core key recording that the tenant with prefix owns lease id.
+func leaseMarkerKey(prefix string, id int64) string {
+	return leaseMarkerRoot + prefix + strconv.FormatInt(id, 16)
+}
+
+// leasesIn lists the lease IDs a KV request attaches keys to (Put, and Puts anywhere in a Txn).
+func leasesIn(req any) []int64 {
+	var out []int64
+	var walk func(ops []*pb.RequestOp)
+	walk = func(ops []*pb.RequestOp) {
+		for _, op := range ops {
+			if put := op.GetRequestPut(); put != nil && put.Lease != 0 {
+				out = append(out, put.Lease)
+			}
+			if txn := op.GetRequestTxn(); txn != nil {
+				walk(txn.Success)
+				walk(txn.Failure)
+			}
+		}
+	}
+	switch r := req.(type) {
+	case *pb.PutRequest:
+		if r.Lease != 0 {
+			out = append(out, r.Lease)
+		}
+	case *pb.TxnRequest:
+		walk(r.Success)
+		walk(r.Failure)
+	}
+	return out
+}
+
+// coreLeaseBook keeps the markers in the core (through the un-namespaced client) and remembers the
+// leases it has confirmed, so a lease costs one extra read per replica, not one per write.
+type coreLeaseBook struct {
+	kv     clientv3.KV
+	prefix string
+
+	mu    sync.Mutex
+	known map[int64]bool
+}
+
+const leaseCacheSize = 10000
+
+func newCoreLeaseBook(kv clientv3.KV, prefix string) *coreLeaseBook {
+	return &coreLeaseBook{kv: kv, prefix: prefix, known: map[int64]bool{}}
+}
+
+func (b *coreLeaseBook) remember(id int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.known) >= leaseCacheSize {
+		b.known = map[int64]bool{}
+	}
+	b.known[id] = true
+}
+
+func (b *coreLeaseBook) Record(ctx context.Context, id int64) error {
+	if _, err := b.kv.Put(ctx, leaseMarkerKey(b.prefix, id), "", clientv3.WithLease(clientv3.LeaseID(id))); err != nil {
+		return err
+	}
+	b.remember(id)
+	return nil
+}
+
+func (b *coreLeaseBook) Owns(ctx context.Context, id int64) (bool, error) {
+	b.mu.Lock()
+	hit := b.known[id]
+	b.mu.Unlock()
+	if hit {
+		return true, nil
+	}
+	resp, err := b.kv.Get(ctx, leaseMarkerKey(b.prefix, id), clientv3.WithCountOnly())
+	if err != nil {
+		return false, err
+	}
+	if resp.Count == 0 {
+		return false, nil
+	}
+	b.remember(id)
+	return true, nil
+}
