@@ -68,13 +68,35 @@ def https_get(port: int, path: str, ca: Path | None, cert: Path | None = None, k
     ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl._create_unverified_context()
     if cert:
         ctx.load_cert_chain(str(cert), str(key))
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout)
+    return _get(http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout), path)
+
+
+def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """Plain-HTTP GET on loopback (health endpoints): status and body."""
+    return _get(http.client.HTTPConnection("127.0.0.1", port, timeout=timeout), path)
+
+
+def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def write_kubeconfig(path: Path, port: int, ca: Path, cert: Path, key: Path, user: str = "admin") -> Path:
+    """A kubeconfig for https://127.0.0.1:<port> with a client certificate."""
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "localcp", "preferences": {},
+        "clusters": [{"name": "localcp", "cluster": {
+            "server": f"https://127.0.0.1:{port}", "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": "localcp", "context": {"cluster": "localcp", "user": user}}],
+    }
+    path.write_text(json.dumps(cfg, indent=1))
+    path.chmod(0o600)
+    return path
 
 
 @dataclass
@@ -331,18 +353,8 @@ class ControlPlane:
     def _kubeconfig_for(self, user: str) -> Path:
         p = self.pki
         path = self.workdir / ("admin.kubeconfig" if user == "admin" else f"{user}.kubeconfig")
-        cfg = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "localcp", "preferences": {},
-            "clusters": [{"name": "localcp", "cluster": {
-                "server": f"https://127.0.0.1:{self.ports['apiserver']}",
-                "certificate-authority": str(p.path("kube-ca"))}}],
-            "users": [{"name": user, "user": {
-                "client-certificate": str(p.path(user)), "client-key": str(p.path(user, "key"))}}],
-            "contexts": [{"name": "localcp", "context": {"cluster": "localcp", "user": user}}],
-        }
-        path.write_text(json.dumps(cfg, indent=1))
-        path.chmod(0o600)
-        return path
+        return write_kubeconfig(path, self.ports["apiserver"], p.path("kube-ca"), p.path(user), p.path(user, "key"),
+                                user)
 
     def _write_kubeconfigs(self) -> None:
         for user in ("admin", "controller-manager", "scheduler", "kwok", "operator"):
@@ -391,12 +403,7 @@ class ControlPlane:
                      self.logs / f"{name}.log")
 
         def kwok_ok() -> bool:
-            conn = http.client.HTTPConnection("127.0.0.1", self.ports["kwok"], timeout=2)
-            try:
-                conn.request("GET", "/healthz")
-                return conn.getresponse().status == 200
-            finally:
-                conn.close()
+            return http_get(self.ports["kwok"], "/healthz")[0] == 200
 
         wait_for("kwok", kwok_ok, 60, kwok, self.logs / "kwok.log")
         self.timings["controllers_s"] = round(time.monotonic() - t0, 3)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import socket
@@ -11,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cluster import BIN_DIR, REPO, StartError, free_port, stop_pid, wait_for
+from .cluster import BIN_DIR, REPO, StartError, free_port, http_get, stop_pid, wait_for
 
 
 def port_in_use(port: int) -> bool:
@@ -114,12 +113,7 @@ def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: 
     fh.close()
 
     def ready() -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", health, timeout=1)
-        try:
-            conn.request("GET", "/readyz")
-            return conn.getresponse().status == 200
-        finally:
-            conn.close()
+        return http_get(health, "/readyz", timeout=1)[0] == 200
 
     wait_for("ansible-operator", ready, 60, proc, log)
     return Operator(proc, log, health, (kubeconfig, core_endpoints, log, namespace, max_concurrent, extra_env))

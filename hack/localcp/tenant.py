@@ -9,7 +9,6 @@ loopback ports, and start the real program: ``etcdproxy-guard`` built from ``gua
 from __future__ import annotations
 
 import base64
-import http.client
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ from typing import Any
 
 from kubernetes import client
 
-from .cluster import BIN_DIR, free_port, stop_pid, wait_for
+from .cluster import BIN_DIR, free_port, http_get, stop_pid, wait_for
 
 
 @dataclass
@@ -90,12 +89,7 @@ class ProxyProcess:
         return f"https://127.0.0.1:{self.port}"
 
     def metrics_text(self) -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=5)
-        try:
-            conn.request("GET", "/metrics")
-            return conn.getresponse().read().decode()
-        finally:
-            conn.close()
+        return http_get(self.health_port, "/metrics", timeout=5)[1].decode()
 
     def metric(self, name: str, **labels: str) -> float:
         """Value of one sample from the endpoint's /metrics (0 if absent)."""
@@ -115,15 +109,6 @@ class ProxyProcess:
     def stop(self) -> None:
         stop_pid(self.proc.pid)
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _http_ok(port: int, path: str) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status == 200
-    finally:
-        conn.close()
 
 
 def _materialize(core: client.CoreV1Api, deployment: dict[str, Any], prefix: str
@@ -194,7 +179,7 @@ def start_stock_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_di
 def _ready(pod: ProxyProcess, what: str, path: str) -> ProxyProcess:
     """Wait for ``path`` on the health port to answer 200; stop the process if it never does."""
     try:
-        wait_for(f"{what} {path}", lambda: _http_ok(pod.health_port, path), 60, pod.proc, pod.log)
+        wait_for(f"{what} {path}", lambda: http_get(pod.health_port, path, timeout=3)[0] == 200, 60, pod.proc, pod.log)
     except BaseException:
         pod.stop()
         raise

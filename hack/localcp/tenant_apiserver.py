@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from .cluster import BIN_DIR, ControlPlane, free_port, https_get, stop_pid, wait_for
+from .cluster import BIN_DIR, ControlPlane, free_port, https_get, stop_pid, wait_for, write_kubeconfig
 
 # What a kube-apiserver needs behind the proxy, besides --etcd-servers/--etcd-cafile/--etcd-certfile/--etcd-keyfile:
 # the core cluster's own compaction covers the shared keyspace, so the tenant must not compact it.
@@ -66,13 +65,7 @@ def start_tenant_apiserver(cp: ControlPlane, proxy: Any, files: tuple[str, str, 
     except BaseException:
         stop_pid(proc.pid)
         raise
-    kubeconfig = tmp_path / f"{name}.kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": f"https://127.0.0.1:{port}",
-                                               "certificate-authority": str(p.path("kube-ca"))}}],
-        "users": [{"name": "a", "user": {"client-certificate": str(admin[0]), "client-key": str(admin[1])}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "a"}}]}))
+    kubeconfig = write_kubeconfig(tmp_path / f"{name}.kubeconfig", port, p.path("kube-ca"), *admin)
     return TenantApiserver(proc, port, log, config.new_client_from_config(config_file=str(kubeconfig)))
 
 
