@@ -20,15 +20,11 @@ from pathlib import Path
 import grpc
 from grpc import aio
 
+from bench.stats import pct, rss_mib
 from hack.localcp import etcdpb
 from hack.localcp.etcdclient import KV, Client
 
 VALUE = b"v" * 256
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def sequential(endpoint: str, files: tuple[str, str, str], n: int) -> dict[str, float]:
@@ -101,13 +97,6 @@ def concurrent(endpoint: str, files: tuple[str, str, str], clients: int, per_cli
     if watch_pid:
         out["guard_rss_peak_mib"] = peak[0]
     return out
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def consistent_lists(api: object, n: int) -> dict[str, float]:

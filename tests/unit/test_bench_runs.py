@@ -13,7 +13,7 @@ from hack.localcp.cluster import REPO
 
 SNIPPET = """
 import runpy
-bench = runpy.run_path("bench/run.py", run_name="bench")
+bench = runpy.run_path("bench/run.py", run_name="bench_run")
 assert bench["issuance_ms"]("ecdsa", rounds=1) > 0
 assert bench["pct"]([3.0, 1.0, 2.0], 0.5) == 2.0
 print("bench ok")
