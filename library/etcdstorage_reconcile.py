@@ -146,7 +146,9 @@ def options() -> dict:
 
 def run(module: AnsibleModule) -> dict:
     p = module.params
-    kube = Kube(api_client(p["kubeconfig"]))
+    # Both steps read the proxy Deployment (rollout state, drift); neither writes it (the
+    # kubernetes.core.k8s task after this module does), so one read serves both.
+    kube = Kube(api_client(p["kubeconfig"]), reuse_deployment_reads=True)
     certs = None
     if p["manage_certificates"]:
         cert_params = {k: p.get(k) for k in CERT_OPTIONS}

@@ -33,11 +33,15 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, reuse_deployment_reads: bool = False) -> None:
+        """``reuse_deployment_reads``: answer repeated reads of a Deployment from the first one. For a
+        single reconcile run whose steps all read the proxy Deployment and none writes it."""
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self._deployments: dict[tuple[str, str], dict[str, Any] | None] | None = (
+            {} if reuse_deployment_reads else None)
 
     @staticmethod
     def _json(resp: Any) -> dict[str, Any]:
@@ -58,7 +62,11 @@ class Kube:
         return self._get(self.core.read_namespaced_secret, name, namespace)
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get(self.apps.read_namespaced_deployment, name, namespace)
+        if self._deployments is None:
+            return self._get(self.apps.read_namespaced_deployment, name, namespace)
+        if (namespace, name) not in self._deployments:
+            self._deployments[namespace, name] = self._get(self.apps.read_namespaced_deployment, name, namespace)
+        return self._deployments[namespace, name]
 
     def get_namespace(self, name: str) -> dict[str, Any] | None:
         return self._get(self.core.read_namespace, name)
