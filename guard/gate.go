@@ -15,14 +15,18 @@ import (
 
 // gate applies Decide to every call before any handler runs: registered services (KV, Watch,
 // Lease, Maintenance) through the interceptors, everything else through the unknown-service handler.
+//
+// The budget (amounts: rates, storage, keys, watches, the core's headroom) is applied after the method
+// and lease checks, so a refused method never consumes a tenant's budget.
 type gate struct {
 	lg      *zap.Logger
 	leases  leaseBook
+	budget  *budget
 	refused *prometheus.CounterVec // labels: method (bounded by MetricLabel), code
 }
 
-func newGate(lg *zap.Logger, leases leaseBook) *gate {
-	return &gate{lg: lg, leases: leases, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+func newGate(lg *zap.Logger, leases leaseBook, b *budget) *gate {
+	return &gate{lg: lg, leases: leases, budget: b, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "etcdproxy_guard_refused_total",
 		Help: "Calls the guard refused (PermissionDenied) or does not implement (Unimplemented), by method.",
 	}, []string{"method", "code"})}
@@ -56,11 +60,20 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	if err := g.decision(ctx, info.FullMethod); err != nil {
 		return nil, err
 	}
+	if err := g.budget.AdmitCall(ctx); err != nil {
+		return nil, err
+	}
 	if grant, ok := req.(*pb.LeaseGrantRequest); ok {
 		if msg := LeaseGrantRefusal(grant.ID); msg != "" {
 			return nil, g.refuse(ctx, info.FullMethod, codes.PermissionDenied, msg)
 		}
-		return g.grant(ctx, req, handler)
+		held, err := g.budget.AdmitWrite(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := g.grant(ctx, req, handler)
+		g.budget.Settle(held, resp, err)
+		return resp, err
 	}
 	for _, id := range leasesIn(req) {
 		owns, err := g.leases.Owns(ctx, id)
@@ -74,7 +87,13 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 					"this endpoint can be attached", info.FullMethod, id))
 		}
 	}
-	return handler(ctx, req)
+	held, err := g.budget.AdmitWrite(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := handler(ctx, req)
+	g.budget.Settle(held, resp, err)
+	return resp, err
 }
 
 // grant forwards a LeaseGrant and records the new lease as this tenant's before answering.
@@ -98,7 +117,15 @@ func (g *gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo
 	if err := g.decision(ss.Context(), info.FullMethod); err != nil {
 		return err
 	}
-	return handler(srv, ss)
+	if err := g.budget.AdmitCall(ss.Context()); err != nil {
+		return err
+	}
+	if info.FullMethod != methodWatch {
+		return handler(srv, ss)
+	}
+	ws := &watchStream{ServerStream: ss, b: g.budget}
+	defer ws.done()
+	return handler(srv, ws)
 }
 
 // Unknown handles services the guard does not register (Cluster, Auth, Election, Lock, anything
@@ -117,13 +144,24 @@ func (g *gate) Unknown(_ any, ss grpc.ServerStream) error {
 // k8s.io/apiserver sends watch progress requests only to etcd >= 3.5.13 (or >= 3.4.31). etcd's
 // grpcproxy drops those requests (etcd issue 19710), and an API server that relies on them waits
 // ~3 s on every consistent read; so the default reported version is 3.5.0.
+//
+// The sizes it reports are the tenant's own: its live bytes as database size and size in use, its
+// storage limit as quota. So `etcdctl endpoint status` works (it divides by the size, which is never
+// reported as 0) and a tenant API server's storage size metric shows the tenant's data.
 type statusServer struct {
 	pb.UnimplementedMaintenanceServer
 	version string
+	budget  *budget
 }
 
 func (s *statusServer) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
-	return &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: s.version}, nil
+	resp := &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: s.version, DbSize: 1}
+	if s.budget != nil {
+		u := s.budget.usage.Snapshot()
+		resp.Header.Revision = u.Revision
+		resp.DbSize, resp.DbSizeInUse, resp.DbSizeQuota = max(u.Bytes, 1), u.Bytes, s.budget.limits.Storage
+	}
+	return resp, nil
 }
 
 // knownOnlyUnary and knownOnlyStream run a (metrics) interceptor only for etcd's own methods: gRPC

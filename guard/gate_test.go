@@ -13,7 +13,7 @@ import (
 )
 
 func TestGateStopsRefusedCallsBeforeTheirHandler(t *testing.T) {
-	g := newGate(zap.NewNop(), &fakeBook{owned: map[int64]bool{}})
+	g := newGate(zap.NewNop(), &fakeBook{owned: map[int64]bool{}}, testBudget(Limits{}))
 	called := false
 	handler := func(context.Context, any) (any, error) { called = true; return &pb.RangeResponse{}, nil }
 	cases := []struct {
@@ -50,7 +50,7 @@ func TestStatusSaysOnlyTheReportedVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: "3.5.0"}
+	want := &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: "3.5.0", DbSize: 1}
 	if resp.String() != want.String() {
 		t.Fatalf("got %v, want %v", resp, want)
 	}
@@ -83,7 +83,7 @@ func (f *fakeBook) Owns(_ context.Context, id int64) (bool, error) {
 
 func TestOnlyLeasesGrantedThroughTheEndpointCanBeAttached(t *testing.T) {
 	book := &fakeBook{owned: map[int64]bool{}}
-	g := newGate(zap.NewNop(), book)
+	g := newGate(zap.NewNop(), book, testBudget(Limits{}))
 	grantInfo := &grpc.UnaryServerInfo{FullMethod: "/etcdserverpb.Lease/LeaseGrant"}
 	granted := func(context.Context, any) (any, error) { return &pb.LeaseGrantResponse{ID: 0x42, TTL: 10}, nil }
 	if _, err := g.Unary(context.Background(), &pb.LeaseGrantRequest{TTL: 10}, grantInfo, granted); err != nil {

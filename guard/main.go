@@ -38,6 +38,9 @@ type options struct {
 	listen, certFile, keyFile, trustedCAFile        string
 	healthListen, reportVersion                     string
 	maxRequestBytes                                 int
+	limits                                          Limits
+	coreReservePercent                              int
+	coreQuotaBytes                                  int64
 }
 
 func parseFlags(args []string) (options, error) {
@@ -56,8 +59,38 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.reportVersion, "report-version", "3.5.0",
 		"etcd version answered to Maintenance/Status; below 3.5.13 API servers do not send watch progress requests")
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 4<<20, "largest request a tenant may send")
+	limitValues := map[string]*string{}
+	for _, f := range limitFields {
+		kind := "a count"
+		if f.quantity {
+			kind = "a quantity such as 512Mi"
+		}
+		limitValues[f.flag] = fs.String(f.flag, "", "tenant limit, "+f.spec+" ("+kind+"; empty or 0: none)")
+	}
+	fs.IntVar(&o.coreReservePercent, "core-reserve-percent", 20,
+		"share of the core etcd's space quota tenants may not use (kept for the main cluster)")
+	coreQuota := fs.String("core-quota-bytes", "", "the core's space quota when its Status reports none "+
+		"(etcd < 3.6, or no --quota-backend-bytes); default etcd's 2Gi")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	for _, f := range limitFields {
+		v, err := parseLimit(f.flag, *limitValues[f.flag], f.quantity)
+		if err != nil {
+			return o, err
+		}
+		f.set(&o.limits, v)
+	}
+	if err := o.limits.validate(o.maxRequestBytes); err != nil {
+		return o, err
+	}
+	q, err := parseLimit("core-quota-bytes", *coreQuota, true)
+	if err != nil {
+		return o, err
+	}
+	o.coreQuotaBytes = q
+	if o.coreReservePercent < 0 || o.coreReservePercent > 90 {
+		return o, fmt.Errorf("--core-reserve-percent=%d: must be between 0 and 90", o.coreReservePercent)
 	}
 	var missing []string
 	for name, v := range map[string]string{"namespace": o.namespace, "endpoints": o.endpoints, "cacert": o.coreCA,
@@ -118,6 +151,7 @@ func run(o options, lg *zap.Logger) error {
 	}
 	defer client.Close()
 	leases := newCoreLeaseBook(client.KV, o.namespace) // un-namespaced: markers live outside every prefix
+	coreKV, coreLease := client.KV, client.Lease
 	// The same wrapping `etcd grpc-proxy --namespace` does: every key, range end, compare and
 	// watch is moved under the prefix, and keys come back without it.
 	client.KV = namespace.NewKV(client.KV, o.namespace)
@@ -128,7 +162,17 @@ func run(o options, lg *zap.Logger) error {
 	watchp, _ := grpcproxy.NewWatchProxy(client.Ctx(), lg.Named("watch"), client)
 	leasep, _ := grpcproxy.NewLeaseProxy(client.Ctx(), client)
 
-	g := newGate(lg.Named("gate"), leases)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	tenant := newUsage()
+	go tenant.follow(ctx, client.KV, client.Watcher, lg.Named("usage"))
+	core := newHeadroom(o.coreReservePercent, o.coreQuotaBytes)
+	go core.poll(ctx, client.Maintenance, client.Endpoints(), lg.Named("headroom"))
+	b := newBudget(o.namespace, o.limits, tenant, core)
+	replica, _ := os.Hostname() // the pod name
+	go b.publish(ctx, coreKV, coreLease, replica, lg.Named("report"))
+
+	g := newGate(lg.Named("gate"), leases, b)
 	grpcMetrics := grpcprom.NewServerMetrics()
 	reloads := prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdproxy_guard_tls_reloads_total",
 		Help: "Times the serving certificate, key or tenant client CA bundle was reloaded from its files."})
@@ -137,8 +181,9 @@ func run(o options, lg *zap.Logger) error {
 		lg.Info("serving TLS material reloaded", zap.Int("reloads", n))
 	}
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(grpcMetrics, g.refused, reloads, collectors.NewGoCollector(),
+	registry.MustRegister(grpcMetrics, g.refused, reloads, b.limited, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(b.gauges()...)
 
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(serving.ServerConfig())),
@@ -155,7 +200,7 @@ func run(o options, lg *zap.Logger) error {
 	pb.RegisterKVServer(srv, kvp)
 	pb.RegisterWatchServer(srv, watchp)
 	pb.RegisterLeaseServer(srv, leasep)
-	pb.RegisterMaintenanceServer(srv, &statusServer{version: o.reportVersion})
+	pb.RegisterMaintenanceServer(srv, &statusServer{version: o.reportVersion, budget: b})
 	grpcMetrics.InitializeMetrics(srv)
 
 	l, err := net.Listen("tcp", o.listen)
@@ -167,7 +212,7 @@ func run(o options, lg *zap.Logger) error {
 
 	var health *http.Server
 	if o.healthListen != "" {
-		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(client, registry), ReadHeaderTimeout: 5 * time.Second}
+		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(client, b, registry), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := health.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -175,7 +220,8 @@ func run(o options, lg *zap.Logger) error {
 		}()
 	}
 	lg.Info("guard listening", zap.String("listen", o.listen), zap.String("namespace", o.namespace),
-		zap.String("health", o.healthListen), zap.String("report-version", o.reportVersion))
+		zap.String("health", o.healthListen), zap.String("report-version", o.reportVersion),
+		zap.Any("limits", o.limits), zap.Int("core-reserve-percent", o.coreReservePercent))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -199,8 +245,9 @@ func run(o options, lg *zap.Logger) error {
 }
 
 // healthHandler: /livez answers while the process runs; /readyz does a linearizable read of
-// <prefix>health through the core, like an API server's etcd check; /metrics for Prometheus.
-func healthHandler(client *clientv3.Client, registry *prometheus.Registry) http.Handler {
+// <prefix>health through the core, like an API server's etcd check, and waits until the tenant's usage
+// and the core's size are known (limits cannot be enforced before); /metrics for Prometheus.
+func healthHandler(client *clientv3.Client, b *budget, registry *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -209,6 +256,10 @@ func healthHandler(client *clientv3.Client, registry *prometheus.Registry) http.
 		defer cancel()
 		if _, err := client.KV.Get(ctx, "health"); err != nil {
 			http.Error(w, "core etcd not reachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if !b.usage.Snapshot().Synced || !b.core.State().Sampled {
+			http.Error(w, "reading the tenant's usage and the core's size", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -22,6 +22,7 @@ const (
 const (
 	methodStatus     = "/etcdserverpb.Maintenance/Status"
 	methodLeaseGrant = "/etcdserverpb.Lease/LeaseGrant"
+	methodWatch      = "/etcdserverpb.Watch/Watch"
 	leaseReason      = "lease IDs are cluster-wide and guessable; only LeaseGrant is allowed"
 )
 
@@ -32,7 +33,7 @@ var forwarded = map[string]bool{
 	"/etcdserverpb.KV/Put":         true,
 	"/etcdserverpb.KV/DeleteRange": true,
 	"/etcdserverpb.KV/Txn":         true,
-	"/etcdserverpb.Watch/Watch":    true,
+	methodWatch:                    true,
 	methodLeaseGrant:               true,
 }
 

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// budget enforces one tenant's amounts: the core's headroom, the tenant's storage and key limits, its
+// write and request rates and its open watches. Every refusal is RESOURCE_EXHAUSTED with a message
+// naming the limit (the spec field, or the core's quota). Reads and deletes are never refused for
+// amount, except by the request rate, so a tenant at its limit can always clean up.
+type budget struct {
+	prefix   string
+	limits   Limits
+	usage    *usage
+	core     *headroom
+	writes   *rate.Limiter // nil: unlimited
+	requests *rate.Limiter // nil: unlimited
+	watches  atomic.Int64
+	limited  *prometheus.CounterVec // label: reason
+	last     atomic.Pointer[refusalNote]
+	now      func() time.Time
+}
+
+// refusalNote is the latest refusal, published for the operator's status.
+type refusalNote struct {
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+// maxThrottleWait: a call over a rate waits for its turn up to this long, then is refused.
+const maxThrottleWait = 250 * time.Millisecond
+
+func newBudget(prefix string, lim Limits, u *usage, core *headroom) *budget {
+	b := &budget{prefix: prefix, limits: lim, usage: u, core: core, now: time.Now,
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "etcdproxy_guard_limited_total",
+			Help: "Calls refused with RESOURCE_EXHAUSTED, by the limit that refused them.",
+		}, []string{"reason"})}
+	for _, r := range refusalReasons {
+		b.limited.WithLabelValues(r)
+	}
+	if lim.WriteRate > 0 {
+		b.writes = rate.NewLimiter(rate.Limit(lim.WriteRate), int(lim.writeBurst()))
+	}
+	if lim.RequestRate > 0 {
+		b.requests = rate.NewLimiter(rate.Limit(lim.RequestRate), int(max(lim.RequestBurst, 1)))
+	}
+	return b
+}
+
+func (b *budget) refuse(reason, msg string) error {
+	b.limited.WithLabelValues(reason).Inc()
+	b.last.Store(&refusalNote{Reason: reason, Message: msg, At: b.now().UTC()})
+	return status.Error(codes.ResourceExhausted, fmt.Sprintf("etcdproxy: tenant %s: %s", b.prefix, msg))
+}
+
+// take waits for n tokens of l for at most maxThrottleWait; false if that is not enough.
+func take(ctx context.Context, l *rate.Limiter, n int, now time.Time) bool {
+	r := l.ReserveN(now, n)
+	if !r.OK() {
+		return false
+	}
+	d := r.DelayFrom(now)
+	if d > maxThrottleWait {
+		r.CancelAt(now)
+		return false
+	}
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			r.Cancel()
+			return false
+		}
+	}
+	return true
+}
+
+// AdmitCall charges one call to the request rate.
+func (b *budget) AdmitCall(ctx context.Context) error {
+	if b.requests == nil || take(ctx, b.requests, 1, b.now()) {
+		return nil
+	}
+	return b.refuse(reasonRequestRate, fmt.Sprintf("over its request rate of %d/s with a burst of %d "+
+		"(spec.limits.requestsPerSecond, spec.limits.requestBurst); retry later",
+		b.limits.RequestRate, max(b.limits.RequestBurst, 1)))
+}
+
+// kvSize is one put as the tenant sent it: key (without the prefix) and key+value bytes.
+type kvSize struct {
+	key  string
+	size int64
+}
+
+// writeOf measures what a request may write: its puts (both branches of a Txn, at any depth), the
+// bytes they carry (the larger Txn branch), and etcd's cost estimate of its database growth.
+func writeOf(req any, prefix string) (puts []kvSize, written, cost int64) {
+	var branch func(ops []*pb.RequestOp) (int64, int64)
+	branch = func(ops []*pb.RequestOp) (w, c int64) {
+		for _, op := range ops {
+			if p := op.GetRequestPut(); p != nil {
+				size := int64(len(p.Key) + len(p.Value))
+				puts = append(puts, kvSize{string(p.Key), size})
+				w += size
+				c += size + int64(len(prefix)) + kvOverhead
+			}
+			if t := op.GetRequestTxn(); t != nil {
+				sw, sc := branch(t.Success)
+				fw, fc := branch(t.Failure)
+				w, c = w+max(sw, fw), c+max(sc, fc)
+			}
+		}
+		return w, c
+	}
+	switch r := req.(type) {
+	case *pb.PutRequest:
+		size := int64(len(r.Key) + len(r.Value))
+		return []kvSize{{string(r.Key), size}}, size, size + int64(len(prefix)) + kvOverhead
+	case *pb.TxnRequest:
+		sw, sc := branch(r.Success)
+		fw, fc := branch(r.Failure)
+		return puts, max(sw, fw), max(sc, fc)
+	case *pb.LeaseGrantRequest:
+		return nil, 0, leaseOverhead
+	}
+	return nil, 0, 0
+}
+
+// AdmitWrite decides a request that may grow the database. The returned reservation is settled by
+// Settle with the response once the call is done.
+func (b *budget) AdmitWrite(ctx context.Context, req any) (*reservation, error) {
+	puts, written, cost := writeOf(req, b.prefix)
+	if cost == 0 {
+		return nil, nil
+	}
+	now := b.now()
+	var held *reservation
+	if len(puts) > 0 {
+		growBytes, growKeys := b.usage.Growth(puts)
+		var reason, msg string
+		held, reason, msg = b.usage.Reserve(growBytes, growKeys, b.limits, now)
+		if msg != "" {
+			return nil, b.refuse(reason, msg)
+		}
+	}
+	if b.writes != nil && written > 0 && !take(ctx, b.writes, int(written), now) {
+		b.usage.Settle(held, 0)
+		return nil, b.refuse(reasonWriteRate, fmt.Sprintf("over its write rate of %s/s with a burst of %s "+
+			"(spec.limits.writeBytesPerSecond, spec.limits.writeBurst); this write carries %s; retry later",
+			bytesText(b.limits.WriteRate), bytesText(int64(b.writes.Burst())), bytesText(written)))
+	}
+	if msg := b.core.Admit(cost); msg != "" {
+		b.usage.Settle(held, 0)
+		return nil, b.refuse(reasonCoreSpace, msg)
+	}
+	return held, nil
+}
+
+// Settle ends a write's reservation: at the revision the watch will show for it if the call wrote
+// something, at once otherwise.
+func (b *budget) Settle(held *reservation, resp any, err error) {
+	if held == nil {
+		return
+	}
+	var rev int64
+	if err == nil {
+		switch r := resp.(type) {
+		case *pb.PutResponse:
+			rev = r.GetHeader().GetRevision()
+		case *pb.TxnResponse:
+			rev = r.GetHeader().GetRevision() // a Txn that wrote nothing is released by expiry or next event
+		}
+	}
+	b.usage.Settle(held, rev)
+}
+
+// AdmitWatch counts one more open watch on this replica, or refuses it.
+func (b *budget) AdmitWatch(ctx context.Context) error {
+	if err := b.AdmitCall(ctx); err != nil {
+		return err
+	}
+	for {
+		n := b.watches.Load()
+		if b.limits.Watches > 0 && n >= b.limits.Watches {
+			return b.refuse(reasonWatches, fmt.Sprintf("%d watches are open through this endpoint replica, "+
+				"its limit (spec.limits.watches); close some or raise the limit", n))
+		}
+		if b.watches.CompareAndSwap(n, n+1) {
+			return nil
+		}
+	}
+}
+
+// watchStream counts the watches of one Watch stream: a create request is admitted (or answered with a
+// cancellation naming the limit, as etcd answers a watch it cannot create) and every cancellation the
+// proxy sends gives one back. The watches left when the stream ends are given back too.
+type watchStream struct {
+	grpc.ServerStream
+	b    *budget
+	mu   sync.Mutex // SendMsg is not safe from two goroutines: the proxy's and a refusal's
+	open atomic.Int64
+}
+
+func (s *watchStream) RecvMsg(m any) error {
+	for {
+		if err := s.ServerStream.RecvMsg(m); err != nil {
+			return err
+		}
+		req, ok := m.(*pb.WatchRequest)
+		if !ok || req.GetCreateRequest() == nil {
+			return nil
+		}
+		err := s.b.AdmitWatch(s.Context())
+		if err == nil {
+			s.open.Add(1)
+			return nil
+		}
+		st, _ := status.FromError(err)
+		s.mu.Lock()
+		sendErr := s.ServerStream.SendMsg(&pb.WatchResponse{Header: &pb.ResponseHeader{}, WatchId: -1,
+			Created: true, Canceled: true, CancelReason: st.Message()})
+		s.mu.Unlock()
+		if sendErr != nil {
+			return sendErr
+		}
+	}
+}
+
+func (s *watchStream) SendMsg(m any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if resp, ok := m.(*pb.WatchResponse); ok && resp.Canceled && s.open.Load() > 0 {
+		s.open.Add(-1)
+		s.b.watches.Add(-1)
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+func (s *watchStream) done() {
+	s.b.watches.Add(-s.open.Swap(0))
+}
+
+// gauges are the budget's metrics: the tenant's usage, its limits and the core's size as this replica
+// knows them. Label values are fixed (limit names), never taken from requests.
+func (b *budget) gauges() []prometheus.Collector {
+	g := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	out := []prometheus.Collector{
+		g("etcdproxy_guard_tenant_bytes", "Live bytes (keys + values) under the tenant's prefix.",
+			func() float64 { return float64(b.usage.Snapshot().Bytes) }),
+		g("etcdproxy_guard_tenant_keys", "Live keys under the tenant's prefix.",
+			func() float64 { return float64(b.usage.Snapshot().Keys) }),
+		g("etcdproxy_guard_watches", "Watches open through this replica.",
+			func() float64 { return float64(b.watches.Load()) }),
+		g("etcdproxy_guard_core_db_size_bytes", "The core's largest member database size, as last known here.",
+			func() float64 { return float64(b.core.State().Size) }),
+		g("etcdproxy_guard_core_quota_bytes", "The core's space quota.",
+			func() float64 { return float64(b.core.State().Quota) }),
+		g("etcdproxy_guard_core_ceiling_bytes", "Database size above which tenant writes that grow it are refused.",
+			func() float64 { return float64(b.core.State().Ceiling) }),
+	}
+	limit := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcdproxy_guard_limit",
+		Help: "The tenant's limits (0: none), by spec field."}, []string{"limit"})
+	for _, f := range limitFields {
+		limit.WithLabelValues(strings.TrimPrefix(f.spec, "spec.limits.")).Set(float64(f.get(b.limits)))
+	}
+	return append(out, limit)
+}

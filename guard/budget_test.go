@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// testBudget: a budget whose usage is read (empty, revision 1) and whose core is 10 MiB of a 100 MiB
+// quota with the default 20% reserve.
+func testBudget(lim Limits) *budget {
+	u := newUsage()
+	u.reset(1)
+	u.synced = true
+	h := newHeadroom(20, 0)
+	h.record("core0", 10<<20, 10<<20, 100<<20)
+	return newBudget("/t/", lim, u, h)
+}
+
+func put(key string, size int) *pb.PutRequest {
+	return &pb.PutRequest{Key: []byte(key), Value: make([]byte, size-len(key))}
+}
+
+func events(rev int64, kvs ...*pb.PutRequest) []*clientv3.Event {
+	var out []*clientv3.Event
+	for _, p := range kvs {
+		out = append(out, &clientv3.Event{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: p.Key, Value: p.Value, ModRevision: rev}})
+	}
+	return out
+}
+
+func code(err error) codes.Code { return status.Code(err) }
+
+func TestStorageLimitHoldsWithWritesNotYetSeenOnTheWatch(t *testing.T) {
+	b := testBudget(Limits{Storage: 1000})
+	ctx := context.Background()
+	// 600 bytes admitted and held until the watch shows revision 2.
+	held, err := b.AdmitWrite(ctx, put("a", 600))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Settle(held, &pb.PutResponse{Header: &pb.ResponseHeader{Revision: 2}}, nil)
+	// Another 600 before the watch caught up: refused (the held 600 count).
+	if _, err := b.AdmitWrite(ctx, put("b", 600)); code(err) != codes.ResourceExhausted ||
+		!strings.Contains(err.Error(), "spec.limits.storage") {
+		t.Fatalf("second write: %v", err)
+	}
+	b.usage.apply(events(2, put("a", 600)), 2)
+	if s := b.usage.Snapshot(); s.Bytes != 600 || s.Keys != 1 || len(b.usage.held) != 0 {
+		t.Fatalf("after the watch: %+v, held %d", s, len(b.usage.held))
+	}
+	// Overwriting a with the same size grows nothing: allowed at any usage; so are reads and deletes.
+	if _, err := b.AdmitWrite(ctx, put("a", 600)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AdmitWrite(ctx, &pb.DeleteRangeRequest{Key: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(b.limited.WithLabelValues(reasonStorage)); got != 1 {
+		t.Fatalf("storage refusals counted %v", got)
+	}
+	if note := b.last.Load(); note == nil || note.Reason != reasonStorage {
+		t.Fatalf("last refusal %+v", note)
+	}
+}
+
+func TestKeyLimitCountsNewKeysOnly(t *testing.T) {
+	b := testBudget(Limits{Keys: 2})
+	b.usage.apply(events(2, put("a", 10), put("b", 10)), 2)
+	if _, err := b.AdmitWrite(context.Background(), put("a", 20)); err != nil {
+		t.Fatalf("overwrite: %v", err)
+	}
+	_, err := b.AdmitWrite(context.Background(), put("c", 10))
+	if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "spec.limits.keys") {
+		t.Fatalf("third key: %v", err)
+	}
+}
+
+func TestReservationsExpire(t *testing.T) {
+	b := testBudget(Limits{Storage: 100})
+	now := time.Now()
+	b.now = func() time.Time { return now }
+	held, err := b.AdmitWrite(context.Background(), put("a", 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Settle(held, &pb.TxnResponse{Header: &pb.ResponseHeader{Revision: 99}}, nil) // never shown by the watch
+	if _, err := b.AdmitWrite(context.Background(), put("b", 80)); err == nil {
+		t.Fatal("held bytes must count")
+	}
+	now = now.Add(reservationTTL + time.Second)
+	if _, err := b.AdmitWrite(context.Background(), put("b", 80)); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+func TestCoreHeadroomRefusesGrowthNearTheCeiling(t *testing.T) {
+	b := testBudget(Limits{})
+	// Ceiling 80 MiB; the core is at 10 MiB. Writes accumulate between polls.
+	for i := 0; i < 69; i++ {
+		if _, err := b.AdmitWrite(context.Background(), put("k", 1<<20)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	_, err := b.AdmitWrite(context.Background(), put("k", 1<<20))
+	if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "near its space quota") {
+		t.Fatalf("past the ceiling: %v", err)
+	}
+	// A lease grant grows the database too; a delete and a range do not.
+	b.core.record("core0", b.core.State().Ceiling-10, 0, 100<<20)
+	if _, err := b.AdmitWrite(context.Background(), &pb.LeaseGrantRequest{TTL: 10}); code(err) != codes.ResourceExhausted {
+		t.Fatalf("lease grant: %v", err)
+	}
+	if _, err := b.AdmitWrite(context.Background(), &pb.DeleteRangeRequest{Key: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	// A poll showing the core compacted and defragmented reopens it.
+	b.core.record("core0", 5<<20, 5<<20, 100<<20)
+	if _, err := b.AdmitWrite(context.Background(), put("k", 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHeadroomWithoutQuotaUsesEtcdDefaultAndFailsClosedBeforeFirstPoll(t *testing.T) {
+	h := newHeadroom(20, 0)
+	if msg := h.Admit(1); !strings.Contains(msg, "not known yet") {
+		t.Fatalf("before a poll: %q", msg)
+	}
+	h.record("core0", 1<<20, 1<<20, 0)
+	if s := h.State(); s.Quota != 2<<30 || s.Ceiling != (2<<30)*8/10 {
+		t.Fatalf("%+v", s)
+	}
+	// Polls come sooner as the room shrinks.
+	if d := h.next(); d < 15*time.Second {
+		t.Fatalf("lots of room: poll in %v", d)
+	}
+	h.record("core0", h.State().Ceiling-(1<<20), 0, 0)
+	if d := h.next(); d > pollMin*12/10 {
+		t.Fatalf("1 MiB of room: poll in %v", d)
+	}
+}
+
+func TestTxnCostIsTheLargerBranchLikeEtcd(t *testing.T) {
+	txn := &pb.TxnRequest{
+		Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: put("a", 100)}}},
+		Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestPut{RequestPut: put("b", 300)}},
+			{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("c")}}}},
+	}
+	puts, written, cost := writeOf(txn, "/t/")
+	if len(puts) != 2 || written != 300 || cost != 300+3+kvOverhead {
+		t.Fatalf("puts %v written %d cost %d", puts, written, cost)
+	}
+	if _, w, c := writeOf(&pb.RangeRequest{}, "/t/"); w != 0 || c != 0 {
+		t.Fatal("a range writes nothing")
+	}
+}
+
+func TestWriteRateThrottlesThenRefuses(t *testing.T) {
+	b := testBudget(Limits{WriteRate: 1000, WriteBurst: 2000})
+	now := time.Now()
+	b.now = func() time.Time { return now }
+	ctx := context.Background()
+	if _, err := b.AdmitWrite(ctx, put("a", 2000)); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket is empty; 100 bytes take 100 ms: within maxThrottleWait, so it waits.
+	if _, err := b.AdmitWrite(ctx, put("a", 100)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.AdmitWrite(ctx, put("a", 1000)) // a second's worth: refused
+	if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "spec.limits.writeBytesPerSecond") {
+		t.Fatalf("%v", err)
+	}
+	if _, err := b.AdmitWrite(ctx, put("big", 3000)); code(err) != codes.ResourceExhausted {
+		t.Fatalf("larger than the burst: %v", err)
+	}
+}
+
+func TestRequestRate(t *testing.T) {
+	b := testBudget(Limits{RequestRate: 10, RequestBurst: 3})
+	now := time.Now()
+	b.now = func() time.Time { return now }
+	for i := 0; i < 3; i++ {
+		if err := b.AdmitCall(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.AdmitCall(context.Background()); err != nil { // 100 ms wait: allowed
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		_ = b.AdmitCall(context.Background())
+	}
+	err := b.AdmitCall(context.Background())
+	if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "spec.limits.requestsPerSecond") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// fakeWatchStream plays a client sending the given requests, and records what the server sends.
+type fakeWatchStream struct {
+	grpc.ServerStream
+	in   []*pb.WatchRequest
+	sent []*pb.WatchResponse
+}
+
+func (f *fakeWatchStream) Context() context.Context     { return context.Background() }
+func (f *fakeWatchStream) SetHeader(metadata.MD) error  { return nil }
+func (f *fakeWatchStream) SendHeader(metadata.MD) error { return nil }
+func (f *fakeWatchStream) RecvMsg(m any) error {
+	if len(f.in) == 0 {
+		return context.Canceled
+	}
+	*(m.(*pb.WatchRequest)) = *f.in[0] //nolint:govet // a test copy
+	f.in = f.in[1:]
+	return nil
+}
+func (f *fakeWatchStream) SendMsg(m any) error {
+	f.sent = append(f.sent, m.(*pb.WatchResponse))
+	return nil
+}
+
+func TestWatchLimitAnswersLikeEtcdAndGivesBackCancelled(t *testing.T) {
+	b := testBudget(Limits{Watches: 2})
+	create := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("k")}}}
+	fake := &fakeWatchStream{in: []*pb.WatchRequest{create, create, create}}
+	ws := &watchStream{ServerStream: fake, b: b}
+	var req pb.WatchRequest
+	for i := 0; i < 2; i++ {
+		if err := ws.RecvMsg(&req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The third create is answered by the guard and never reaches the proxy.
+	if err := ws.RecvMsg(&req); err != context.Canceled {
+		t.Fatalf("third create reached the proxy: %v", err)
+	}
+	if len(fake.sent) != 1 || !fake.sent[0].Created || !fake.sent[0].Canceled ||
+		!strings.Contains(fake.sent[0].CancelReason, "spec.limits.watches") {
+		t.Fatalf("refusal %+v", fake.sent)
+	}
+	// The proxy cancels one: room for one more; the stream ends: every watch is given back.
+	if err := ws.SendMsg(&pb.WatchResponse{WatchId: 0, Canceled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.watches.Load(); n != 1 {
+		t.Fatalf("%d open after a cancel", n)
+	}
+	ws.done()
+	if n := b.watches.Load(); n != 0 {
+		t.Fatalf("%d open after the stream ended", n)
+	}
+}
+
+func TestStatusReportsTheTenantsUsageAndQuota(t *testing.T) {
+	b := testBudget(Limits{Storage: 1 << 20})
+	s := &statusServer{version: "3.5.0", budget: b}
+	resp, _ := s.Status(context.Background(), &pb.StatusRequest{})
+	if resp.DbSize != 1 || resp.DbSizeInUse != 0 || resp.DbSizeQuota != 1<<20 {
+		t.Fatalf("empty tenant: %+v (DbSize must never be 0: etcdctl divides by it)", resp)
+	}
+	b.usage.apply(events(5, put("a", 300)), 5)
+	resp, _ = s.Status(context.Background(), &pb.StatusRequest{})
+	if resp.DbSize != 300 || resp.DbSizeInUse != 300 || resp.Header.Revision != 5 {
+		t.Fatalf("%+v", resp)
+	}
+}
+
+func TestLimitFlags(t *testing.T) {
+	base := []string{"--namespace=/t/", "--endpoints=https://c:2379", "--cacert=a", "--cert=b", "--key=c",
+		"--cert-file=d", "--key-file=e", "--trusted-ca-file=f"}
+	o, err := parseFlags(append(base, "--max-bytes=512Mi", "--max-keys=1000", "--write-bytes-per-second=1Mi",
+		"--write-burst-bytes=8Mi", "--requests-per-second=100", "--request-burst=200", "--max-watches=50"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Limits{512 << 20, 1000, 1 << 20, 8 << 20, 100, 200, 50}
+	if o.limits != want {
+		t.Fatalf("%+v", o.limits)
+	}
+	for _, bad := range []string{"--max-bytes=banana", "--max-keys=1k", "--max-bytes=-1", "--write-bytes-per-second=1Mi",
+		"--core-reserve-percent=95"} {
+		if _, err := parseFlags(append(base, bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

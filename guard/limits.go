@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// Limits are one tenant's budgets. Zero means unlimited. Storage, keys and the core's headroom hold across
+// every replica of the endpoint (each replica follows the tenant's keys in the core); rates and watches
+// are enforced by each replica, so a tenant reaches at most replicas × limit in total (a single API
+// server connection lands on one replica and gets exactly the limit).
+type Limits struct {
+	Storage      int64 // live bytes (keys + values) under the prefix
+	Keys         int64 // live keys under the prefix
+	WriteRate    int64 // bytes/s written (keys + values of puts)
+	WriteBurst   int64 // bytes
+	RequestRate  int64 // calls/s (every unary call, every watch stream and watch creation)
+	RequestBurst int64
+	Watches      int64 // open watches on one replica
+}
+
+// limitField names each limit as the EtcdStorage spec does, for messages and metric labels.
+var limitFields = []struct {
+	flag, spec string
+	quantity   bool
+	set        func(*Limits, int64)
+	get        func(Limits) int64
+}{
+	{"max-bytes", "spec.limits.storage", true, func(l *Limits, v int64) { l.Storage = v }, func(l Limits) int64 { return l.Storage }},
+	{"max-keys", "spec.limits.keys", false, func(l *Limits, v int64) { l.Keys = v }, func(l Limits) int64 { return l.Keys }},
+	{"write-bytes-per-second", "spec.limits.writeBytesPerSecond", true, func(l *Limits, v int64) { l.WriteRate = v },
+		func(l Limits) int64 { return l.WriteRate }},
+	{"write-burst-bytes", "spec.limits.writeBurst", true, func(l *Limits, v int64) { l.WriteBurst = v },
+		func(l Limits) int64 { return l.WriteBurst }},
+	{"requests-per-second", "spec.limits.requestsPerSecond", false, func(l *Limits, v int64) { l.RequestRate = v },
+		func(l Limits) int64 { return l.RequestRate }},
+	{"request-burst", "spec.limits.requestBurst", false, func(l *Limits, v int64) { l.RequestBurst = v },
+		func(l Limits) int64 { return l.RequestBurst }},
+	{"max-watches", "spec.limits.watches", false, func(l *Limits, v int64) { l.Watches = v },
+		func(l Limits) int64 { return l.Watches }},
+}
+
+// parseLimit reads a flag value: a Kubernetes quantity ("512Mi", "1G", "0") for byte amounts, a
+// plain non-negative integer otherwise.
+func parseLimit(flag, value string, quantity bool) (int64, error) {
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return 0, nil
+	}
+	if quantity {
+		q, err := resource.ParseQuantity(value)
+		if err != nil {
+			return 0, fmt.Errorf("--%s=%q: %v (use a quantity such as 512Mi)", flag, value, err)
+		}
+		n, ok := q.AsInt64()
+		if !ok || n < 0 {
+			return 0, fmt.Errorf("--%s=%q: must be a whole, non-negative number of bytes", flag, value)
+		}
+		return n, nil
+	}
+	n, err := strconv.ParseInt(value, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("--%s=%q: must be a non-negative integer", flag, value)
+	}
+	return n, nil
+}
+
+// validate: a burst below the rate it belongs to could never admit a second's worth; a write burst
+// below the largest request would refuse that request for ever.
+func (l Limits) validate(maxRequestBytes int) error {
+	if l.WriteRate > 0 && l.writeBurst() < int64(maxRequestBytes) {
+		return fmt.Errorf("--write-burst-bytes=%d (or the rate, when not set) is below --max-request-bytes=%d: "+
+			"the largest allowed request could never be written", l.writeBurst(), maxRequestBytes)
+	}
+	if l.RequestRate > 0 && l.RequestBurst == 0 {
+		return fmt.Errorf("--request-burst must be at least 1 when --requests-per-second is set")
+	}
+	return nil
+}
+
+// Refusal reasons: bounded metric label values, and the names the operator reports.
+const (
+	reasonStorage     = "storage"
+	reasonKeys        = "keys"
+	reasonWriteRate   = "write-rate"
+	reasonRequestRate = "request-rate"
+	reasonWatches     = "watches"
+	reasonCoreSpace   = "core-space"
+)
+
+var refusalReasons = []string{reasonStorage, reasonKeys, reasonWriteRate, reasonRequestRate, reasonWatches,
+	reasonCoreSpace}
+
+// writeBurst is the write bucket's size: the burst, or one second's worth when not set.
+func (l Limits) writeBurst() int64 {
+	if l.WriteBurst > 0 {
+		return l.WriteBurst
+	}
+	return l.WriteRate
+}

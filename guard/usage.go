@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// usage follows one tenant's live keys in the core: a paged read of the prefix at one revision, then a
+// watch from the next revision. Every replica of the endpoint runs one, so every replica sees every
+// write of the tenant, whichever replica forwarded it: the storage and key limits hold across replicas.
+// It keeps each key's size (key + value bytes, as the tenant sees them) to account overwrites and deletes.
+//
+// Writes admitted but not yet seen on the watch are held as reservations, so that a client writing
+// faster than the watch reports cannot overshoot through one replica; what other replicas admit in
+// the same moment is the bound on overshoot (docs/guard.md).
+type usage struct {
+	mu       sync.Mutex
+	sizes    map[string]int64
+	bytes    int64
+	revision int64
+	synced   bool
+	held     []*reservation
+	changed  chan struct{} // closed and replaced on every applied change; waiters re-check
+}
+
+// reservation is an admitted write's growth, held until the watch shows revision rev (0: not known
+// yet) or until it expires.
+type reservation struct {
+	bytes, keys, rev int64
+	expires          time.Time
+}
+
+// reservationTTL bounds how long a reservation can outlive a write whose effect the watch never shows
+// (a Txn whose compare failed, a put of an unchanged value under a newer revision of other keys).
+const reservationTTL = 5 * time.Second
+
+func newUsage() *usage {
+	return &usage{sizes: map[string]int64{}, changed: make(chan struct{})}
+}
+
+// Reserve admits a write that grows the tenant by (bytes, keys) if the limits allow it (0: unlimited);
+// otherwise it returns the reason and a message naming the limit.
+func (u *usage) Reserve(bytes, keys int64, lim Limits, now time.Time) (*reservation, string, string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.synced {
+		return nil, reasonStorage, "the tenant's usage is still being read from the core; retry shortly"
+	}
+	u.expireLocked(now)
+	var heldBytes, heldKeys int64
+	for _, r := range u.held {
+		heldBytes += r.bytes
+		heldKeys += r.keys
+	}
+	if lim.Storage > 0 && bytes > 0 && u.bytes+heldBytes+bytes > lim.Storage {
+		return nil, reasonStorage, fmt.Sprintf("storage limit reached: %s of %s used, this write adds %s "+
+			"(spec.limits.storage); delete keys or raise the limit", bytesText(u.bytes+heldBytes),
+			bytesText(lim.Storage), bytesText(bytes))
+	}
+	if lim.Keys > 0 && keys > 0 && int64(len(u.sizes))+heldKeys+keys > lim.Keys {
+		return nil, reasonKeys, fmt.Sprintf("key limit reached: %d of %d keys, this write adds %d "+
+			"(spec.limits.keys); delete keys or raise the limit", int64(len(u.sizes))+heldKeys, lim.Keys, keys)
+	}
+	r := &reservation{bytes: bytes, keys: keys, expires: now.Add(reservationTTL)}
+	u.held = append(u.held, r)
+	return r, "", ""
+}
+
+// Settle ends a reservation once revision rev is applied (at once if rev is 0 or already applied).
+func (u *usage) Settle(r *reservation, rev int64) {
+	if r == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if rev == 0 || rev <= u.revision {
+		u.dropLocked(r)
+		return
+	}
+	r.rev = rev
+}
+
+func (u *usage) dropLocked(r *reservation) {
+	for i, h := range u.held {
+		if h == r {
+			u.held = append(u.held[:i], u.held[i+1:]...)
+			return
+		}
+	}
+}
+
+func (u *usage) expireLocked(now time.Time) {
+	kept := u.held[:0]
+	for _, r := range u.held {
+		if now.Before(r.expires) && (r.rev == 0 || r.rev > u.revision) {
+			kept = append(kept, r)
+		}
+	}
+	u.held = kept
+}
+
+// Snapshot is a consistent view of the tenant's usage.
+type Snapshot struct {
+	Bytes, Keys, Revision int64
+	Synced                bool
+}
+
+func (u *usage) Snapshot() Snapshot {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return Snapshot{Bytes: u.bytes, Keys: int64(len(u.sizes)), Revision: u.revision, Synced: u.synced}
+}
+
+// Growth is what a write would add: bytes (new sizes minus the sizes they replace; never below zero per
+// key) and keys that do not exist yet. Keys appearing twice in one request are counted once, with the
+// larger value.
+func (u *usage) Growth(puts []kvSize) (bytes, keys int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	seen := map[string]int64{}
+	for _, p := range puts {
+		if cur, ok := seen[p.key]; !ok || p.size > cur {
+			seen[p.key] = p.size
+		}
+	}
+	for key, size := range seen {
+		old, exists := u.sizes[key]
+		if !exists {
+			keys++
+		}
+		if size > old {
+			bytes += size - old
+		}
+	}
+	return bytes, keys
+}
+
+func (u *usage) reset(rev int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.sizes = map[string]int64{}
+	u.bytes = 0
+	u.revision = rev
+	u.synced = false
+}
+
+func (u *usage) set(key []byte, size int64) {
+	k := string(key)
+	u.bytes += size - u.sizes[k]
+	u.sizes[k] = size
+}
+
+func (u *usage) del(key []byte) {
+	k := string(key)
+	u.bytes -= u.sizes[k]
+	delete(u.sizes, k)
+}
+
+// apply records one watch response's events (all of one revision or more, in order).
+func (u *usage) apply(events []*clientv3.Event, rev int64) {
+	u.mu.Lock()
+	for _, ev := range events {
+		if ev.Type == mvccpb.DELETE {
+			u.del(ev.Kv.Key)
+		} else {
+			u.set(ev.Kv.Key, int64(len(ev.Kv.Key)+len(ev.Kv.Value)))
+		}
+	}
+	if rev > u.revision {
+		u.revision = rev
+	}
+	u.expireLocked(time.Now())
+	close(u.changed)
+	u.changed = make(chan struct{})
+	u.mu.Unlock()
+}
+
+// follow keeps the usage current until ctx ends: a full read, then a watch; again from a full read
+// if the watch is cancelled (e.g. its revision was compacted while the core was out of reach).
+// kv and w are the tenant's namespaced client: keys arrive without the prefix.
+func (u *usage) follow(ctx context.Context, kv clientv3.KV, w clientv3.Watcher, lg *zap.Logger) {
+	for ctx.Err() == nil {
+		rev, err := u.load(ctx, kv)
+		if err != nil {
+			if ctx.Err() == nil {
+				lg.Warn("reading tenant usage", zap.Error(err))
+				sleepCtx(ctx, time.Second)
+			}
+			continue
+		}
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		for resp := range w.Watch(wctx, "", clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+			if err := resp.Err(); err != nil {
+				lg.Warn("tenant usage watch ended; reading again", zap.Error(err))
+				break
+			}
+			u.apply(resp.Events, resp.Header.Revision)
+		}
+		cancel()
+	}
+}
+
+// load reads every key of the tenant at one revision, a page at a time, and marks the usage synced.
+func (u *usage) load(ctx context.Context, kv clientv3.KV) (int64, error) {
+	const page = 1000
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	first, err := kv.Get(rctx, "", clientv3.WithPrefix(), clientv3.WithLimit(page), clientv3.WithSort(
+		clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return 0, err
+	}
+	rev := first.Header.Revision
+	u.reset(rev)
+	resp := first
+	for {
+		u.mu.Lock()
+		for _, item := range resp.Kvs {
+			u.set(item.Key, int64(len(item.Key)+len(item.Value)))
+		}
+		u.mu.Unlock()
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		next := string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		resp, err = kv.Get(rctx, next, clientv3.WithRange(clientv3.GetPrefixRangeEnd("")), clientv3.WithRev(rev),
+			clientv3.WithLimit(page), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+		if err != nil {
+			return 0, err
+		}
+	}
+	u.mu.Lock()
+	u.synced = true
+	close(u.changed)
+	u.changed = make(chan struct{})
+	u.mu.Unlock()
+	return rev, nil
+}
+
+// WaitRevision waits until the usage reflects revision rev (the watch delivered it) or ctx ends.
+func (u *usage) WaitRevision(ctx context.Context, rev int64) error {
+	for {
+		u.mu.Lock()
+		done, ch := u.synced && u.revision >= rev, u.changed
+		u.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
