@@ -43,7 +43,7 @@ type refusalNote struct {
 // maxThrottleWait: a call over a rate waits for its turn up to this long, then is refused.
 const maxThrottleWait = 250 * time.Millisecond
 
-func newBudget(prefix string, lim Limits, u *usage, core *headroom) *budget {
+func newBudget(prefix string, lim Limits, maxRequestBytes int, u *usage, core *headroom) *budget {
 	b := &budget{prefix: prefix, limits: lim, usage: u, core: core, now: time.Now,
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "etcdproxy_guard_limited_total",
@@ -53,17 +53,17 @@ func newBudget(prefix string, lim Limits, u *usage, core *headroom) *budget {
 		b.limited.WithLabelValues(r)
 	}
 	if lim.WriteRate > 0 {
-		b.writes = rate.NewLimiter(rate.Limit(lim.WriteRate), int(lim.writeBurst()))
+		b.writes = rate.NewLimiter(rate.Limit(lim.WriteRate), int(lim.writeBurst(maxRequestBytes)))
 	}
 	if lim.RequestRate > 0 {
-		b.requests = rate.NewLimiter(rate.Limit(lim.RequestRate), int(max(lim.RequestBurst, 1)))
+		b.requests = rate.NewLimiter(rate.Limit(lim.RequestRate), int(lim.requestBurst()))
 	}
 	return b
 }
 
 func (b *budget) refuse(reason, msg string) error {
 	b.limited.WithLabelValues(reason).Inc()
-	b.last.Store(&refusalNote{Reason: reason, Message: msg, At: b.now().UTC()})
+	b.last.Store(&refusalNote{Reason: reason, Message: msg, At: b.now().UTC().Truncate(time.Second)})
 	return status.Error(codes.ResourceExhausted, fmt.Sprintf("etcdproxy: tenant %s: %s", b.prefix, msg))
 }
 
@@ -98,7 +98,7 @@ func (b *budget) AdmitCall(ctx context.Context) error {
 	}
 	return b.refuse(reasonRequestRate, fmt.Sprintf("over its request rate of %d/s with a burst of %d "+
 		"(spec.limits.requestsPerSecond, spec.limits.requestBurst); retry later",
-		b.limits.RequestRate, max(b.limits.RequestBurst, 1)))
+		b.limits.RequestRate, b.limits.requestBurst()))
 }
 
 // kvSize is one put as the tenant sent it: key (without the prefix) and key+value bytes.

@@ -24,7 +24,7 @@ func testBudget(lim Limits) *budget {
 	u.synced = true
 	h := newHeadroom(20, 0)
 	h.record("core0", 10<<20, 10<<20, 100<<20)
-	return newBudget("/t/", lim, u, h)
+	return newBudget("/t/", lim, 1000, u, h)
 }
 
 func put(key string, size int) *pb.PutRequest {
@@ -288,7 +288,7 @@ func TestLimitFlags(t *testing.T) {
 	if o.limits != want {
 		t.Fatalf("%+v", o.limits)
 	}
-	for _, bad := range []string{"--max-bytes=banana", "--max-keys=1k", "--max-bytes=-1", "--write-bytes-per-second=1Mi",
+	for _, bad := range []string{"--max-bytes=banana", "--max-keys=1k", "--max-bytes=-1", "--max-watches=x",
 		"--core-reserve-percent=95"} {
 		if _, err := parseFlags(append(base, bad)); err == nil {
 			t.Errorf("%s accepted", bad)

@@ -68,19 +68,6 @@ func parseLimit(flag, value string, quantity bool) (int64, error) {
 	return n, nil
 }
 
-// validate: a burst below the rate it belongs to could never admit a second's worth; a write burst
-// below the largest request would refuse that request for ever.
-func (l Limits) validate(maxRequestBytes int) error {
-	if l.WriteRate > 0 && l.writeBurst() < int64(maxRequestBytes) {
-		return fmt.Errorf("--write-burst-bytes=%d (or the rate, when not set) is below --max-request-bytes=%d: "+
-			"the largest allowed request could never be written", l.writeBurst(), maxRequestBytes)
-	}
-	if l.RequestRate > 0 && l.RequestBurst == 0 {
-		return fmt.Errorf("--request-burst must be at least 1 when --requests-per-second is set")
-	}
-	return nil
-}
-
 // Refusal reasons: bounded metric label values, and the names the operator reports.
 const (
 	reasonStorage     = "storage"
@@ -94,10 +81,20 @@ const (
 var refusalReasons = []string{reasonStorage, reasonKeys, reasonWriteRate, reasonRequestRate, reasonWatches,
 	reasonCoreSpace}
 
-// writeBurst is the write bucket's size: the burst, or one second's worth when not set.
-func (l Limits) writeBurst() int64 {
-	if l.WriteBurst > 0 {
-		return l.WriteBurst
+// writeBurst is the write bucket's size: the burst (one second's worth when not set), and never below
+// the largest request, which could otherwise never be written.
+func (l Limits) writeBurst(maxRequestBytes int) int64 {
+	burst := l.WriteBurst
+	if burst == 0 {
+		burst = l.WriteRate
 	}
-	return l.WriteRate
+	return max(burst, int64(maxRequestBytes))
+}
+
+// requestBurst is the request bucket's size: the burst, or one second's worth when not set.
+func (l Limits) requestBurst() int64 {
+	if l.RequestBurst > 0 {
+		return l.RequestBurst
+	}
+	return max(l.RequestRate, 1)
 }

@@ -81,9 +81,6 @@ func parseFlags(args []string) (options, error) {
 		}
 		f.set(&o.limits, v)
 	}
-	if err := o.limits.validate(o.maxRequestBytes); err != nil {
-		return o, err
-	}
 	q, err := parseLimit("core-quota-bytes", *coreQuota, true)
 	if err != nil {
 		return o, err
@@ -168,7 +165,7 @@ func run(o options, lg *zap.Logger) error {
 	go tenant.follow(ctx, client.KV, client.Watcher, lg.Named("usage"))
 	core := newHeadroom(o.coreReservePercent, o.coreQuotaBytes)
 	go core.poll(ctx, client.Maintenance, client.Endpoints(), lg.Named("headroom"))
-	b := newBudget(o.namespace, o.limits, tenant, core)
+	b := newBudget(o.namespace, o.limits, o.maxRequestBytes, tenant, core)
 	replica, _ := os.Hostname() // the pod name
 	go b.publish(ctx, coreKV, coreLease, replica, lg.Named("report"))
 

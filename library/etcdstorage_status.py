@@ -43,6 +43,12 @@ options:
     description: Seconds until the certificate step has something due (0 for nothing).
     type: int
     default: 0
+  limits:
+    description:
+      - The tenant's limits in force (spec.limits over the operator's defaults), to compare the usage its
+        endpoint replicas report with; sets C(status.usage) and the C(WithinLimits) condition.
+    type: dict
+    default: {}
   max_requeue_seconds:
     description: The reconcile period; a requeue later than this is left to the periodic reconcile.
     type: int

@@ -18,6 +18,9 @@ CORE_CONFIGURED = "CoreEtcdConfigured"
 CORE_REACHABLE = "CoreEtcdReachable"
 CERTIFICATES_READY = "CertificatesReady"
 PROXY_AVAILABLE = "ProxyAvailable"
+# Reported when the endpoint has published usage; informs, never blocks Ready (a tenant at its limit
+# is still served: reads and deletes work).
+WITHIN_LIMITS = "WithinLimits"
 READY = "Ready"
 
 
@@ -55,6 +58,8 @@ class Observed:
     # Proxy objects that still differ from the spec (applied right after this
     # run); observedGeneration is only advanced once none are left.
     pending: list[str] = field(default_factory=list)
+    # From the endpoint's usage records (etcdproxy_usage.summarize); None: none published.
+    limits: Condition | None = None
 
 
 def rfc3339(now: datetime.datetime) -> str:
@@ -149,6 +154,8 @@ def desired_conditions(obs: Observed) -> list[Condition]:
             conds.append(Condition(CERTIFICATES_READY, "True", "Issued", "certificates issued and delivered"))
     conds.append(proxy_condition(obs.deployment))
     blocking = [c for c in conds if c.status != "True"]
+    if obs.limits is not None:
+        conds.append(obs.limits)
     if blocking:
         first = blocking[0]
         conds.append(Condition(READY, "False", first.reason, f"{first.type}: {first.message}"))
@@ -210,11 +217,15 @@ def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, A
     return events
 
 
-def requeue_after(new_status: dict[str, Any], retry_seconds: int) -> int | None:
-    """Seconds until the next look when something we do not watch blocks readiness."""
+def requeue_after(new_status: dict[str, Any], retry_seconds: int, limits_recheck_seconds: int = 60) -> int | None:
+    """Seconds until the next look when something we do not watch blocks readiness, or while the tenant
+    is at a limit (so WithinLimits turns True again once it is not)."""
     for cond in new_status.get("conditions", []):
         if cond["type"] in (CORE_CONFIGURED, CORE_REACHABLE, CERTIFICATES_READY) and cond["status"] != "True":
             return retry_seconds
+    for cond in new_status.get("conditions", []):
+        if cond["type"] == WITHIN_LIMITS and cond["status"] != "True":
+            return limits_recheck_seconds
     return None
 
 

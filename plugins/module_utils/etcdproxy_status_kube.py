@@ -23,6 +23,7 @@ from ansible.module_utils.etcdproxy_status import (
     status_changes,
     transition_events,
 )
+from ansible.module_utils.etcdproxy_usage import RECHECK_SECONDS, read_reports, summarize
 
 
 def parse_duration_seconds(value: str) -> int:
@@ -77,17 +78,25 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     core_problems = check_core_material(core_cm, core_secret, ns, p["core_ca_configmap"], p["core_ca_key"],
                                         p["core_client_secret"], parse_certs=load_certs)
     core_health = None
+    now = datetime.datetime.now(datetime.UTC)
+    usage, limits_condition = None, None
     if p.get("core_endpoints") and not core_problems and not p["config_errors"]:
-        core_health = health(p["core_endpoints"], *material(core_cm, core_secret, p["core_ca_key"])) or ""
+        core_tls = material(core_cm, core_secret, p["core_ca_key"])
+        core_health = health(p["core_endpoints"], *core_tls) or ""
+        if not core_health:
+            reports = read_reports(p["core_endpoints"], name, *core_tls)
+            usage, limits_condition = summarize(reports or [], p["limits"], now)
     obs = Observed(
         name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
         config_errors=p["config_errors"], core_problems=core_problems,
         certificate_problems=p["certificate_problems"],
-        deployment=live_deployment, pending=list(drift), core_health=core_health,
+        deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
     )
-    now = datetime.datetime.now(datetime.UTC)
     old = cr.get("status") or {}
-    new = desired_status(obs, old, now, p["extra_status"])
+    extra = dict(p["extra_status"] or {})
+    if usage is not None:
+        extra["usage"] = usage
+    new = desired_status(obs, old, now, extra)
     changed = status_changes(old, new)
     events = transition_events(old, new) if changed else []
     if changed and not check_mode:
@@ -96,7 +105,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         for ev in events:
             kube.create_event(cr, ev.type, ev.reason, ev.message, rfc3339(now))
         kube.patch_etcdstorage_status(name, merge_patch(old, new))
-    retry = requeue_after(new, parse_duration_seconds(p["retry_period"]))
+    retry = requeue_after(new, parse_duration_seconds(p["retry_period"]), RECHECK_SECONDS)
     due = p["next_check_seconds"]
     if due and due < p["max_requeue_seconds"]:
         retry = min(retry, due) if retry else due
@@ -112,6 +121,7 @@ STATUS_OPTIONS = dict(
     certificate_problems=dict(type="list", elements="str"),
     proxy_objects=dict(type="list", elements="dict", default=[]),
     extra_status=dict(type="dict"),
+    limits=dict(type="dict", default={}),
     retry_period=dict(type="str", default="30s"),
     next_check_seconds=dict(type="int", default=0),
     max_requeue_seconds=dict(type="int", default=600),

@@ -1,0 +1,129 @@
+"""A tenant's usage and limits as its endpoint replicas report them: ``status.usage`` and ``WithinLimits``.
+
+Each replica of the guard keeps a small JSON record in the core etcd, outside every tenant prefix, under
+``\\x00etcdproxy-guard/usage/<name>/<replica>`` (guard/report.go), attached to a lease of its own so that
+it goes with the replica. :func:`read_reports` reads them through etcd's JSON gateway; the rest is
+plain logic.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from typing import Any
+
+from ansible.module_utils.etcdproxy_core import tls_files
+from ansible.module_utils.etcdproxy_status import WITHIN_LIMITS, Condition
+
+REPORT_ROOT = "\x00etcdproxy-guard/usage"
+# A refusal keeps WithinLimits False this long; the role looks again this soon while it is False.
+RECENT_SECONDS = 120
+RECHECK_SECONDS = 60
+
+# The guard's refusal reasons (guard/limits.go) and the condition reasons they become.
+REASONS = {
+    "storage": "StorageLimitReached",
+    "keys": "KeyLimitReached",
+    "write-rate": "WriteRateThrottled",
+    "request-rate": "RequestRateThrottled",
+    "watches": "WatchLimitReached",
+    "core-space": "CoreSpaceLow",
+}
+
+
+def report_prefix(name: str) -> tuple[str, str]:
+    """(key, range_end) of every replica's record of tenant ``name``."""
+    key = f"{REPORT_ROOT}/{name}/"
+    return key, key[:-1] + chr(ord(key[-1]) + 1)
+
+
+def read_reports(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, key_pem: str,
+                 timeout: float = 3.0) -> list[dict[str, Any]] | None:
+    """Every replica's record (possibly none); None when no core endpoint answered."""
+    import requests
+
+    key, end = report_prefix(name)
+    body = {"key": base64.b64encode(key.encode()).decode(), "range_end": base64.b64encode(end.encode()).decode()}
+    with tls_files(ca_pem, cert_pem, key_pem) as paths:
+        for endpoint in endpoints:
+            try:
+                resp = requests.post(endpoint.rstrip("/") + "/v3/kv/range", json=body, verify=paths["ca.crt"],
+                                     cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
+            except requests.RequestException:
+                continue
+            if resp.status_code != 200:
+                continue
+            out = []
+            for kv in resp.json().get("kvs") or []:
+                try:
+                    out.append(json.loads(base64.b64decode(kv.get("value") or "")))
+                except ValueError:
+                    continue  # not ours to judge; the guard rewrites it
+            return out
+    return None
+
+
+def quantity_bytes(value: Any) -> int:
+    """A quantity of bytes (``512Mi``, ``1G``, ``1048576`` or an int) as an int; 0 for empty."""
+    from kubernetes.utils import parse_quantity
+
+    if value in (None, ""):
+        return 0
+    return int(parse_quantity(str(value)))
+
+
+def human_bytes(n: int) -> str:
+    """A byte count as Kubernetes quantities read (Ki, Mi, Gi), one decimal."""
+    value = float(n)
+    for unit in ("", "Ki", "Mi", "Gi", "Ti"):
+        if value < 1024 or unit == "Ti":
+            return f"{n}" if unit == "" else f"{value:.1f}{unit}"
+        value /= 1024
+    return str(n)
+
+
+def _when(text: str) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+
+
+def summarize(reports: list[dict[str, Any]], limits: dict[str, Any], now: datetime.datetime
+              ) -> tuple[dict[str, Any] | None, Condition | None]:
+    """``status.usage`` and the ``WithinLimits`` condition from the replicas' records (None, None: no record).
+
+    Bytes and keys come from the record of the replica that saw the latest revision (every replica
+    follows the same keys); watches are added up; the most recent refusal within RECENT_SECONDS decides
+    the condition, else a limit reached by the live figures.
+    """
+    if not reports:
+        return None, None
+    latest = max(reports, key=lambda r: (int(r.get("revision") or 0), str(r.get("measuredAt") or "")))
+    used, keys = int(latest.get("bytes") or 0), int(latest.get("keys") or 0)
+    storage_limit, keys_limit = quantity_bytes(limits.get("storage")), int(limits.get("keys") or 0)
+    storage_text = str(limits.get("storage") or 0)
+    usage = {
+        "bytes": used, "keys": keys, "watches": sum(int(r.get("watches") or 0) for r in reports),
+        "storageLimit": storage_text, "keysLimit": keys_limit,
+        "summary": f"{human_bytes(used)}/{storage_text if storage_limit else 'none'}",
+        "measuredAt": str(latest.get("measuredAt") or ""),
+    }
+    recent = []
+    for r in reports:
+        note = r.get("lastRefusal") or {}
+        at = _when(str(note.get("at") or ""))
+        if at is not None and (now - at).total_seconds() < RECENT_SECONDS and note.get("reason") in REASONS:
+            recent.append((at, note))
+    if recent:
+        _, note = max(recent, key=lambda x: x[0])
+        return usage, Condition(WITHIN_LIMITS, "False", REASONS[note["reason"]],
+                                f"refused at {note['at']}: {note.get('message', '')}")
+    if storage_limit and used >= storage_limit:
+        return usage, Condition(WITHIN_LIMITS, "False", REASONS["storage"],
+                                f"{human_bytes(used)} used of {storage_text} (spec.limits.storage)")
+    if keys_limit and keys >= keys_limit:
+        return usage, Condition(WITHIN_LIMITS, "False", REASONS["keys"],
+                                f"{keys} keys of {keys_limit} (spec.limits.keys)")
+    return usage, Condition(WITHIN_LIMITS, "True", "WithinLimits", "the tenant is within its limits")
