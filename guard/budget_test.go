@@ -148,6 +148,14 @@ func TestHeadroomWithoutQuotaUsesEtcdDefaultAndFailsClosedBeforeFirstPoll(t *tes
 	if d := h.next(); d > pollMin*12/10 {
 		t.Fatalf("1 MiB of room: poll in %v", d)
 	}
+	// Tenant writes seen on the watch (through any replica) count until the next poll.
+	h.Seen(2 << 20)
+	if msg := h.Admit(1); msg == "" {
+		t.Fatal("writes seen on the watch must count")
+	}
+	if d := h.next(); d < pollOver*8/10 {
+		t.Fatalf("over the ceiling: poll in %v", d)
+	}
 }
 
 func TestTxnCostIsTheLargerBranchLikeEtcd(t *testing.T) {

@@ -17,12 +17,18 @@ import (
 // cluster: a tenant write is refused when the largest member's last known size, plus what this replica
 // forwarded since, plus the write's cost reaches the ceiling.
 //
+// Between polls the estimate grows by what this replica forwarded and by every write of the tenant the
+// usage watch shows (through any replica; a replica's own writes are counted twice until the next poll,
+// which errs on the safe side), so replicas of one tenant cannot overshoot together.
+//
 // Cost of knowing the size: one Maintenance/Status call per poll, to one member at a time (round robin).
 // The poll interval follows the room left: the time the core would need to fill it at coreFillRate,
-// between pollMin and pollMax, with jitter so that replicas spread out.
+// between pollMin and pollMax, with jitter so that replicas spread out. Over the ceiling (tenant writes
+// refused, so tenants add nothing) it polls every pollOver to notice when the core has room again.
 const (
-	pollMin      = 1 * time.Second
+	pollMin      = 100 * time.Millisecond
 	pollMax      = 30 * time.Second
+	pollOver     = 5 * time.Second
 	coreFillRate = 64 << 20 // bytes/s: faster than an etcd member commits on this class of machine
 	// etcd's own estimate of what a request adds to the database (server/storage/quota.go).
 	kvOverhead    = 256
@@ -41,6 +47,7 @@ type headroom struct {
 	inUse     map[string]int64
 	quota     int64 // as reported (0: unknown)
 	forwarded int64 // growth this replica let through since the last poll
+	seen      int64 // growth of the tenant the usage watch showed since the last poll
 	sampled   bool
 	lastErr   error
 }
@@ -69,7 +76,7 @@ func (h *headroom) stateLocked() CoreState {
 		size = max(size, s)
 		inUse = max(inUse, h.inUse[ep])
 	}
-	return CoreState{Size: size + h.forwarded, InUse: inUse, Quota: quota,
+	return CoreState{Size: size + h.forwarded + h.seen, InUse: inUse, Quota: quota,
 		Ceiling: int64(float64(quota) * (1 - h.reserve)), Sampled: h.sampled}
 }
 
@@ -105,16 +112,23 @@ func (h *headroom) record(endpoint string, size, inUse, quota int64) {
 	if quota > 0 {
 		h.quota = quota
 	}
-	h.forwarded = 0
+	h.forwarded, h.seen = 0, 0
 	h.sampled = true
 	h.lastErr = nil
+}
+
+// Seen counts a tenant write shown by the usage watch (etcd's cost estimate of it).
+func (h *headroom) Seen(cost int64) {
+	h.mu.Lock()
+	h.seen += cost
+	h.mu.Unlock()
 }
 
 // next is how long to wait before the next poll, given the room left under the ceiling.
 func (h *headroom) next() time.Duration {
 	s := h.State()
 	room := s.Ceiling - s.Size
-	d := pollMin
+	d := pollOver
 	if room > 0 {
 		d = time.Duration(float64(room) / coreFillRate * float64(time.Second))
 	}
@@ -129,7 +143,7 @@ func (h *headroom) poll(ctx context.Context, m clientv3.Maintenance, endpoints [
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := m.Status(sctx, ep)
 		cancel()
-		wait := h.next()
+		var wait time.Duration
 		if err != nil {
 			h.mu.Lock()
 			h.lastErr = err

@@ -162,8 +162,9 @@ func run(o options, lg *zap.Logger) error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	tenant := newUsage()
-	go tenant.follow(ctx, client.KV, client.Watcher, lg.Named("usage"))
 	core := newHeadroom(o.coreReservePercent, o.coreQuotaBytes)
+	tenant.onPut = func(k, v int) { core.Seen(int64(len(o.namespace) + k + v + kvOverhead)) }
+	go tenant.follow(ctx, client.KV, client.Watcher, lg.Named("usage"))
 	go core.poll(ctx, client.Maintenance, client.Endpoints(), lg.Named("headroom"))
 	b := newBudget(o.namespace, o.limits, o.maxRequestBytes, tenant, core)
 	replica, _ := os.Hostname() // the pod name

@@ -26,7 +26,8 @@ type usage struct {
 	revision int64
 	synced   bool
 	held     []*reservation
-	changed  chan struct{} // closed and replaced on every applied change; waiters re-check
+	changed  chan struct{}              // closed and replaced on every applied change; waiters re-check
+	onPut    func(keyLen, valueLen int) // called for every put the watch shows (may be nil)
 }
 
 // reservation is an admitted write's growth, held until the watch shows revision rev (0: not known
@@ -170,6 +171,9 @@ func (u *usage) apply(events []*clientv3.Event, rev int64) {
 			u.del(ev.Kv.Key)
 		} else {
 			u.set(ev.Kv.Key, int64(len(ev.Kv.Key)+len(ev.Kv.Value)))
+			if u.onPut != nil {
+				u.onPut(len(ev.Kv.Key), len(ev.Kv.Value))
+			}
 		}
 	}
 	if rev > u.revision {
