@@ -174,6 +174,8 @@ class ControlPlane:
 
     workdir: Path = DEFAULT_WORKDIR
     etcd_members: int = 1
+    # The core's --quota-backend-bytes (etcd's own default, 2 GiB; tests of the core's headroom use less).
+    etcd_quota_bytes: int = 2 << 30
     bin_dir: Path = BIN_DIR
     processes: list[Process] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
@@ -272,7 +274,7 @@ class ControlPlane:
             f"--cert-file={p.path('etcd-server')}", f"--key-file={p.path('etcd-server', 'key')}",
             f"--trusted-ca-file={p.path('etcd-ca')}", "--client-cert-auth",
             "--listen-metrics-urls=", "--log-level=warn",
-            "--quota-backend-bytes=2147483648",
+            f"--quota-backend-bytes={self.etcd_quota_bytes}",
         ]
 
     def stop_etcd_member(self, i: int) -> None:
@@ -442,14 +444,16 @@ class ControlPlane:
     def save(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({
-            "etcd_members": self.etcd_members, "ports": self.ports, "timings": self.timings,
+            "etcd_members": self.etcd_members, "etcd_quota_bytes": self.etcd_quota_bytes,
+            "ports": self.ports, "timings": self.timings,
             "processes": [p.__dict__ for p in self.processes],
         }, indent=1))
 
     @classmethod
     def load(cls, workdir: Path = DEFAULT_WORKDIR) -> ControlPlane:
         state = json.loads((workdir / "state.json").read_text())
-        cp = cls(workdir=workdir, etcd_members=state["etcd_members"])
+        cp = cls(workdir=workdir, etcd_members=state["etcd_members"],
+                 etcd_quota_bytes=state.get("etcd_quota_bytes", 2 << 30))
         cp.ports = state["ports"]
         cp.timings = state.get("timings", {})
         cp.processes = [Process(**p) for p in state["processes"]]

@@ -1,0 +1,243 @@
+"""Per-tenant limits through the real guard: storage seen by a real tenant kube-apiserver's user, usage in
+status, etcdctl endpoint status, watches, request rate. The core's headroom is test_core_headroom.py."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import threading
+import time
+
+import grpc
+import pytest
+from kubernetes import client
+
+from hack.localcp import etcdpb
+from hack.localcp.cluster import https_get
+from hack.localcp.etcdclient import Client
+from hack.localcp.tenant import start_proxy
+from hack.localcp.tenant_apiserver import start_tenant_apiserver
+
+from .test_data_path import etcdctl, tenant_files
+
+
+def tenant(storages, prefix: str, limits: dict) -> tuple[str, str]:
+    name = storages.unique(prefix)
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "limits": limits,
+                           "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                           "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+    storages.wait_condition(name, "Ready", "True")
+    return name, ns
+
+
+def poke(storages, name: str) -> None:
+    """Any annotation change makes the operator reconcile (watchAnnotationsChanges)."""
+    storages.patch(name, {"metadata": {"annotations": {"test.etcdproxy.dev/poke": str(time.monotonic())}}})
+
+
+def core_usage(cp, name: str) -> tuple[int, int]:
+    """Live bytes (key without the prefix + value) and keys under /<name>/, read from the core itself."""
+    p = cp.pki
+    out = etcdctl(",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
+                  str(p.path("apiserver-etcd-client", "key")), "get", "--prefix", f"/{name}/", "-w", "json")
+    kvs = json.loads(out.stdout).get("kvs") or []
+    prefix = len(f"/{name}/")
+    size = sum(len(base64.b64decode(kv["key"])) - prefix + len(base64.b64decode(kv.get("value", ""))) for kv in kvs)
+    return size, len(kvs)
+
+
+def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
+    full, _ = tenant(storages, "quota", {"storage": "3Mi"})
+    other, _ = tenant(storages, "quotab", {"storage": "3Mi"})
+    guards = {n: start_proxy(storages.core, storages.deployment(n), cp.logs) for n in (full, other)}
+    servers = {}
+    try:
+        for n in (full, other):
+            servers[n] = start_tenant_apiserver(cp, guards[n], tenant_files(storages, f"{n}-ns", tmp_path),
+                                                tmp_path, n)
+        api = servers[full].core()
+        refused = None
+        for i in range(60):
+            try:
+                api.create_namespaced_config_map("default", {"metadata": {"name": f"big-{i}"},
+                                                             "data": {"v": "x" * 200_000}})
+            except client.ApiException as exc:
+                refused = exc
+                break
+        assert refused is not None, "3Mi of ConfigMaps were never refused"
+        # What `kubectl create` shows: the limit by name, the guard as the source, not an etcd crash.
+        body = json.loads(refused.body)
+        print("the tenant's user sees:", refused.status, body["message"])
+        assert "spec.limits.storage" in body["message"] and "etcdproxy" in body["message"]
+        assert "database space exceeded" not in body["message"]
+        # Deleting frees room: the same create goes through once the delete is seen.
+        api.delete_namespaced_config_map("big-0", "default")
+        storages.wait("a create after a delete", lambda: _creates(api, "after-delete"), timeout=30)
+        # The neighbour is unaffected.
+        servers[other].core().create_namespaced_config_map("default", {"metadata": {"name": "fine"},
+                                                                       "data": {"v": "y" * 200_000}})
+        # The tenant API server's storage size metric shows the tenant's data (Status answers its usage).
+        metrics = servers[full].metrics()
+        sizes = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                 if line.startswith("apiserver_storage_size_bytes")]
+        assert sizes and max(sizes) > 2_000_000, sizes
+        # The operator reports it: WithinLimits False naming the limit, with a Warning Event.
+        poke(storages, full)
+        cond = storages.wait_condition(full, "WithinLimits", "False", "StorageLimitReached")
+        assert "spec.limits.storage" in cond["message"]
+        assert storages.condition(full, "Ready")["status"] == "True"
+        events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={full}")
+        assert any(e.reason == "StorageLimitReached" and e.type == "Warning" for e in events.items)
+    finally:
+        for s in servers.values():
+            s.stop()
+        for g in guards.values():
+            g.stop()
+
+
+def _creates(api: client.CoreV1Api, name: str) -> bool:
+    try:
+        api.create_namespaced_config_map("default", {"metadata": {"name": name}, "data": {"v": "x" * 100_000}})
+        return True
+    except client.ApiException as exc:
+        assert exc.status != 409, exc.body
+        return False
+
+
+def test_usage_in_status_and_etcdctl_endpoint_status(storages, cp, tmp_path):
+    name, ns = tenant(storages, "usage", {"storage": "1Mi", "keys": 50})
+    guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    try:
+        files = tenant_files(storages, ns, tmp_path)
+        with Client(guard.endpoint, *files) as c:
+            for i in range(20):
+                c.put(f"/k/{i:02d}".encode(), b"v" * (1000 + i))
+            c.delete(b"/k/00")
+        want = core_usage(cp, name)
+        def seen() -> tuple[float, float]:
+            return guard.metric("etcdproxy_guard_tenant_bytes"), guard.metric("etcdproxy_guard_tenant_keys")
+
+        storages.wait("the guard sees the core's usage", lambda: seen() == (float(want[0]), float(want[1])),
+                      timeout=30)
+
+        def reported() -> bool:
+            poke(storages, name)
+            usage = ((storages.get(name) or {}).get("status") or {}).get("usage") or {}
+            return (usage.get("bytes"), usage.get("keys")) == want
+
+        storages.wait("status.usage matches the core", reported, timeout=60)
+        usage = storages.get(name)["status"]["usage"]
+        assert usage["storageLimit"] == "1Mi" and usage["keysLimit"] == 50 and usage["summary"].endswith("/1Mi")
+        assert storages.condition(name, "WithinLimits")["status"] == "True"
+        # etcdctl endpoint status through the endpoint: the tenant's own size and quota, no crash.
+        out = etcdctl(guard.endpoint, *files, "endpoint", "status", "-w", "json")
+        assert out.returncode == 0, out.stderr
+        st = json.loads(out.stdout)[0]["Status"]
+        assert (st["dbSize"], st["dbSizeInUse"], st["dbSizeQuota"]) == (want[0], want[0], 1 << 20)
+        table = etcdctl(guard.endpoint, *files, "endpoint", "status", "-w", "table")
+        assert table.returncode == 0 and "1.0 MB" in table.stdout, table.stdout + table.stderr
+        # Keys: at the limit a new key is refused, an overwrite is not.
+        with Client(guard.endpoint, *files) as c:
+            for i in range(want[1], 50):
+                c.put(f"/more/{i}".encode(), b"v")
+            storages.wait("50 keys seen", lambda: guard.metric("etcdproxy_guard_tenant_keys") == 50.0, timeout=30)
+            with pytest.raises(grpc.RpcError) as exc:
+                c.put(b"/one-too-many", b"v")
+            assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "spec.limits.keys" in exc.value.details()
+            c.put(b"/k/01", b"w")
+    finally:
+        guard.stop()
+
+
+def core_watchers(cp) -> float:
+    p = cp.pki
+    _, body = https_get(cp.ports["etcd0"], "/metrics", p.path("etcd-ca"), p.path("apiserver-etcd-client"),
+                        p.path("apiserver-etcd-client", "key"), timeout=5)
+    for line in body.decode().splitlines():
+        if line.startswith("etcd_debugging_mvcc_watcher_total "):
+            return float(line.split()[1])
+    raise AssertionError("no watcher metric")
+
+
+def test_watches_beyond_the_limit_are_refused(storages, cp, tmp_path):
+    name, ns = tenant(storages, "watch", {"watches": 3})
+    guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    try:
+        files = tenant_files(storages, ns, tmp_path)
+        before = core_watchers(cp)
+        requests: queue.Queue = queue.Queue()
+        for i in range(6):
+            requests.put(etcdpb.WatchRequest(create_request=etcdpb.WatchCreateRequest(key=f"/w/{i}".encode()))
+                         .SerializeToString())
+        answers = []
+        with Client(guard.endpoint, *files) as c:
+            stream = c.bidi("/etcdserverpb.Watch/Watch", iter(requests.get, None), timeout=20)
+            for raw in stream:
+                answers.append(etcdpb.WatchResponse.FromString(raw))
+                if len(answers) == 6:
+                    during = core_watchers(cp)
+                    requests.put(None)
+                    stream.cancel()
+                    break
+        created = [a for a in answers if a.created and not a.canceled]
+        refused = [a for a in answers if a.created and a.canceled]
+        assert len(created) == 3 and len(refused) == 3, answers
+        assert all("spec.limits.watches" in a.cancel_reason for a in refused)
+        assert during - before <= 3
+        assert guard.metric("etcdproxy_guard_limited_total", reason="watches") == 3
+        # Closed watches are given back: a new stream may open three again.
+        storages.wait("watches given back", lambda: guard.metric("etcdproxy_guard_watches") == 0, timeout=30)
+    finally:
+        guard.stop()
+
+
+def test_request_rate_throttles_a_noisy_tenant_only(storages, cp, tmp_path):
+    noisy, nns = tenant(storages, "noisy", {"requestsPerSecond": 50, "requestBurst": 50})
+    quiet, qns = tenant(storages, "quiet", {})
+    guards = {n: start_proxy(storages.core, storages.deployment(n), cp.logs) for n in (noisy, quiet)}
+    try:
+        files = {noisy: tenant_files(storages, nns, tmp_path), quiet: tenant_files(storages, qns, tmp_path)}
+        ok, refused, quiet_errors = [0], [0], []
+        lock = threading.Lock()
+        seconds = 3.0
+
+        def hammer() -> None:
+            with Client(guards[noisy].endpoint, *files[noisy]) as c:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    try:
+                        c.range(b"/x")
+                        with lock:
+                            ok[0] += 1
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                        assert "spec.limits.requestsPerSecond" in exc.details()
+                        with lock:
+                            refused[0] += 1
+
+        def neighbour() -> None:
+            with Client(guards[quiet].endpoint, *files[quiet]) as c:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    try:
+                        c.put(b"/q", b"v")
+                        c.range(b"/q")
+                    except grpc.RpcError as exc:
+                        quiet_errors.append(exc.details())
+
+        start = time.monotonic()
+        threads = [threading.Thread(target=hammer) for _ in range(4)] + [threading.Thread(target=neighbour)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        elapsed = time.monotonic() - start
+        assert refused[0] > 0, "the noisy tenant was never throttled"
+        # What reached the core is bounded by the burst plus the rate over the time taken.
+        assert ok[0] <= 50 + 50 * elapsed + 5, (ok[0], elapsed)
+        assert quiet_errors == []
+    finally:
+        for g in guards.values():
+            g.stop()
