@@ -128,7 +128,11 @@ class Storages:
             c = self.condition(name, ctype)
             return bool(c and c["status"] == status and (reason is None or c["reason"] == reason))
 
-        self.wait(f"EtcdStorage {name} {ctype}={status} {reason or ''}", ok, timeout)
+        try:
+            self.wait(f"EtcdStorage {name} {ctype}={status} {reason or ''}", ok, timeout)
+        except BaseException as exc:  # say what it was instead
+            raise AssertionError(f"{exc}\nstatus of {name}: {json.dumps((self.get(name) or {}).get('status'))}") \
+                from exc
         cond = self.condition(name, ctype)
         assert cond is not None
         return cond
