@@ -34,7 +34,7 @@ from hack import moduleutils
 from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from hack.localcp.cluster import OPERATOR_USER, REPO, ControlPlane, wait_for
 from hack.localcp.operator import start_operator
-from hack.localcp.tenant import delivered_files, start_proxy, start_stock_proxy
+from hack.localcp.tenant import ProxyProcess, delivered_files, start_proxy, start_stock_proxy
 from hack.localcp.tenant_apiserver import start_tenant_apiserver
 
 moduleutils.install()  # plugins/module_utils under the names Ansible bundles them with
@@ -155,10 +155,39 @@ def datapath_figures(cp: ControlPlane, results: dict[str, object], n: int = 2000
                     results[f"tenant_apiserver_{label}_{key}"] = value
             finally:
                 server.stop()
+        limit_figures(cp, results, guard, tenant, tmp)
     finally:
         stock.stop()
         guard.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def limit_figures(cp: ControlPlane, results: dict[str, object], guard: ProxyProcess,
+                  files: tuple[str, str, str], tmp: Path) -> None:
+    """The amounts: Status calls per replica (idle), a noisy neighbour over its request rate, usage memory."""
+    from bench import limits
+
+    results.update(limits.status_calls_per_replica_s(cp, replicas=1, seconds=45))
+    custom = client.CustomObjectsApi(cp.api())
+    custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "bench-1",
+                                       {"spec": {"limits": {"requestsPerSecond": 200, "requestBurst": 200}}})
+    apps = client.AppsV1Api(cp.api())
+
+    def limited() -> bool:
+        dep = apps.read_namespaced_deployment("etcd-bench-1", "kube-apiserver-storage")
+        return "--requests-per-second=200" in dep.spec.template.spec.containers[0].command
+
+    wait_for("bench-1 with a request rate of 200/s", limited, 60, None, None, interval=0.2)
+    core = client.CoreV1Api(cp.api())
+    dep = cp.api().sanitize_for_serialization(apps.read_namespaced_deployment("etcd-bench-1",
+                                                                              "kube-apiserver-storage"))
+    noisy = start_proxy(core, dep, cp.logs)
+    try:
+        noisy_files = delivered_files(core, "default", tmp, configmap="etcd-bench-1-ca", secret="etcd-bench-1")
+        results.update(limits.noisy_neighbour(noisy, noisy_files, guard, files))
+    finally:
+        noisy.stop()
+    results.update(limits.fill_to_key_limit(guard, files, 100_000))
 
 
 def main() -> int:

@@ -296,7 +296,14 @@ func TestLimitFlags(t *testing.T) {
 	if o.limits != want {
 		t.Fatalf("%+v", o.limits)
 	}
-	for _, bad := range []string{"--max-bytes=banana", "--max-keys=1k", "--max-bytes=-1", "--max-watches=x",
+	// What the CRD admits, the guard parses (decimals, exponents; fractions of a byte round up).
+	for value, want := range map[string]int64{"1.5Mi": 1572864, "1e7": 10000000, "1048576": 1048576, "0": 0,
+		"100m": 1, "1.5Gi": 1610612736} {
+		if got, err := parseLimit("max-bytes", value, true); err != nil || got != want {
+			t.Errorf("%s: %d, %v", value, got, err)
+		}
+	}
+	for _, bad := range []string{"--max-bytes=banana", "--max-keys=1k", "--max-bytes=-1", "--max-watches=x", "--max-bytes=2Pi",
 		"--core-reserve-percent=95"} {
 		if _, err := parseFlags(append(base, bad)); err == nil {
 			t.Errorf("%s accepted", bad)

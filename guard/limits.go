@@ -43,6 +43,8 @@ var limitFields = []struct {
 		func(l Limits) int64 { return l.Watches }},
 }
 
+var maxBytes = resource.MustParse("1Pi")
+
 // parseLimit reads a flag value: a Kubernetes quantity ("512Mi", "1G", "0") for byte amounts, a
 // plain non-negative integer otherwise.
 func parseLimit(flag, value string, quantity bool) (int64, error) {
@@ -55,11 +57,10 @@ func parseLimit(flag, value string, quantity bool) (int64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("--%s=%q: %v (use a quantity such as 512Mi)", flag, value, err)
 		}
-		n, ok := q.AsInt64()
-		if !ok || n < 0 {
-			return 0, fmt.Errorf("--%s=%q: must be a whole, non-negative number of bytes", flag, value)
+		if q.Sign() < 0 || q.Cmp(maxBytes) >= 0 { // the CRD's rule
+			return 0, fmt.Errorf("--%s=%q: must be a number of bytes from 0 to below 1Pi", flag, value)
 		}
-		return n, nil
+		return q.Value(), nil // fractions of a byte round up
 	}
 	n, err := strconv.ParseInt(value, 10, 64)
 	if err != nil || n < 0 {

@@ -211,8 +211,10 @@ func (u *usage) follow(ctx context.Context, kv clientv3.KV, w clientv3.Watcher, 
 }
 
 // load reads every key of the tenant at one revision, a page at a time, and marks the usage synced.
+// Pages are small because values come with them (etcd has no byte-bounded range): 64 values of the
+// largest request size etcd accepts (1.5 MiB) stay well inside the guard's memory limit.
 func (u *usage) load(ctx context.Context, kv clientv3.KV) (int64, error) {
-	const page = 1000
+	const page = 64
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	first, err := kv.Get(rctx, "", clientv3.WithPrefix(), clientv3.WithLimit(page), clientv3.WithSort(

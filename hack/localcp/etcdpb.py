@@ -158,6 +158,7 @@ _MESSAGES: dict[str, list[_Field]] = {
         ("errors", 8, _F.TYPE_STRING, _REP, ""),
         ("dbSizeInUse", 9, _F.TYPE_INT64, _OPT, ""),
         ("isLearner", 10, _F.TYPE_BOOL, _OPT, ""),
+        ("dbSizeQuota", 12, _F.TYPE_INT64, _OPT, ""),
     ],
 }
 

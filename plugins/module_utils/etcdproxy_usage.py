@@ -65,12 +65,15 @@ def read_reports(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, ke
 
 
 def quantity_bytes(value: Any) -> int:
-    """A quantity of bytes (``512Mi``, ``1G``, ``1048576`` or an int) as an int; 0 for empty."""
+    """A quantity of bytes (``512Mi``, ``1.5G``, ``1048576`` or an int) as an int, fractions of a byte
+    rounded up as the guard does; 0 for empty."""
+    import math
+
     from kubernetes.utils import parse_quantity
 
     if value in (None, ""):
         return 0
-    return int(parse_quantity(str(value)))
+    return math.ceil(parse_quantity(str(value)))
 
 
 def human_bytes(n: int) -> str:

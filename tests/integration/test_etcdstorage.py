@@ -48,6 +48,15 @@ def test_create_makes_proxy_deployment_and_service(storages, cp):
         "--key-file=/etc/etcdproxy/serving/tls.key",
         "--trusted-ca-file=/etc/etcdproxy/client-ca/ca.crt",
         "--health-listen=0.0.0.0:2381",
+        # The operator's default limits (no spec.limits) and core reserve.
+        "--max-bytes=512Mi",
+        "--max-keys=100000",
+        "--write-bytes-per-second=1Mi",
+        "--write-burst-bytes=8Mi",
+        "--requests-per-second=5000",
+        "--request-burst=10000",
+        "--max-watches=1000",
+        "--core-reserve-percent=20",
     ]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {
@@ -105,6 +114,10 @@ def test_delete_garbage_collects_dependents(storages):
     ("bad-dest", {"clientCertSecret": [{"name": "Not_Valid", "namespace": "ok"}]}, "clientCertSecret[0].name"),
     ("dup-dest", {"caCertConfigMap": [{"name": "a", "namespace": "n"}, {"name": "a", "namespace": "n"}]},
      "Duplicate value"),
+    ("bad-storage", {"limits": {"storage": "banana"}}, "spec.limits.storage: Invalid value"),
+    ("negative-bytes", {"limits": {"writeBurst": "-1Mi"}}, "must be a number of bytes"),
+    ("huge-bytes", {"limits": {"storage": "2Ei"}}, "below 1Pi"),
+    ("negative-keys", {"limits": {"keys": -1}}, "spec.limits.keys"),
 ])
 def test_invalid_etcdstorage_is_rejected_by_the_api_server(api, name, spec, message):
     custom = client.CustomObjectsApi(api)
@@ -113,6 +126,18 @@ def test_invalid_etcdstorage_is_rejected_by_the_api_server(api, name, spec, mess
         custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
     assert err.value.status == 422
     assert message in err.value.body
+
+
+def test_odd_but_valid_limits_reach_the_guard(storages):
+    """What admission accepts, the operator builds: quantities as integers, decimals and exponents."""
+    name = storages.unique("oddlimits")
+    storages.create(name, {"replicas": 1, "limits": {"storage": 1048576, "writeBytesPerSecond": "1.5Mi",
+                                                     "writeBurst": "1e7", "keys": 0}})
+    storages.wait_condition(name, "Ready", "True")
+    command = storages.deployment(name)["spec"]["template"]["spec"]["containers"][0]["command"]
+    for flag in ("--max-bytes=1048576", "--write-bytes-per-second=1.5Mi", "--write-burst-bytes=1e7", "--max-keys=0",
+                 "--requests-per-second=5000"):  # the last one from the operator's default
+        assert flag in command, command
 
 
 def test_unchanged_etcdstorage_reconciles_without_writes(storages, cp):

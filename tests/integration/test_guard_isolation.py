@@ -216,12 +216,22 @@ def test_status_is_answered_by_the_guard_without_core_facts(setup: Setup):
         status = etcdpb.StatusResponse.FromString(c.unary(M + "Status"))
     core_status = setup.core_json("endpoint", "status")[0]["Status"]
     assert status.version == "3.5.0"  # < 3.5.13: the API server will not send watch progress requests
-    assert (status.header.cluster_id, status.header.member_id, status.header.revision) == (0, 0, 0)
-    assert status.leader == 0 and status.dbSize == 0 and status.raftIndex == 0
+    assert (status.header.cluster_id, status.header.member_id) == (0, 0)
+    assert status.leader == 0 and status.raftIndex == 0
+    # Sizes are the tenant's own (its live keys and values, its storage limit), never the core's; the
+    # revision is one the tenant sees in every response header anyway.
+    a_bytes = sum(len(k) + len(v) for k, v in c_range_all(setup))
+    assert status.dbSize == a_bytes and status.dbSizeInUse == a_bytes and status.dbSizeQuota == 512 << 20
+    assert status.dbSize != core_status["dbSize"]
     assert core_status["version"] != "3.5.0" and core_status["leader"] != 0  # the real answer differs
     out = etcdctl(setup.guards[setup.a].endpoint, *setup.a_files, "endpoint", "status", "-w", "json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)[0]["Status"]["version"] == "3.5.0"
+
+
+def c_range_all(setup: Setup) -> list[tuple[bytes, bytes]]:
+    with setup.a_client() as c:
+        return c.range(b"\x00", b"\x00")
 
 
 def test_range_stream_is_unimplemented_so_api_servers_fall_back(setup: Setup):

@@ -68,7 +68,7 @@ def core_usage(cp, name: str) -> tuple[int, int]:
 
 def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
     full, _ = tenant(storages, "quota", {"storage": "3Mi"})
-    other, _ = tenant(storages, "quotab", {"storage": "3Mi"})
+    other, _ = tenant(storages, "quotab", {"writeBytesPerSecond": "64Ki"})
     guards = {n: start_proxy(storages.core, storages.deployment(n), cp.logs) for n in (full, other)}
     servers = {}
     try:
@@ -93,9 +93,22 @@ def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
         # Deleting frees room: the same create goes through once the delete is seen.
         api.delete_namespaced_config_map("big-0", "default")
         storages.wait("a create after a delete", lambda: _creates(api, "after-delete"), timeout=30)
-        # The neighbour is unaffected.
-        servers[other].core().create_namespaced_config_map("default", {"metadata": {"name": "fine"},
-                                                                       "data": {"v": "y" * 200_000}})
+        # The neighbour is unaffected by the first tenant's quota...
+        neighbour = servers[other].core()
+        neighbour.create_namespaced_config_map("default", {"metadata": {"name": "fine"}, "data": {"v": "y" * 200_000}})
+        # ...and is throttled by its own write rate (64Ki/s; the burst is the 4 MiB largest request).
+        throttled = None
+        for i in range(40):
+            try:
+                neighbour.create_namespaced_config_map("default", {"metadata": {"name": f"fast-{i}"},
+                                                                   "data": {"v": "z" * 500_000}})
+            except client.ApiException as exc:
+                throttled = exc
+                break
+        assert throttled is not None, "20 MB at 64Ki/s were never throttled"
+        message = json.loads(throttled.body)["message"]
+        print("a throttled tenant's user sees:", throttled.status, message)
+        assert "spec.limits.writeBytesPerSecond" in message and "retry later" in message
         # The tenant API server's storage size metric shows the tenant's data (Status answers its usage).
         metrics = servers[full].metrics()
         sizes = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()

@@ -80,6 +80,7 @@ def test_condition_never_blocks_ready_and_requeues_while_false():
 
 def test_helpers():
     assert quantity_bytes("512Mi") == 512 << 20 and quantity_bytes(1000) == 1000 and quantity_bytes("") == 0
+    assert quantity_bytes("100m") == 1 and quantity_bytes("1.5Gi") == 1610612736
     assert human_bytes(1536) == "1.5Ki" and human_bytes(12) == "12"
     key, end = report_prefix("wardle")
     assert key == "\x00etcdproxy-guard/usage/wardle/" and end == "\x00etcdproxy-guard/usage/wardle0"

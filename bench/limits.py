@@ -1,0 +1,135 @@
+"""Figures of the guard's amounts (guard/budget.go), against the real core and guard:
+
+- memory of usage tracking: the guard's RSS before and after its tenant holds 100k keys (the default key
+  limit), per 100k keys;
+- how fast a call is refused once the tenant is at a limit (client-side p50/p99 of refused puts);
+- a noisy neighbour: tenant B's get latency idle, and while tenant A hammers over its request rate;
+- what knowing the core's size costs: Status calls the core receives per guard replica and second, idle.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+
+from bench.stats import pct, rss_mib
+from hack.localcp import etcdpb
+from hack.localcp.cluster import ControlPlane, https_get
+from hack.localcp.etcdclient import KV, Client
+from hack.localcp.tenant import ProxyProcess
+
+
+def _ms(values: list[float], q: float) -> float:
+    return round(pct(values, q) * 1000, 3)
+
+
+def fill_to_key_limit(guard: ProxyProcess, files: tuple[str, str, str], limit: int) -> dict[str, float]:
+    """Put small keys in Txns of 128 until the key limit refuses; RSS before/after; refusal latency."""
+    before = rss_mib(guard.proc.pid)
+    start_keys = int(guard.metric("etcdproxy_guard_tenant_keys"))
+    with Client(guard.endpoint, *files) as c:
+        txn = c.channel.unary_unary(KV + "Txn")
+        i = 0
+        while True:
+            ops = [etcdpb.RequestOp(request_put=etcdpb.PutRequest(key=f"/fill/{i + j:07d}".encode(), value=b"v" * 16))
+                   for j in range(128)]
+            try:
+                txn(etcdpb.TxnRequest(success=ops).SerializeToString(), timeout=30)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                if "write rate" in (exc.details() or ""):
+                    time.sleep(0.5)  # back off like a client; the key limit is what we fill to
+                    continue
+                break
+            i += 128
+        deadline = time.monotonic() + 60
+        while guard.metric("etcdproxy_guard_tenant_keys") < start_keys + i and time.monotonic() < deadline:
+            time.sleep(0.2)
+        keys = guard.metric("etcdproxy_guard_tenant_keys")
+        after = rss_mib(guard.proc.pid)
+        put = c.channel.unary_unary(KV + "Put")
+        refused = []
+        for n in range(300):
+            req = etcdpb.PutRequest(key=f"/over/{n}".encode(), value=b"v").SerializeToString()
+            t0 = time.perf_counter()
+            try:
+                put(req, timeout=10)
+            except grpc.RpcError:
+                refused.append(time.perf_counter() - t0)
+    added = max(keys - start_keys, 1)
+    return {"limit_keys_reached": keys, "limit_usage_rss_before_mib": before, "limit_usage_rss_after_mib": after,
+            "limit_usage_rss_per_100k_keys_mib": round((after - before) * 100_000 / added, 1),
+            "limit_refused_put_p50_ms": _ms(refused, 0.5), "limit_refused_put_p99_ms": _ms(refused, 0.99),
+            "limit_refused_of_300": len(refused)}
+
+
+def noisy_neighbour(noisy: ProxyProcess, noisy_files: tuple[str, str, str], quiet: ProxyProcess,
+                    quiet_files: tuple[str, str, str], n: int = 1000, hammers: int = 8) -> dict[str, float]:
+    """Tenant B's sequential gets, idle and while tenant A's clients hammer over A's request rate."""
+    def gets() -> list[float]:
+        out = []
+        with Client(quiet.endpoint, *quiet_files) as c:
+            get = c.channel.unary_unary(KV + "Range")
+            req = etcdpb.RangeRequest(key=b"/bench/seq/1").SerializeToString()
+            for _ in range(50):
+                get(req, timeout=10)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                get(req, timeout=10)
+                out.append(time.perf_counter() - t0)
+        return out
+
+    idle = gets()
+    stop = threading.Event()
+    counts = {"ok": 0, "refused": 0}
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        with Client(noisy.endpoint, *noisy_files) as c:
+            get = c.channel.unary_unary(KV + "Range")
+            req = etcdpb.RangeRequest(key=b"/x").SerializeToString()
+            while not stop.is_set():
+                try:
+                    get(req, timeout=10)
+                    key = "ok"
+                except grpc.RpcError:
+                    key = "refused"
+                with lock:
+                    counts[key] += 1
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(hammers)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    busy = gets()
+    stop.set()
+    for t in threads:
+        t.join(30)
+    seconds = time.monotonic() - t0
+    return {"neighbour_get_idle_p50_ms": _ms(idle, 0.5), "neighbour_get_idle_p99_ms": _ms(idle, 0.99),
+            "neighbour_get_noisy_p50_ms": _ms(busy, 0.5), "neighbour_get_noisy_p99_ms": _ms(busy, 0.99),
+            "noisy_forwarded_per_s": round(counts["ok"] / seconds, 1),
+            "noisy_refused_per_s": round(counts["refused"] / seconds, 1)}
+
+
+def core_status_calls(cp: ControlPlane) -> float:
+    """Maintenance/Status calls the core has answered so far (its own gRPC metrics)."""
+    p = cp.pki
+    _, body = https_get(cp.ports["etcd0"], "/metrics", p.path("etcd-ca"), p.path("apiserver-etcd-client"),
+                        p.path("apiserver-etcd-client", "key"), timeout=5)
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith("grpc_server_handled_total{") and 'grpc_method="Status"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def status_calls_per_replica_s(cp: ControlPlane, replicas: int, seconds: float = 60.0) -> dict[str, float]:
+    before = core_status_calls(cp)
+    time.sleep(seconds)  # an idle window is the measurement itself
+    per = (core_status_calls(cp) - before) / seconds / replicas
+    return {"core_status_calls_per_replica_s": round(per, 3),
+            "core_status_calls_500x3_replicas_s": round(per * 1500, 1)}
