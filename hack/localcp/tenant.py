@@ -159,6 +159,11 @@ def start_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Pat
     return _ready(pod, "etcdproxy-guard", "/readyz")
 
 
+# The guard flags named after grpc-proxy's, which the stock proxy understands the same way.
+STOCK_PROXY_FLAGS = {"--namespace", "--endpoints", "--cacert", "--cert", "--key", "--listen", "--cert-file",
+                     "--key-file", "--trusted-ca-file", "--health-listen"}
+
+
 def start_stock_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Path) -> ProxyProcess:
     """For comparison only: the stock ``etcd grpc-proxy`` with the same flags and files (the design
     before the guard). The guard's flags are named after grpc-proxy's, so the mapping is direct."""
@@ -166,6 +171,8 @@ def start_stock_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_di
     port, health = free_port(), free_port()
     argv = [str(BIN_DIR / "etcd"), "grpc-proxy", "start", f"--data-dir={root / 'data'}"]
     for arg in _local_args(container, mounts, port, health)[1:]:
+        if arg.split("=", 1)[0] not in STOCK_PROXY_FLAGS:
+            continue  # the guard's own (limits, core reserve): the stock proxy has no such thing
         if arg.startswith("--listen="):
             arg = f"--listen-addr=127.0.0.1:{port}"
         elif arg.startswith("--health-listen="):
