@@ -265,8 +265,21 @@ class Store:
 # ---------------------------------------------------------------------------------------------
 # Decisions
 # ---------------------------------------------------------------------------------------------
+# X.509 (RFC 5280 ub-common-name) allows at most 64 characters in a Common Name.
+MAX_COMMON_NAME = 64
+
+
+def fit_common_name(text: str) -> str:
+    """``text`` if it fits a Common Name, else its start and a hash of the whole (still unique, stable)."""
+    if len(text) <= MAX_COMMON_NAME:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{text[:MAX_COMMON_NAME - len(digest) - 1]}~{digest}"
+
+
 def ca_spec(name: str, kind: str) -> CertSpec:
-    return CertSpec(common_name=f"etcdproxy {kind} CA for {name}", organization="etcdproxy-operator", usage="ca")
+    return CertSpec(common_name=fit_common_name(f"etcdproxy {kind} CA for {name}"), organization="etcdproxy-operator",
+                    usage="ca")
 
 
 def ca_rotation_reason(ca: x509.Certificate, key: PrivateKey, settings: Settings, now: datetime.datetime,
@@ -401,8 +414,8 @@ def serving_spec(name: str, namespace: str) -> CertSpec:
 
 
 def client_spec(name: str, dest_namespace: str, dest_name: str) -> CertSpec:
-    return CertSpec(common_name=f"etcdstorage:{name}:{dest_namespace}/{dest_name}", organization="etcdproxy-client",
-                    usage="client")
+    return CertSpec(common_name=fit_common_name(f"etcdstorage:{name}:{dest_namespace}/{dest_name}"),
+                    organization="etcdproxy-client", usage="client")
 
 
 def common_name(cert: x509.Certificate) -> str:

@@ -245,8 +245,13 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
                                       "proxy serving certificate")
     client_results = []
     for d, obj, where in dest_secrets:
-        cert, data = leaf(obj, client_spec(name, d["namespace"], d["name"]), store.cas["client"], client_ca,
-                          settings.client_validity, where, f"client certificate {d['namespace']}/{d['name']}")
+        try:
+            cert, data = leaf(obj, client_spec(name, d["namespace"], d["name"]), store.cas["client"], client_ca,
+                              settings.client_validity, where, f"client certificate {d['namespace']}/{d['name']}")
+        except ValueError as exc:  # one destination's problem never holds back the others
+            r.problems.append(f"{where}: cannot issue a client certificate for Secret {d['namespace']}/{d['name']}: "
+                              f"{exc}")
+            continue
         client_results.append((d, obj, where, cert, data))
 
     # ---- writes, in crash-safe order: CA store, trust bundles, then leaves -----------------------

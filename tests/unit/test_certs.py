@@ -14,6 +14,7 @@ from etcdproxy_certs import (
     Store,
     bundle_hash,
     bundle_pem,
+    ca_spec,
     client_spec,
     fingerprint,
     issue_leaf,
@@ -25,7 +26,7 @@ from etcdproxy_certs import (
     serving_spec,
     signed_by,
 )
-from etcdproxy_pki import CertSpec, cert_pem, key_pem, load_certs
+from etcdproxy_pki import CertSpec, cert_pem, key_pem, load_certs, make_ca, new_private_key
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 H = datetime.timedelta(hours=1)
@@ -250,3 +251,19 @@ def test_next_due_is_the_earliest_future_event():
     _, _, leaf = leaf_texts(client_spec("t", "n", "s"), ca_store.cas["client"])
     assert next_due(ca_store, [leaf], SETTINGS, T0) == renewal_time(leaf)
     assert next_due(ca_store, [], SETTINGS, T0) == renewal_time(ca_store.cas["client"].current.cert)
+
+
+def test_common_names_fit_x509_at_the_crds_longest_inputs():
+    """Names up to 58 characters, destination names up to 253 and namespaces up to 63 pass admission."""
+    name, ns, secret = "n" * 58, "s" * 63, "d" * 253
+    specs = [ca_spec(name, "serving"), ca_spec(name, "client"), client_spec(name, ns, secret),
+             serving_spec(name, ns)]
+    for spec in specs:
+        assert len(spec.common_name) <= 64, spec.common_name
+    # Issuable, and still distinct per destination.
+    now = datetime.datetime(2026, 11, 28, tzinfo=datetime.UTC)
+    key = new_private_key()
+    make_ca(ca_spec(name, "client"), key, now, datetime.timedelta(days=1))
+    assert client_spec(name, ns, secret + "x").common_name != client_spec(name, ns, secret).common_name
+    # Short ones are left as they are (no re-issue of existing certificates).
+    assert client_spec("t", "ns", "s").common_name == "etcdstorage:t:ns/s"
