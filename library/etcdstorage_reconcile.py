@@ -140,7 +140,7 @@ except ImportError:
     IMPORT_ERROR = traceback.format_exc()
     CERT_OPTIONS, STATUS_OPTIONS = {}, {}
 
-STEP_ONLY = ("emit_events", "certificate_problems", "extra_status", "next_check_seconds")
+STEP_ONLY = ("emit_events", "certificate_problems", "extra_status", "next_check_seconds", "apply_error")
 
 
 def options() -> dict:

@@ -43,6 +43,12 @@ options:
     description: Seconds until the certificate step has something due (0 for nothing).
     type: int
     default: 0
+  apply_error:
+    description:
+      - What the API server answered when the role last applied the proxy objects and was refused; reported
+        as C(ProxyAvailable=False), reason C(ApplyFailed), with the API server's message, and retried.
+    type: str
+    default: ''
   limits:
     description:
       - The tenant's limits in force (spec.limits over the operator's defaults), to compare the usage its

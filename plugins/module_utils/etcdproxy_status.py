@@ -60,6 +60,8 @@ class Observed:
     pending: list[str] = field(default_factory=list)
     # From the endpoint's usage records (etcdproxy_usage.summarize); None: none published.
     limits: Condition | None = None
+    # What the API server said when the proxy objects were last applied and refused ("": not refused).
+    apply_error: str = ""
 
 
 def rfc3339(now: datetime.datetime) -> str:
@@ -152,7 +154,11 @@ def desired_conditions(obs: Observed) -> list[Condition]:
                                    "; ".join(obs.certificate_problems)))
         else:
             conds.append(Condition(CERTIFICATES_READY, "True", "Issued", "certificates issued and delivered"))
-    conds.append(proxy_condition(obs.deployment))
+    if obs.apply_error:
+        conds.append(Condition(PROXY_AVAILABLE, "False", "ApplyFailed",
+                               APPLY_FAILED_PREFIX + obs.apply_error))
+    else:
+        conds.append(proxy_condition(obs.deployment))
     blocking = [c for c in conds if c.status != "True"]
     if obs.limits is not None:
         conds.append(obs.limits)
@@ -223,10 +229,44 @@ def requeue_after(new_status: dict[str, Any], retry_seconds: int, limits_recheck
     for cond in new_status.get("conditions", []):
         if cond["type"] in (CORE_CONFIGURED, CORE_REACHABLE, CERTIFICATES_READY) and cond["status"] != "True":
             return retry_seconds
+        if cond["type"] == PROXY_AVAILABLE and cond["reason"] == "ApplyFailed":
+            return retry_seconds
     for cond in new_status.get("conditions", []):
         if cond["type"] == WITHIN_LIMITS and cond["status"] != "True":
             return limits_recheck_seconds
     return None
+
+
+APPLY_FAILED_PREFIX = "the proxy objects could not be applied: "
+
+
+def previous_apply_error(old_status: dict[str, Any] | None) -> str:
+    """The API server's message of a refused apply still reported in ``old_status`` ("" if none)."""
+    for cond in (old_status or {}).get("conditions") or []:
+        if cond.get("type") == PROXY_AVAILABLE and cond.get("reason") == "ApplyFailed":
+            return str(cond.get("message") or "").removeprefix(APPLY_FAILED_PREFIX)
+    return ""
+
+
+def api_message(text: str) -> str:
+    """The API server's own message inside a failed request's text (kubernetes.core puts the response body
+    in its ``msg``), else the text itself, shortened."""
+    import json
+    import re
+
+    text = text or ""
+    try:  # the body is printed as a Python bytes literal: one level of escaping too many
+        unescaped = text.encode("utf-8", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        unescaped = text
+    for candidate in (unescaped, text):
+        found = re.search(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"', candidate)
+        if found:
+            try:
+                return str(json.loads(f'"{found.group(1)}"'))
+            except ValueError:
+                return found.group(1)
+    return text.strip()[:500]
 
 
 def merge_patch(old: Any, new: Any) -> Any:

@@ -15,9 +15,11 @@ from ansible.module_utils.etcdproxy_objects import drifted, object_key
 from ansible.module_utils.etcdproxy_pki import load_certs
 from ansible.module_utils.etcdproxy_status import (
     Observed,
+    api_message,
     check_core_material,
     desired_status,
     merge_patch,
+    previous_apply_error,
     requeue_after,
     rfc3339,
     status_changes,
@@ -91,8 +93,12 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         config_errors=p["config_errors"], core_problems=core_problems,
         certificate_problems=p["certificate_problems"],
         deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
+        apply_error=api_message(p["apply_error"]) if p.get("apply_error") else "",
     )
     old = cr.get("status") or {}
+    if not obs.apply_error and drift:
+        # A refused apply stays reported until an apply goes through (no flapping between retries).
+        obs.apply_error = previous_apply_error(old)
     extra = dict(p["extra_status"] or {})
     if usage is not None:
         extra["usage"] = usage
@@ -122,6 +128,7 @@ STATUS_OPTIONS = dict(
     proxy_objects=dict(type="list", elements="dict", default=[]),
     extra_status=dict(type="dict"),
     limits=dict(type="dict", default={}),
+    apply_error=dict(type="str", default=""),
     retry_period=dict(type="str", default="30s"),
     next_check_seconds=dict(type="int", default=0),
     max_requeue_seconds=dict(type="int", default=600),

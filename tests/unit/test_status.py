@@ -165,3 +165,14 @@ def test_core_reachability_condition_only_when_checked():
     c = conds(down)
     assert c["CoreEtcdReachable"]["reason"] == "CoreEtcdUnreachable" and "https://x" in c["Ready"]["message"]
     assert requeue_after(down, 30) == 30
+
+
+def test_api_message_is_taken_from_kubernetes_core_failure_text():
+    from etcdproxy_status import api_message
+
+    msg = ("Failed to create object: b'{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
+           "\"message\":\"Deployment.apps \\\\\"etcd-x\\\\\" is invalid: spec.template.spec.containers[0]"
+           ".resources: Forbidden: HugePages require cpu or memory\",\"reason\":\"Invalid\"}'")
+    assert api_message(msg) == ('Deployment.apps "etcd-x" is invalid: spec.template.spec.containers[0].resources: '
+                                "Forbidden: HugePages require cpu or memory")
+    assert api_message("no body here") == "no body here"

@@ -1,0 +1,98 @@
+"""Odd but plausible input and hand edits, tried as a new user would: what admission accepts, the operator
+builds; what it cannot build is a condition with the API server's message, never a silent loop."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
+
+from .conftest import GROUP, PLURAL, VERSION
+
+
+def test_the_longest_names_admission_accepts_become_ready(storages):
+    """58-character name, 253-character destination names in 63-character namespaces, 32 of each kind."""
+    name = ("b" + storages.unique("")).ljust(58, "x")[:58]
+    ns = ("n" * 56) + name[-7:]
+    assert len(name) == 58 and len(ns) == 63
+    ensure_namespace(storages.api, ns)
+    long_dest = ("d" * 245) + name[-8:]
+    cms = [{"name": long_dest if i == 0 else f"ca-{i}", "namespace": ns} for i in range(32)]
+    secrets = [{"name": long_dest if i == 0 else f"client-{i}", "namespace": ns} for i in range(32)]
+    storages.create(name, {"replicas": 1, "caCertConfigMap": cms, "clientCertSecret": secrets})
+    storages.wait_condition(name, "Ready", "True", timeout=180)
+    assert storages.service(name)["metadata"]["name"] == f"etcd-{name}"
+    secret = storages.core.read_namespaced_secret(long_dest, ns)
+    assert secret.type == "kubernetes.io/tls" and secret.data["tls.crt"]
+    assert len(storages.get(name)["status"]["certificates"]["clients"]) == 32
+
+
+def test_one_name_too_long_is_refused_at_admission(api):
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": "x" * 59}, "spec": {}}
+    with pytest.raises(ApiException) as err:
+        client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+    assert err.value.status == 422 and "at most 58 characters" in err.value.body
+
+
+@pytest.mark.parametrize(("resources", "message"), [
+    ({"requests": {"cpu": "banana"}}, "spec.resources.requests.cpu"),
+    ({"requests": {"memory": "512Mi"}, "limits": {"memory": "256Mi"}}, "each request must be at most its limit"),
+    ({"limits": {"gpu": "1"}}, "resource names must be cpu, memory"),
+])
+def test_resources_the_api_server_would_refuse_are_refused_at_admission(api, resources, message):
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": "bad-resources"},
+            "spec": {"resources": resources}}
+    with pytest.raises(ApiException) as err:
+        client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+    assert err.value.status == 422 and message in err.value.body, err.value.body
+
+
+def test_unknown_resource_fields_are_dropped_and_defaults_apply(storages):
+    name = storages.unique("foobar")
+    storages.create(name, {"replicas": 1, "resources": {"foo": "bar"}})
+    storages.wait_condition(name, "Ready", "True")
+    container = storages.deployment(name)["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+
+
+def test_a_refused_apply_is_a_condition_with_the_api_servers_message(storages):
+    """Hugepages without cpu or memory pass admission; the API server refuses the pod template."""
+    name = storages.unique("hugepages")
+    storages.create(name, {"replicas": 1, "resources": {"limits": {"hugepages-2Mi": "2Mi"}}})
+    cond = storages.wait_condition(name, "ProxyAvailable", "False", "ApplyFailed")
+    assert "hugepages" in cond["message"].lower() and "Deployment" in cond["message"], cond["message"]
+    ready = storages.condition(name, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ApplyFailed"
+    events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
+    assert [e.reason for e in events.items].count("ApplyFailed") == 1
+    # Retries do not flap the condition (one Event), and fixing the spec recovers.
+    reconciles = storages.reconciles(name)
+    storages.wait("a retry", lambda: storages.reconciles(name) >= reconciles + 1, timeout=60)
+    events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
+    assert [e.reason for e in events.items].count("ApplyFailed") == 1
+    storages.patch(name, {"spec": {"resources": {"limits": None, "requests": {"cpu": "50m", "memory": "64Mi"}}}})
+    storages.wait_condition(name, "Ready", "True")
+    events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
+    assert "MinimumReplicasAvailable" in [e.reason for e in events.items]
+
+
+def test_a_hand_edited_service_is_repaired(storages):
+    name = storages.unique("svcedit")
+    storages.create(name, {"replicas": 1})
+    storages.wait_condition(name, "Ready", "True")
+    svc = f"etcd-{name}"
+    live = storages.core.read_namespaced_service(svc, OPERATOR_NAMESPACE)  # what kubectl edit does
+    live.spec.ports[0].port = 2380
+    storages.core.replace_namespaced_service(svc, OPERATOR_NAMESPACE, live)
+
+    def repaired() -> bool:
+        ports = storages.service(name)["spec"]["ports"]
+        return ports == [{"name": "client", "port": 2379, "protocol": "TCP", "targetPort": "client"}]
+
+    storages.wait("the Service's port repaired", repaired)
+    assert storages.condition(name, "Ready")["status"] == "True"
+    # Its owner reference survived the repair: it still goes with the EtcdStorage.
+    refs = storages.service(name)["metadata"]["ownerReferences"]
+    assert [r["name"] for r in refs] == [name]
