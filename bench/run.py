@@ -167,7 +167,7 @@ def limit_figures(cp: ControlPlane, results: dict[str, object], guard: ProxyProc
     """The amounts: Status calls per replica (idle), a noisy neighbour over its request rate, usage memory."""
     from bench import limits
 
-    results.update(limits.status_calls_per_replica_s(cp, replicas=1, seconds=45))
+    results.update(limits.status_calls_per_replica_s(guard))
     custom = client.CustomObjectsApi(cp.api())
     custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, "bench-1",
                                        {"spec": {"limits": {"requestsPerSecond": 200, "requestBurst": 200}}})

@@ -274,6 +274,12 @@ func (b *budget) gauges() []prometheus.Collector {
 			func() float64 { return float64(b.core.State().Quota) }),
 		g("etcdproxy_guard_core_ceiling_bytes", "Database size above which tenant writes that grow it are refused.",
 			func() float64 { return float64(b.core.State().Ceiling) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "etcdproxy_guard_core_status_polls_total",
+			Help: "Maintenance/Status calls this replica made to learn the core's size."}, func() float64 {
+			b.core.mu.Lock()
+			defer b.core.mu.Unlock()
+			return float64(b.core.polls)
+		}),
 	}
 	limit := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "etcdproxy_guard_limit",
 		Help: "The tenant's limits (0: none), by spec field."}, []string{"limit"})

@@ -50,6 +50,7 @@ type headroom struct {
 	seen      int64 // growth of the tenant the usage watch showed since the last poll
 	sampled   bool
 	lastErr   error
+	polls     int64 // Status calls made, for the metric
 }
 
 func newHeadroom(reservePercent int, fallbackQuota int64) *headroom {
@@ -143,6 +144,9 @@ func (h *headroom) poll(ctx context.Context, m clientv3.Maintenance, endpoints [
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := m.Status(sctx, ep)
 		cancel()
+		h.mu.Lock()
+		h.polls++
+		h.mu.Unlock()
 		var wait time.Duration
 		if err != nil {
 			h.mu.Lock()

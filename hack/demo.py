@@ -45,6 +45,7 @@ def data_path(cp: ControlPlane, api: client.ApiClient, name: str) -> ProxyProces
           "(material from namespace wardle):", flush=True)
     flags = [f"--endpoints={guard.endpoint}", f"--cacert={files[0]}", f"--cert={files[1]}", f"--key={files[2]}"]
     attempts = (["put", "/registry/demo", "hello"], ["get", "/registry/demo"],
+                ["endpoint", "status", "-w", "table"],  # the tenant's own size and storage limit
                 ["snapshot", "save", str(tmp / "core.db")], ["member", "list"])
     for args in attempts:
         print(f"$ etcdctl {' '.join(args)}", flush=True)
@@ -58,6 +59,7 @@ def main() -> int:
     cp = ControlPlane()
     op = None
     guard: ProxyProcess | None = None
+    succeeded = False
     try:
         print("starting the local control plane (etcd, kube-apiserver, controllers, kwok) ...", flush=True)
         cp.start()
@@ -104,6 +106,7 @@ def main() -> int:
                 "{.type}={.status} ({.reason}): {.message}{\"\\n\"}{end}")
         guard = data_path(cp, api, names[0])
         print(f"\ndemo finished in {time.monotonic() - t0:.1f}s", flush=True)
+        succeeded = True
         if keep:
             cp.processes.append(Process("etcdproxy-guard", guard.proc.pid, str(guard.log)))
             cp.processes.append(Process("ansible-operator", op.proc.pid, str(op.log)))
@@ -118,7 +121,7 @@ def main() -> int:
         print(cp.log_tails(), file=sys.stderr)
         return 1
     finally:
-        if not keep:
+        if not (keep and succeeded):  # a failed demo cleans up after itself, KEEP=1 or not
             if guard is not None:
                 guard.stop()
             if op is not None:

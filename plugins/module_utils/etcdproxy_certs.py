@@ -46,6 +46,8 @@ from cryptography.x509.oid import NameOID
 KINDS = ("serving", "client")
 RENEW_AT = 2 / 3  # of a certificate's lifetime (cert-manager's rule)
 MIN_VALIDITY = datetime.timedelta(minutes=10)
+# A CA is renewed at two thirds of its life and every renewal rolls the proxy (the CRD holds this too).
+MIN_CA_VALIDITY = datetime.timedelta(hours=24)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,8 +148,10 @@ class Settings:
                 value = parse_go_duration(str(raw))
             except ValueError as exc:
                 raise ValueError(f"spec.{field_name}: {exc}; use a Go duration such as 730h") from exc
-            if value < MIN_VALIDITY:
-                raise ValueError(f"spec.{field_name}: {raw} is shorter than 10m")
+            least, text = ((MIN_CA_VALIDITY, "24h") if field_name == "signingCertificateValidity"
+                           else (MIN_VALIDITY, "10m"))
+            if value < least:
+                raise ValueError(f"spec.{field_name}: {raw} is shorter than {text}")
             return value
 
         algo = str(spec.get("keyAlgorithm") or "ECDSA").lower()

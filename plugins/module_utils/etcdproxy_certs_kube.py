@@ -271,6 +271,12 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
                 tls=True)
     for d, obj, where, _cert, data in client_results:
         if data:
+            kind = (obj or {}).get("type") or "kubernetes.io/tls"
+            if kind != "kubernetes.io/tls":  # said when we write into it, not on every reconcile
+                r.event("Warning", "DestinationNotTLS",
+                        f"{where}: Secret {d['namespace']}/{d['name']} has type {kind}, not kubernetes.io/tls; "
+                        "tls.crt and tls.key are delivered into it anyway (a Secret's type cannot change: delete "
+                        "it to let the operator create a kubernetes.io/tls one)")
             r.stage("Secret", d["namespace"], d["name"], obj, data, where, tls=True)
 
     written = []

@@ -42,21 +42,37 @@ def material(configmap: dict[str, Any] | None, secret: dict[str, Any] | None, ca
     return ((configmap or {}).get("data") or {}).get(ca_key, ""), decoded("tls.crt"), decoded("tls.key")
 
 
-def health(endpoints: list[str], ca_pem: str, cert_pem: str, key_pem: str, timeout: float = 3.0) -> str | None:
+@contextlib.contextmanager
+def session(ca_pem: str, cert_pem: str, key_pem: str) -> Iterator[Any]:
+    """A ``requests`` session with the core client certificate: calls in one reconcile share its
+    connection (one TLS handshake)."""
+    import requests
+
+    with tls_files(ca_pem, cert_pem, key_pem) as paths:
+        sess = requests.Session()
+        # Only our CA and certificate, never the environment's (REQUESTS_CA_BUNDLE, proxies, netrc):
+        # with trust_env an environment CA bundle would replace the session's own.
+        sess.trust_env = False
+        sess.verify, sess.cert = paths["ca.crt"], (paths["tls.crt"], paths["tls.key"])
+        try:
+            yield sess
+        finally:
+            sess.close()
+
+
+def health(endpoints: list[str], sess: Any, timeout: float = 3.0) -> str | None:
     """None when some endpoint reports healthy; otherwise what each endpoint said."""
     import requests
 
     errors = []
-    with tls_files(ca_pem, cert_pem, key_pem) as paths:
-        for endpoint in endpoints:
-            try:
-                resp = requests.get(endpoint.rstrip("/") + "/health", verify=paths["ca.crt"],
-                                    cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
-                if resp.status_code == 200 and resp.json().get("health") == "true":
-                    return None
-                errors.append(f"{endpoint}: HTTP {resp.status_code}")
-            except (requests.RequestException, ValueError) as exc:
-                errors.append(f"{endpoint}: {type(exc).__name__}")
+    for endpoint in endpoints:
+        try:
+            resp = sess.get(endpoint.rstrip("/") + "/health", timeout=timeout)
+            if resp.status_code == 200 and resp.json().get("health") == "true":
+                return None
+            errors.append(f"{endpoint}: HTTP {resp.status_code}")
+        except (requests.RequestException, ValueError) as exc:
+            errors.append(f"{endpoint}: {type(exc).__name__}")
     return "; ".join(errors) or "no endpoints"
 
 

@@ -141,7 +141,11 @@ def desired_conditions(obs: Observed) -> list[Condition]:
     else:
         conds.append(Condition(CORE_CONFIGURED, "True", "Configured",
                                "core etcd CA and client certificate are present"))
-    if obs.core_health is not None and not obs.config_errors and not obs.core_problems:
+    if obs.config_errors or obs.core_problems:
+        conds.append(Condition(CORE_REACHABLE, "Unknown", "NotChecked",
+                               "not checked: the core etcd material or operator settings are not usable (see "
+                               f"{CORE_CONFIGURED})"))
+    elif obs.core_health is not None:
         if obs.core_health:
             conds.append(Condition(CORE_REACHABLE, "False", "CoreEtcdUnreachable",
                                    f"no core etcd endpoint answered a health check ({obs.core_health}); "
@@ -206,16 +210,26 @@ class Event:
     message: str
 
 
+# False conditions whose message names one cause (not counts or times): a new message is a new Event.
+MESSAGE_EVENTS = (CORE_CONFIGURED, CERTIFICATES_READY)
+
+
 def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, Any]) -> list[Event]:
-    """One Event per condition whose status or reason changed (never on an unchanged reconcile)."""
+    """One Event per condition whose status or reason changed, or whose cause changed (MESSAGE_EVENTS);
+    never on an unchanged reconcile."""
     old = {c.get("type"): c for c in (old_status or {}).get("conditions") or []}
     events = []
     for cond in new_status.get("conditions", []):
         before = old.get(cond["type"])
         if before and before.get("status") == cond["status"] and before.get("reason") == cond["reason"]:
-            continue
+            # Same reason, other cause (a missing core CA now present but garbage): say it again.
+            if not (cond["type"] in MESSAGE_EVENTS and cond["status"] == "False"
+                    and before.get("message") != cond["message"]):
+                continue
         if cond["type"] == READY and cond["status"] != "True":
             continue  # the blocking condition's own Event already says why
+        if cond["status"] == "Unknown":
+            continue  # not checked: the condition that stopped the check has its own Event
         if before is None and cond["status"] == "True" and cond["type"] != READY:
             continue  # don't announce every sub-condition being fine on creation
         kind = "Normal" if cond["status"] == "True" else "Warning"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ansible.module_utils.etcdproxy_core import health, material
+from ansible.module_utils.etcdproxy_core import health, material, session
 from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, CORE_OPTIONS, Kube
 from ansible.module_utils.etcdproxy_objects import drifted, object_key
 from ansible.module_utils.etcdproxy_pki import load_certs
@@ -83,11 +83,11 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     now = datetime.datetime.now(datetime.UTC)
     usage, limits_condition = None, None
     if p.get("core_endpoints") and not core_problems and not p["config_errors"]:
-        core_tls = material(core_cm, core_secret, p["core_ca_key"])
-        core_health = health(p["core_endpoints"], *core_tls) or ""
-        if not core_health:
-            reports = read_reports(p["core_endpoints"], name, *core_tls)
-            usage, limits_condition = summarize(reports or [], p["limits"], now)
+        with session(*material(core_cm, core_secret, p["core_ca_key"])) as core:
+            core_health = health(p["core_endpoints"], core) or ""
+            if not core_health:
+                reports = read_reports(p["core_endpoints"], name, core)
+                usage, limits_condition = summarize(reports or [], p["limits"], now)
     obs = Observed(
         name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
         config_errors=p["config_errors"], core_problems=core_problems,

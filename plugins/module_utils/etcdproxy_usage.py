@@ -13,7 +13,6 @@ import datetime
 import json
 from typing import Any
 
-from ansible.module_utils.etcdproxy_core import tls_files
 from ansible.module_utils.etcdproxy_status import WITHIN_LIMITS, Condition
 
 REPORT_ROOT = "\x00etcdproxy-guard/usage"
@@ -38,29 +37,27 @@ def report_prefix(name: str) -> tuple[str, str]:
     return key, key[:-1] + chr(ord(key[-1]) + 1)
 
 
-def read_reports(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, key_pem: str,
-                 timeout: float = 3.0) -> list[dict[str, Any]] | None:
-    """Every replica's record (possibly none); None when no core endpoint answered."""
+def read_reports(endpoints: list[str], name: str, sess: Any, timeout: float = 3.0) -> list[dict[str, Any]] | None:
+    """Every replica's record (possibly none); None when no core endpoint answered. ``sess``: a core
+    session (etcdproxy_core.session)."""
     import requests
 
     key, end = report_prefix(name)
     body = {"key": base64.b64encode(key.encode()).decode(), "range_end": base64.b64encode(end.encode()).decode()}
-    with tls_files(ca_pem, cert_pem, key_pem) as paths:
-        for endpoint in endpoints:
+    for endpoint in endpoints:
+        try:
+            resp = sess.post(endpoint.rstrip("/") + "/v3/kv/range", json=body, timeout=timeout)
+        except requests.RequestException:
+            continue
+        if resp.status_code != 200:
+            continue
+        out = []
+        for kv in resp.json().get("kvs") or []:
             try:
-                resp = requests.post(endpoint.rstrip("/") + "/v3/kv/range", json=body, verify=paths["ca.crt"],
-                                     cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
-            except requests.RequestException:
-                continue
-            if resp.status_code != 200:
-                continue
-            out = []
-            for kv in resp.json().get("kvs") or []:
-                try:
-                    out.append(json.loads(base64.b64decode(kv.get("value") or "")))
-                except ValueError:
-                    continue  # not ours to judge; the guard rewrites it
-            return out
+                out.append(json.loads(base64.b64decode(kv.get("value") or "")))
+            except ValueError:
+                continue  # not ours to judge; the guard rewrites it
+        return out
     return None
 
 

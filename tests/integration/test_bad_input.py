@@ -96,3 +96,39 @@ def test_a_hand_edited_service_is_repaired(storages):
     # Its owner reference survived the repair: it still goes with the EtcdStorage.
     refs = storages.service(name)["metadata"]["ownerReferences"]
     assert [r["name"] for r in refs] == [name]
+
+
+def test_a_precreated_opaque_destination_is_used_and_said(storages):
+    name = storages.unique("opaque")
+    ns = f"{name}-ns"
+    ensure_namespace(storages.api, ns)
+    storages.core.create_namespaced_secret(ns, {"metadata": {"name": "etcd-client"}, "type": "Opaque"})
+    storages.create(name, {"replicas": 1, "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+    storages.wait_condition(name, "Ready", "True")
+    assert storages.core.read_namespaced_secret("etcd-client", ns).data["tls.crt"]
+
+    def warned() -> bool:
+        events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
+        return any(e.reason == "DestinationNotTLS" and "type Opaque" in e.message for e in events.items)
+
+    storages.wait("a DestinationNotTLS Event", warned, timeout=30)
+
+
+def test_garbage_core_ca_is_a_new_event_and_reachability_is_unknown(storages, api):
+    """The admin's core CA replaced by garbage: CoreEtcdConfigured says so, CoreEtcdReachable is Unknown."""
+    cm_api = client.CoreV1Api(api)
+    original = cm_api.read_namespaced_config_map("etcd-coreserving-ca", OPERATOR_NAMESPACE)
+    name = storages.unique("garbageca")
+    storages.create(name, {"replicas": 1})
+    storages.wait_condition(name, "Ready", "True")
+    try:
+        cm_api.patch_namespaced_config_map("etcd-coreserving-ca", OPERATOR_NAMESPACE, {"data": {"ca.crt": "garbage"}})
+        storages.patch(name, {"metadata": {"annotations": {"test.etcdproxy.dev/poke": "1"}}})
+        cond = storages.wait_condition(name, "CoreEtcdConfigured", "False", "CoreEtcdMaterialInvalid")
+        assert "not a PEM certificate bundle" in cond["message"]
+        reach = storages.condition(name, "CoreEtcdReachable")
+        assert reach is not None and reach["status"] == "Unknown" and reach["reason"] == "NotChecked"
+    finally:
+        cm_api.patch_namespaced_config_map("etcd-coreserving-ca", OPERATOR_NAMESPACE, {"data": original.data})
+    storages.patch(name, {"metadata": {"annotations": {"test.etcdproxy.dev/poke": "2"}}})
+    storages.wait_condition(name, "Ready", "True")

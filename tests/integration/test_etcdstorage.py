@@ -109,7 +109,11 @@ def test_delete_garbage_collects_dependents(storages):
 @pytest.mark.parametrize(("name", "spec", "message"), [
     ("bad-duration", {"clientCertificateValidity": "a week"}, "must be a Go duration"),
     ("too-short", {"servingCertificateValidity": "5m"}, "must be at least 10m"),
-    ("x" * 70, {}, "at most 59 characters"),
+    ("overflowing", {"clientCertificateValidity": "3000000h"}, "at most 999999h"),
+    ("outlives-ca", {"clientCertificateValidity": "100000h"}, "must not exceed signingCertificateValidity"),
+    ("ca-too-short", {"signingCertificateValidity": "10m", "servingCertificateValidity": "10m",
+                      "clientCertificateValidity": "10m"}, "must be at least 24h"),
+    ("x" * 70, {}, "at most 58 characters"),
     ("has.dots", {}, "must be a DNS-1123 label"),
     ("bad-dest", {"clientCertSecret": [{"name": "Not_Valid", "namespace": "ok"}]}, "clientCertSecret[0].name"),
     ("dup-dest", {"caCertConfigMap": [{"name": "a", "namespace": "n"}, {"name": "a", "namespace": "n"}]},

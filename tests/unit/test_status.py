@@ -176,3 +176,15 @@ def test_api_message_is_taken_from_kubernetes_core_failure_text():
     assert api_message(msg) == ('Deployment.apps "etcd-x" is invalid: spec.template.spec.containers[0].resources: '
                                 "Forbidden: HugePages require cpu or memory")
     assert api_message("no body here") == "no body here"
+
+
+def test_core_reachable_is_unknown_when_not_checked_and_a_new_cause_is_a_new_event():
+    missing = desired_status(Observed("a", "ns", 1, core_problems=["ConfigMap x is missing"],
+                                      deployment=deployment()), None, NOW)
+    reach = [c for c in missing["conditions"] if c["type"] == "CoreEtcdReachable"]
+    assert reach and reach[0]["status"] == "Unknown" and reach[0]["reason"] == "NotChecked"
+    garbage = desired_status(Observed("a", "ns", 1, core_problems=["ConfigMap x is not a PEM bundle"],
+                                      deployment=deployment()), missing, LATER)
+    events = transition_events(missing, garbage)
+    assert [(e.reason, "PEM" in e.message) for e in events] == [("CoreEtcdMaterialInvalid", True)]
+    assert transition_events(garbage, garbage) == []
