@@ -426,8 +426,8 @@ class ControlPlane:
             "metadata": {"name": FAKE_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
                          "labels": {"kubernetes.io/hostname": FAKE_NODE, "type": "kwok",
                                     "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
-            "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"}},
+            "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "100Gi"},
+                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "100Gi"}},
         })
 
         # The TaintNodesByCondition admission plugin taints every new node
