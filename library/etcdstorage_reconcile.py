@@ -49,12 +49,6 @@ options:
     description: The reconcile period; a requeue later than this is left to the periodic reconcile.
     type: int
     default: 600
-  limits:
-    description:
-      - The tenant's limits in force (spec.limits over the operator's defaults), to compare the usage its
-        endpoint replicas report with; sets C(status.usage) and the C(WithinLimits) condition.
-    type: dict
-    default: {}
   manage_status:
     description: Read the EtcdStorage and write its status and Events (off for the one-off playbook).
     type: bool
@@ -68,6 +62,7 @@ requirements:
 - cryptography >= 42
 extends_documentation_fragment:
   - etcdstorage
+  - etcdstorage.limits
   - etcdstorage.core
   - etcdstorage.object
 """

@@ -49,12 +49,6 @@ options:
         as C(ProxyAvailable=False), reason C(ApplyFailed), with the API server's message, and retried.
     type: str
     default: ''
-  limits:
-    description:
-      - The tenant's limits in force (spec.limits over the operator's defaults), to compare the usage its
-        endpoint replicas report with; sets C(status.usage) and the C(WithinLimits) condition.
-    type: dict
-    default: {}
   max_requeue_seconds:
     description: The reconcile period; a requeue later than this is left to the periodic reconcile.
     type: int
@@ -74,6 +68,7 @@ attributes:
     support: full
 extends_documentation_fragment:
   - etcdstorage
+  - etcdstorage.limits
   - etcdstorage.core
 """
 

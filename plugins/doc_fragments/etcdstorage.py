@@ -56,3 +56,14 @@ options:
     type: dict
     default: {}
 """
+
+    # the tenant's limits, for status.usage and WithinLimits (the status step)
+    LIMITS = r"""
+options:
+  limits:
+    description:
+      - The tenant's limits in force (spec.limits over the operator's defaults), to compare the usage its
+        endpoint replicas report with; sets C(status.usage) and the C(WithinLimits) condition.
+    type: dict
+    default: {}
+"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -158,6 +159,31 @@ class Storages:
 
 def tail(path: Path, lines: int = 60) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextlib.contextmanager
+def another_control_plane(session_operator: Operator, workdir: str, **options: Any
+                          ) -> Iterator[tuple[ControlPlane, Storages]]:
+    """A control plane of its own (``options``: e.g. a 3-member or small-quota core) with its own operator.
+    The session's operator is stopped meanwhile: one ansible-operator per machine (its API proxy port is
+    fixed in its code)."""
+    session_operator.stop()
+    plane = ControlPlane(workdir=REPO / ".cache" / workdir, **options)
+    op = None
+    try:
+        plane.start()
+        install_crd(plane)
+        seed_operator_namespace(plane)
+        install_rbac(plane)
+        op = start_operator(plane.operator_kubeconfig, ",".join(plane.etcd_endpoints), plane.logs / "operator.log")
+        storages = Storages(plane.api(), op)
+        yield plane, storages
+        storages.cleanup()
+    finally:
+        if op is not None:
+            op.stop()
+        plane.stop()
+        session_operator.restart()
 
 
 @pytest.fixture

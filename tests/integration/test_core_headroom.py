@@ -20,13 +20,11 @@ import grpc
 import pytest
 from kubernetes import client
 
-from hack.localcp.admin import install_crd, install_rbac, seed_operator_namespace
-from hack.localcp.cluster import REPO, ControlPlane
+from hack.localcp.cluster import ControlPlane
 from hack.localcp.etcdclient import Client
-from hack.localcp.operator import start_operator
 from hack.localcp.tenant import ProxyProcess, start_proxy
 
-from .conftest import Storages
+from .conftest import Storages, another_control_plane
 from .test_data_path import etcdctl, tenant_files
 
 QUOTA = 32 << 20
@@ -61,23 +59,8 @@ class SmallCore:
 
 @pytest.fixture(scope="module")
 def small(operator) -> Iterator[SmallCore]:
-    operator.stop()  # one ansible-operator per machine (its API proxy port is fixed)
-    cp = ControlPlane(workdir=REPO / ".cache" / "test-localcp-quota", etcd_quota_bytes=QUOTA)
-    op = None
-    try:
-        cp.start()
-        install_crd(cp)
-        seed_operator_namespace(cp)
-        install_rbac(cp)
-        op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
-        storages = Storages(cp.api(), op)
+    with another_control_plane(operator, "test-localcp-quota", etcd_quota_bytes=QUOTA) as (cp, storages):
         yield SmallCore(cp, storages)
-        storages.cleanup()
-    finally:
-        if op is not None:
-            op.stop()
-        cp.stop()
-        operator.restart()
 
 
 @dataclass

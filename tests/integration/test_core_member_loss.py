@@ -2,64 +2,51 @@
 
 from __future__ import annotations
 
-from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
-from hack.localcp.cluster import REPO, ControlPlane
-from hack.localcp.operator import start_operator
+from hack.localcp.admin import ensure_namespace
 from hack.localcp.tenant import start_proxy
 
-from .conftest import Storages
+from .conftest import another_control_plane
 from .test_data_path import etcdctl, tenant_files
 
 
 def test_proxy_keeps_serving_while_a_core_member_is_down(operator, tmp_path):
-    operator.stop()  # one ansible-operator per machine (its API proxy port is fixed)
-    cp3 = ControlPlane(workdir=REPO / ".cache" / "test-localcp-3", etcd_members=3)
-    op3 = proxy = None
-    try:
-        cp3.start()
-        install_crd(cp3)
-        seed_operator_namespace(cp3)
-        install_rbac(cp3)
-        op3 = start_operator(cp3.operator_kubeconfig, ",".join(cp3.etcd_endpoints), cp3.logs / "operator.log")
-        storages = Storages(cp3.api(), op3)
-        name = storages.unique("ha")
-        ns = f"{name}-ns"
-        ensure_namespace(cp3.api(), ns)
-        storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
-                               "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
-        storages.wait_condition(name, "Ready", "True")
-        command = storages.deployment(name)["spec"]["template"]["spec"]["containers"][0]["command"]
-        assert f"--endpoints={','.join(cp3.etcd_endpoints)}" in command  # every member
+    proxy = None
+    with another_control_plane(operator, "test-localcp-3", etcd_members=3) as (cp3, storages):
+        try:
+            name = storages.unique("ha")
+            ns = f"{name}-ns"
+            ensure_namespace(cp3.api(), ns)
+            storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                                   "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+            storages.wait_condition(name, "Ready", "True")
+            command = storages.deployment(name)["spec"]["template"]["spec"]["containers"][0]["command"]
+            assert f"--endpoints={','.join(cp3.etcd_endpoints)}" in command  # every member
 
-        proxy = start_proxy(storages.core, storages.deployment(name), cp3.logs)
-        files = tenant_files(storages, ns, tmp_path)
+            proxy = start_proxy(storages.core, storages.deployment(name), cp3.logs)
+            files = tenant_files(storages, ns, tmp_path)
 
-        def put(key: str) -> None:
-            out = etcdctl(proxy.endpoint, *files, "put", key, "v")
-            assert out.returncode == 0, out.stderr
+            def put(key: str) -> None:
+                out = etcdctl(proxy.endpoint, *files, "put", key, "v")
+                assert out.returncode == 0, out.stderr
 
-        put("/before")
-        cp3.stop_etcd_member(0)  # the first endpoint: the proxy's client must fail over
-        for i in range(20):
-            put(f"/during/{i}")
-        got = etcdctl(proxy.endpoint, *files, "get", "--prefix", "/during/", "--keys-only")
-        assert got.returncode == 0 and len(got.stdout.split()) == 20
-        cp3.start_etcd_member(0)
-        put("/after")
-        # Nothing lost: every key is there, also when read from the member that was down.
-        p = cp3.pki
-        member0 = (cp3.etcd_endpoints[0], str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                   str(p.path("apiserver-etcd-client", "key")))
+            put("/before")
+            cp3.stop_etcd_member(0)  # the first endpoint: the proxy's client must fail over
+            for i in range(20):
+                put(f"/during/{i}")
+            got = etcdctl(proxy.endpoint, *files, "get", "--prefix", "/during/", "--keys-only")
+            assert got.returncode == 0 and len(got.stdout.split()) == 20
+            cp3.start_etcd_member(0)
+            put("/after")
+            # Nothing lost: every key is there, also when read from the member that was down.
+            p = cp3.pki
+            member0 = (cp3.etcd_endpoints[0], str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
+                       str(p.path("apiserver-etcd-client", "key")))
 
-        def member0_has_all() -> bool:
-            out = etcdctl(*member0, "get", "--prefix", f"/{name}/", "--keys-only", "--consistency=s")
-            return len(out.stdout.split()) == 22
+            def member0_has_all() -> bool:
+                out = etcdctl(*member0, "get", "--prefix", f"/{name}/", "--keys-only", "--consistency=s")
+                return len(out.stdout.split()) == 22
 
-        storages.wait("the restarted member holds all 22 keys", member0_has_all, timeout=60)
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        if op3 is not None:
-            op3.stop()
-        cp3.stop()
-        operator.restart()
+            storages.wait("the restarted member holds all 22 keys", member0_has_all, timeout=60)
+        finally:
+            if proxy is not None:
+                proxy.stop()

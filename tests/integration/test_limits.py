@@ -76,20 +76,11 @@ def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
             servers[n] = start_tenant_apiserver(cp, guards[n], tenant_files(storages, f"{n}-ns", tmp_path),
                                                 tmp_path, n)
         api = servers[full].core()
-        refused = None
-        for i in range(60):
-            try:
-                api.create_namespaced_config_map("default", {"metadata": {"name": f"big-{i}"},
-                                                             "data": {"v": "x" * 200_000}})
-            except client.ApiException as exc:
-                refused = exc
-                break
-        assert refused is not None, "3Mi of ConfigMaps were never refused"
+        message = create_until_refused(api, "big", 200_000, 60)
         # What `kubectl create` shows: the limit by name, the guard as the source, not an etcd crash.
-        body = json.loads(refused.body)
-        print("the tenant's user sees:", refused.status, body["message"])
-        assert "spec.limits.storage" in body["message"] and "etcdproxy" in body["message"]
-        assert "database space exceeded" not in body["message"]
+        print("the tenant's user sees:", message)
+        assert "spec.limits.storage" in message and "etcdproxy" in message
+        assert "database space exceeded" not in message
         # Deleting frees room: the same create goes through once the delete is seen.
         api.delete_namespaced_config_map("big-0", "default")
         storages.wait("a create after a delete", lambda: _creates(api, "after-delete"), timeout=30)
@@ -97,17 +88,8 @@ def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
         neighbour = servers[other].core()
         neighbour.create_namespaced_config_map("default", {"metadata": {"name": "fine"}, "data": {"v": "y" * 200_000}})
         # ...and is throttled by its own write rate (64Ki/s; the burst is the 4 MiB largest request).
-        throttled = None
-        for i in range(40):
-            try:
-                neighbour.create_namespaced_config_map("default", {"metadata": {"name": f"fast-{i}"},
-                                                                   "data": {"v": "z" * 500_000}})
-            except client.ApiException as exc:
-                throttled = exc
-                break
-        assert throttled is not None, "20 MB at 64Ki/s were never throttled"
-        message = json.loads(throttled.body)["message"]
-        print("a throttled tenant's user sees:", throttled.status, message)
+        message = create_until_refused(neighbour, "fast", 500_000, 40)
+        print("a throttled tenant's user sees:", message)
         assert "spec.limits.writeBytesPerSecond" in message and "retry later" in message
         # The tenant API server's storage size metric shows the tenant's data (Status answers its usage).
         metrics = servers[full].metrics()
@@ -126,6 +108,17 @@ def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
             s.stop()
         for g in guards.values():
             g.stop()
+
+
+def create_until_refused(api: client.CoreV1Api, prefix: str, size: int, tries: int) -> str:
+    """Create ConfigMaps of ``size`` bytes until the tenant kube-apiserver refuses one: its message."""
+    for i in range(tries):
+        try:
+            body = {"metadata": {"name": f"{prefix}-{i}"}, "data": {"v": "x" * size}}
+            api.create_namespaced_config_map("default", body)
+        except client.ApiException as exc:
+            return str(json.loads(exc.body)["message"])
+    raise AssertionError(f"{tries} ConfigMaps of {size} bytes were never refused")
 
 
 def _creates(api: client.CoreV1Api, name: str) -> bool:
