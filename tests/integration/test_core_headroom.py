@@ -163,8 +163,8 @@ def test_tenant_floods_never_raise_nospace(small: SmallCore, case: str, tmp_path
         with Client(t.guards[0].endpoint, *t.files) as c:
             assert len(c.range(b"/flood/", b"/flood0")) == 3
             assert c.delete(b"/flood/", b"/flood0") == 3
-        for t in tenants:
-            assert t.guards[0].metric("etcdproxy_guard_limited_total", reason="core-space") >= 1
+        for t in tenants:  # counted by whichever replicas refused
+            assert sum(g.metric("etcdproxy_guard_limited_total", reason="core-space") for g in t.guards) >= 1
     finally:
         stop.set()
         for t in tenants:
