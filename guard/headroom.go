@@ -49,7 +49,6 @@ type headroom struct {
 	forwarded int64 // growth this replica let through since the last poll
 	seen      int64 // growth of the tenant the usage watch showed since the last poll
 	sampled   bool
-	lastErr   error
 	polls     int64 // Status calls made, for the metric
 }
 
@@ -115,7 +114,6 @@ func (h *headroom) record(endpoint string, size, inUse, quota int64) {
 	}
 	h.forwarded, h.seen = 0, 0
 	h.sampled = true
-	h.lastErr = nil
 }
 
 // Seen counts a tenant write shown by the usage watch (etcd's cost estimate of it).
@@ -149,9 +147,6 @@ func (h *headroom) poll(ctx context.Context, m clientv3.Maintenance, endpoints [
 		h.mu.Unlock()
 		var wait time.Duration
 		if err != nil {
-			h.mu.Lock()
-			h.lastErr = err
-			h.mu.Unlock()
 			lg.Warn("core etcd status", zap.String("endpoint", ep), zap.Error(err))
 			wait = pollMin
 		} else {

@@ -26,7 +26,6 @@ type usage struct {
 	revision int64
 	synced   bool
 	held     []*reservation
-	changed  chan struct{}              // closed and replaced on every applied change; waiters re-check
 	onPut    func(keyLen, valueLen int) // called for every put the watch shows (may be nil)
 }
 
@@ -42,7 +41,7 @@ type reservation struct {
 const reservationTTL = 5 * time.Second
 
 func newUsage() *usage {
-	return &usage{sizes: map[string]int64{}, changed: make(chan struct{})}
+	return &usage{sizes: map[string]int64{}}
 }
 
 // Reserve admits a write that grows the tenant by (bytes, keys) if the limits allow it (0: unlimited);
@@ -180,8 +179,6 @@ func (u *usage) apply(events []*clientv3.Event, rev int64) {
 		u.revision = rev
 	}
 	u.expireLocked(time.Now())
-	close(u.changed)
-	u.changed = make(chan struct{})
 	u.mu.Unlock()
 }
 
@@ -243,27 +240,8 @@ func (u *usage) load(ctx context.Context, kv clientv3.KV) (int64, error) {
 	}
 	u.mu.Lock()
 	u.synced = true
-	close(u.changed)
-	u.changed = make(chan struct{})
 	u.mu.Unlock()
 	return rev, nil
-}
-
-// WaitRevision waits until the usage reflects revision rev (the watch delivered it) or ctx ends.
-func (u *usage) WaitRevision(ctx context.Context, rev int64) error {
-	for {
-		u.mu.Lock()
-		done, ch := u.synced && u.revision >= rev, u.changed
-		u.mu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
