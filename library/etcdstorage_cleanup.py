@@ -12,6 +12,8 @@ description:
   - Destination ConfigMaps and Secrets the operator created carry an owner reference and go with the EtcdStorage
     (garbage collector); ones an admin pre-created are kept, emptied of our keys (C(serving-ca.crt), C(tls.crt),
     C(tls.key)) and annotations. Objects that carry another EtcdStorage's material are never touched.
+  - Deletes the proxy's client CA ConfigMap C(etcd-<name>-client-ca), which the core CA ConfigMap and client
+    Secret also own (so that deleting them reconciles the EtcdStorage) and would otherwise keep.
   - With C(spec.deletionPolicy=Delete), removes every key under C(/<name>/) from the core etcd (exactly that
     prefix), using the core etcd CA and client certificate of the operator namespace; with C(Retain) keeps
     them and says so in an Event.
@@ -101,6 +103,14 @@ def run(module: AnsibleModule) -> dict:
                 if exc.status != 404:
                     raise RuntimeError(f"cannot empty {key} of our keys: HTTP {exc.status} {exc.reason}") from exc
         released[key] = "emptied"
+
+    # The proxy's client CA ConfigMap also depends on the core material (see depend_on_core_material),
+    # which would keep it after the EtcdStorage is gone: delete it here.
+    client_ca = f"etcd-{name}-client-ca"
+    if kube.get_configmap(ns, client_ca) is not None:
+        changed = True
+        if not module.check_mode:
+            kube.delete_configmap(ns, client_ca)
 
     deleted = 0
     policy = spec.get("deletionPolicy") or "Retain"

@@ -99,6 +99,22 @@ class Kube:
         else:
             patch(name, namespace, body)
 
+    def add_owner_references(self, kind: str, namespace: str, name: str, refs: list[dict[str, str]]) -> None:
+        """Add owner references to a ConfigMap or Secret, keeping its others (a strategic merge patch:
+        the API merges the list by uid)."""
+        patch = self.core.patch_namespaced_secret if kind == "Secret" else self.core.patch_namespaced_config_map
+        patch(name, namespace, {"metadata": {"ownerReferences": refs}})
+
+    def delete_configmap(self, namespace: str, name: str) -> bool:
+        """Delete a ConfigMap; False if it was already gone."""
+        try:
+            self.core.delete_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     def patch_etcdstorage_status(self, name: str, status_patch: dict[str, Any]) -> dict[str, Any]:
         """Apply a JSON merge patch (null deletes a key) to .status through the status subresource."""
         return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name,

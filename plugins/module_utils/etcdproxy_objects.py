@@ -99,3 +99,15 @@ def drifted(definition: dict[str, Any], live: dict[str, Any] | None) -> str | No
     if live is None:
         return "missing"
     return contains(comparable(definition), live)
+
+
+def owner_reference(obj: dict[str, Any]) -> dict[str, str]:
+    """A reference to ``obj`` as ansible-operator's proxy writes one (no controller flag)."""
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+            "uid": obj["metadata"]["uid"]}
+
+
+def missing_owners(live: dict[str, Any], wanted: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The references in ``wanted`` that ``live`` lacks, compared by uid (the API's merge key)."""
+    have = {ref.get("uid") for ref in (live.get("metadata") or {}).get("ownerReferences") or []}
+    return [ref for ref in wanted if ref["uid"] not in have]

@@ -10,8 +10,8 @@ import datetime
 from typing import Any
 
 from ansible.module_utils.etcdproxy_core import health, material, session
-from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, CORE_OPTIONS, Kube
-from ansible.module_utils.etcdproxy_objects import drifted, object_key
+from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, CORE_OPTIONS, GROUP, KIND, VERSION, Kube
+from ansible.module_utils.etcdproxy_objects import drifted, missing_owners, object_key, owner_reference
 from ansible.module_utils.etcdproxy_pki import load_certs
 from ansible.module_utils.etcdproxy_status import (
     Observed,
@@ -49,6 +49,35 @@ def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str
     return drift, apply, live_deployment
 
 
+def core_material_owners(name: str, uid: str, *core: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Owners of the proxy's client CA ConfigMap: its EtcdStorage first, then the core material that exists."""
+    owners = [owner_reference({"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+                               "metadata": {"name": name, "uid": uid}})]
+    return owners + [owner_reference(obj) for obj in core if obj is not None]
+
+
+def depend_on_core_material(kube: Kube, namespace: str, name: str, uid: str, check_mode: bool,
+                            *core: dict[str, Any] | None) -> bool:
+    """Make the proxy's client CA ConfigMap a dependent of the admin's core CA ConfigMap and client
+    Secret too; True if references were (or, in check mode, would be) added.
+
+    The core material is not ours and not watched, but when the admin deletes it, garbage collection
+    drops its reference from this ConfigMap, and that update is a watch event that reconciles the
+    EtcdStorage at once. The EtcdStorage's own reference is always kept, so the ConfigMap is never
+    deleted with the core material; because the core material keeps it alive after its EtcdStorage is
+    gone, the finalizer deletes it (etcdstorage_cleanup).
+    """
+    if not uid:
+        return False
+    live = kube.get_configmap(namespace, f"etcd-{name}-client-ca")
+    if live is None:  # not written yet: the next reconcile adds them
+        return False
+    missing = missing_owners(live, core_material_owners(name, uid, *core))
+    if missing and not check_mode:
+        kube.add_owner_references("ConfigMap", namespace, f"etcd-{name}-client-ca", missing)
+    return bool(missing)
+
+
 def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
                      hash_annotation: tuple[str, str] | None = None) -> dict[str, Any]:
     """Observe one EtcdStorage, write its status and Events if they changed, find proxy drift.
@@ -77,6 +106,8 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     if not p["proxy_objects"]:
         live_deployment = kube.get_deployment(ns, f"etcd-{name}")
     core_cm, core_secret = kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"])
+    dependency_changed = depend_on_core_material(kube, ns, name, cr["metadata"].get("uid") or "", check_mode,
+                                                 core_cm, core_secret)
     core_problems = check_core_material(core_cm, core_secret, ns, p["core_ca_configmap"], p["core_ca_key"],
                                         p["core_client_secret"], parse_certs=load_certs)
     core_health = None
@@ -116,7 +147,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     if due and due < p["max_requeue_seconds"]:
         retry = min(retry, due) if retry else due
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new["conditions"])
-    return {"changed": changed, "ready": ready, "status": new, "apply": apply, "drift": drift,
+    return {"changed": changed or dependency_changed, "ready": ready, "status": new, "apply": apply, "drift": drift,
             "events": [ev.__dict__ for ev in events], "requeue_after": f"{retry}s" if retry else ""}
 
 # The module options (argument_spec) of the module that runs this step alone.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from etcdproxy_objects import contains, drifted, parse_quantity
+from etcdproxy_objects import contains, drifted, missing_owners, parse_quantity
 
 DESIRED = {
     "apiVersion": "v1", "kind": "Service",
@@ -62,3 +62,12 @@ def test_parse_quantity():
     assert parse_quantity("50m") == Decimal("0.05")
     assert parse_quantity("2") == 2
     assert parse_quantity("abc") is None and parse_quantity(True) is None
+
+
+def test_missing_owners_compares_by_uid_and_ignores_the_live_objects_others():
+    es = {"apiVersion": "etcd.etcdproxy.dev/v1alpha1", "kind": "EtcdStorage", "name": "a", "uid": "u-es"}
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "name": "core-ca", "uid": "u-cm"}
+    live = {"metadata": {"ownerReferences": [{**es, "blockOwnerDeletion": True}, {"uid": "someone-else"}]}}
+    assert missing_owners(live, [es, cm]) == [cm]
+    assert missing_owners(live, [es]) == []
+    assert missing_owners({"metadata": {}}, [es]) == [es]

@@ -188,3 +188,12 @@ def test_core_reachable_is_unknown_when_not_checked_and_a_new_cause_is_a_new_eve
     events = transition_events(missing, garbage)
     assert [(e.reason, "PEM" in e.message) for e in events] == [("CoreEtcdMaterialInvalid", True)]
     assert transition_events(garbage, garbage) == []
+
+
+def test_the_client_ca_depends_on_its_etcdstorage_first_and_on_the_core_material_that_exists():
+    from etcdproxy_status_kube import core_material_owners
+
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "core-ca", "uid": "u-cm"}}
+    assert core_material_owners("a", "u-es", cm, None) == [
+        {"apiVersion": "etcd.etcdproxy.dev/v1alpha1", "kind": "EtcdStorage", "name": "a", "uid": "u-es"},
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "core-ca", "uid": "u-cm"}]
