@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -18,19 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/namespace"
-	"go.etcd.io/etcd/server/v3/proxy/grpcproxy"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 )
 
 type options struct {
@@ -130,76 +118,34 @@ func run(o options, lg *zap.Logger) error {
 		return fmt.Errorf("serving TLS material: %w", err)
 	}
 	serving.onError = func(err error) { lg.Warn("tls", zap.Error(err)) }
-
-	coreTLS, err := (&transport.TLSInfo{CertFile: o.coreCert, KeyFile: o.coreKey, TrustedCAFile: o.coreCA}).ClientConfig()
+	core, err := dialCore(o, lg)
 	if err != nil {
-		return fmt.Errorf("core etcd TLS material: %w", err)
+		return err
 	}
-	client, err := clientv3.New(clientv3.Config{
-		Endpoints:            strings.Split(o.endpoints, ","),
-		TLS:                  coreTLS,
-		DialTimeout:          5 * time.Second,
-		DialKeepAliveTime:    30 * time.Second,
-		DialKeepAliveTimeout: 10 * time.Second,
-		Logger:               lg.Named("core"),
-	})
-	if err != nil {
-		return fmt.Errorf("core etcd client: %w", err)
-	}
-	defer client.Close()
-	leases := newCoreLeaseBook(client.KV, o.namespace) // un-namespaced: markers live outside every prefix
-	coreKV, coreLease := client.KV, client.Lease
-	// The same wrapping `etcd grpc-proxy --namespace` does: every key, range end, compare and
-	// watch is moved under the prefix, and keys come back without it.
-	client.KV = namespace.NewKV(client.KV, o.namespace)
-	client.Watcher = namespace.NewWatcher(client.Watcher, o.namespace)
-	client.Lease = namespace.NewLease(client.Lease, o.namespace)
+	defer core.client.Close()
 
-	kvp, _ := grpcproxy.NewKvProxy(client)
-	watchp, _ := grpcproxy.NewWatchProxy(client.Ctx(), lg.Named("watch"), client)
-	leasep, _ := grpcproxy.NewLeaseProxy(client.Ctx(), client)
-
+	// Amounts: the tenant's usage (followed by watch), the core's headroom (polled), the budget over both.
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	tenant := newUsage()
-	core := newHeadroom(o.coreReservePercent, o.coreQuotaBytes)
-	tenant.onPut = func(k, v int) { core.Seen(int64(len(o.namespace) + k + v + kvOverhead)) }
-	go tenant.follow(ctx, client.KV, client.Watcher, lg.Named("usage"))
-	go core.poll(ctx, client.Maintenance, client.Endpoints(), lg.Named("headroom"))
-	b := newBudget(o.namespace, o.limits, o.maxRequestBytes, tenant, core)
+	room := newHeadroom(o.coreReservePercent, o.coreQuotaBytes)
+	tenant.onPut = func(k, v int) { room.Seen(int64(len(o.namespace) + k + v + kvOverhead)) }
+	go tenant.follow(ctx, core.client.KV, core.client.Watcher, lg.Named("usage"))
+	go room.poll(ctx, core.client.Maintenance, core.client.Endpoints(), lg.Named("headroom"))
+	b := newBudget(o.namespace, o.limits, o.maxRequestBytes, tenant, room)
 	replica, _ := os.Hostname() // the pod name
-	go b.publish(ctx, coreKV, coreLease, replica, lg.Named("report"))
+	go b.publish(ctx, core.rawKV, core.rawLease, replica, lg.Named("report"))
 
-	g := newGate(lg.Named("gate"), leases, b)
-	grpcMetrics := grpcprom.NewServerMetrics()
-	reloads := prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdproxy_guard_tls_reloads_total",
-		Help: "Times the serving certificate, key or tenant client CA bundle was reloaded from its files."})
+	g := newGate(lg.Named("gate"), newCoreLeaseBook(core.rawKV, o.namespace), b)
+	m := newMetrics(g, b)
 	serving.onReload = func(n int) {
-		reloads.Inc()
+		m.tlsReloads.Inc()
 		lg.Info("serving TLS material reloaded", zap.Int("reloads", n))
 	}
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(grpcMetrics, g.refused, reloads, b.limited, collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registry.MustRegister(b.gauges()...)
-
-	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(serving.ServerConfig())),
-		grpc.ChainUnaryInterceptor(knownOnlyUnary(grpcMetrics.UnaryServerInterceptor()), g.Unary),
-		grpc.ChainStreamInterceptor(knownOnlyStream(grpcMetrics.StreamServerInterceptor()), g.Stream),
-		grpc.UnknownServiceHandler(g.Unknown),
-		// API servers' etcd clients ping every 30 s, also while idle.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
-		grpc.MaxRecvMsgSize(o.maxRequestBytes),
-		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
-	)
-	pb.RegisterKVServer(srv, kvp)
-	pb.RegisterWatchServer(srv, watchp)
-	pb.RegisterLeaseServer(srv, leasep)
-	pb.RegisterMaintenanceServer(srv, &statusServer{version: o.reportVersion, budget: b})
-	grpcMetrics.InitializeMetrics(srv)
+	srv, err := newServer(o, serving, g, core.client, b, m, lg)
+	if err != nil {
+		return err
+	}
 
 	l, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -207,10 +153,10 @@ func run(o options, lg *zap.Logger) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(l) }()
-
 	var health *http.Server
 	if o.healthListen != "" {
-		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(client, b, registry), ReadHeaderTimeout: 5 * time.Second}
+		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(core.client, b, m.registry),
+			ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := health.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -220,7 +166,11 @@ func run(o options, lg *zap.Logger) error {
 	lg.Info("guard listening", zap.String("listen", o.listen), zap.String("namespace", o.namespace),
 		zap.String("health", o.healthListen), zap.String("report-version", o.reportVersion),
 		zap.Any("limits", o.limits), zap.Int("core-reserve-percent", o.coreReservePercent))
+	return serveUntilSignal(srv, health, errc, lg)
+}
 
+// serveUntilSignal returns on SIGTERM/SIGINT (after a graceful stop of at most 5 s) or a serving error.
+func serveUntilSignal(srv *grpc.Server, health *http.Server, errc <-chan error, lg *zap.Logger) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
@@ -240,27 +190,4 @@ func run(o options, lg *zap.Logger) error {
 		srv.Stop()
 	}
 	return nil
-}
-
-// healthHandler: /livez answers while the process runs; /readyz does a linearizable read of
-// <prefix>health through the core, like an API server's etcd check, and waits until the tenant's usage
-// and the core's size are known (limits cannot be enforced before); /metrics for Prometheus.
-func healthHandler(client *clientv3.Client, b *budget, registry *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
-		if _, err := client.KV.Get(ctx, "health"); err != nil {
-			http.Error(w, "core etcd not reachable: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		if !b.usage.Snapshot().Synced || !b.core.State().Sampled {
-			http.Error(w, "reading the tenant's usage and the core's size", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	return mux
 }
