@@ -7,7 +7,7 @@ COPY requirements-runtime.txt ${HOME}/requirements-runtime.txt
 RUN python3 -m pip install --no-cache-dir -r ${HOME}/requirements-runtime.txt
 
 # Our ansible-runner event plugin (the base image's may differ; ours is tested here).
-COPY hack/runner-http/ /tmp/runner-http/
+COPY runner-http/ /tmp/runner-http/
 RUN python3 -m pip install --no-cache-dir /tmp/runner-http/ && rm -rf /tmp/runner-http/
 
 # Collections from local sources only: kubernetes.core is in the pinned ansible package,
@@ -20,8 +20,6 @@ RUN ansible-galaxy collection install --offline -p ${HOME}/.ansible/collections 
 COPY ansible.cfg ${HOME}/ansible.cfg
 COPY watches.yaml ${HOME}/watches.yaml
 COPY roles/ ${HOME}/roles/
-COPY library/ ${HOME}/library/
-COPY plugins/ ${HOME}/plugins/
 COPY playbooks/ ${HOME}/playbooks/
 
 ENV ANSIBLE_CONFIG=${HOME}/ansible.cfg \

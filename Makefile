@@ -6,6 +6,7 @@ ROOT      := $(abspath .)
 VENV      := $(ROOT)/.venv
 BIN       := $(ROOT)/.cache/bin
 PY        := $(VENV)/bin/python
+PTH       := $(VENV)/lib/python3.11/site-packages/etcdproxy-operator-dev.pth
 PYTEST    := $(ROOT)/hack/pytest.sh
 export PATH := $(VENV)/bin:$(BIN):$(PATH)
 export VIRTUAL_ENV := $(VENV)
@@ -19,11 +20,14 @@ help: ## list targets
 
 install: venv tools ## everything the operator and its tests need (venv + built binaries)
 
-venv: $(VENV)/.stamp ## Python venv with pinned dependencies
-$(VENV)/.stamp: requirements.txt requirements-runtime.txt hack/runner-http/pyproject.toml hack/runner-http/etcdproxy_runner_http/__init__.py
+venv: $(VENV)/.stamp $(PTH) ## Python venv with pinned dependencies
+# The repo's Python (localcp, bench, tests) and the operator collection importable by their real names.
+$(PTH): | $(VENV)/.stamp
+	printf '%s\n' "$(ROOT)" "$(ROOT)/collections" > $@
+$(VENV)/.stamp: requirements.txt requirements-runtime.txt runner-http/pyproject.toml runner-http/etcdproxy_runner_http/__init__.py
 	test -x $(PY) || python3.11 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
-	$(VENV)/bin/pip install -q --disable-pip-version-check ./hack/runner-http
+	$(VENV)/bin/pip install -q --disable-pip-version-check ./runner-http
 	touch $@
 
 tools: ## build ansible-operator, kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, the guard
@@ -52,13 +56,13 @@ demo: install ## start a local control plane, run the operator, create the sampl
 	$(PY) hack/demo.py
 
 run: install ## run the operator out-of-cluster against $$KUBECONFIG
-	$(PY) -m hack.localcp run-operator
+	$(PY) -m localcp run-operator
 
 cluster-up: install ## start the local control plane and leave it running
-	$(PY) -m hack.localcp up
+	$(PY) -m localcp up
 
 cluster-down: ## stop the local control plane started by cluster-up
-	$(PY) -m hack.localcp down
+	$(PY) -m localcp down
 
 bench: install ## benchmarks (separate from tests; print figures, never gate)
 	$(PY) bench/run.py

@@ -21,8 +21,8 @@ import grpc
 from grpc import aio
 
 from bench.stats import pct, rss_mib
-from hack.localcp import etcdpb
-from hack.localcp.etcdclient import KV, Client
+from localcp import etcdpb
+from localcp.etcdclient import KV, Client
 
 VALUE = b"v" * 256
 
@@ -100,7 +100,7 @@ def concurrent(endpoint: str, files: tuple[str, str, str], clients: int, per_cli
 
 
 def consistent_lists(api: object, n: int) -> dict[str, float]:
-    from hack.localcp.tenant_apiserver import consistent_list_seconds
+    from localcp.tenant_apiserver import consistent_list_seconds
 
     times = consistent_list_seconds(api, n)
     return {"consistent_list_p50_ms": round(statistics.median(times) * 1000, 1),

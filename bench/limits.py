@@ -15,9 +15,9 @@ import time
 import grpc
 
 from bench.stats import pct, rss_mib
-from hack.localcp import etcdpb
-from hack.localcp.etcdclient import KV, Client
-from hack.localcp.tenant import ProxyProcess
+from localcp import etcdpb
+from localcp.etcdclient import KV, Client
+from localcp.tenant import ProxyProcess
 
 
 def _ms(values: list[float], q: float) -> float:

@@ -25,19 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from kubernetes import client
 
 from bench.stats import pct, rss_mib
-from hack import moduleutils
-from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
-from hack.localcp.cluster import OPERATOR_USER, REPO, ControlPlane, wait_for
-from hack.localcp.operator import start_operator
-from hack.localcp.tenant import ProxyProcess, delivered_files, start_proxy, start_stock_proxy
-from hack.localcp.tenant_apiserver import start_tenant_apiserver
-
-moduleutils.install()  # plugins/module_utils under the names Ansible bundles them with
+from localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
+from localcp.cluster import ControlPlane
+from localcp.config import OPERATOR_USER, REPO
+from localcp.operator import start_operator
+from localcp.probes import wait_for
+from localcp.tenant import ProxyProcess, delivered_files, start_proxy, start_stock_proxy
+from localcp.tenant_apiserver import start_tenant_apiserver
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
@@ -86,7 +83,14 @@ def issuance_ms(key_type: str, rounds: int = 20) -> float:
     """Median time to issue a full tenant bundle: 2 CAs, the serving leaf and one client leaf."""
     import datetime
 
-    from etcdproxy_certs import CAState, Settings, client_spec, issue_leaf, plan_ca, serving_spec
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.decide import (
+        client_spec,
+        issue_leaf,
+        plan_ca,
+        serving_spec,
+    )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.settings import Settings
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.store import CAState
 
     h = datetime.timedelta(hours=1)
     settings = Settings(ca_validity=8760 * h, serving_validity=730 * h, client_validity=730 * h, key_type=key_type)

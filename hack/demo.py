@@ -15,15 +15,17 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import yaml
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from kubernetes import client
 
-from hack.localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
-from hack.localcp.cluster import BIN_DIR, REPO, ControlPlane, Process, StartError, wait_for
-from hack.localcp.operator import start_operator
-from hack.localcp.tenant import ProxyProcess, delivered_files, start_proxy
+from localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
+from localcp.cluster import ControlPlane
+from localcp.config import BIN_DIR, REPO
+from localcp.operator import start_operator
+from localcp.probes import StartError, wait_for
+from localcp.processes import Process
+from localcp.tenant import ProxyProcess, delivered_files, start_proxy
 
 NS = "kube-apiserver-storage"
 
@@ -37,7 +39,7 @@ def data_path(cp: ControlPlane, api: client.ApiClient, name: str) -> ProxyProces
     """Kwok's pods run nothing, so start the endpoint as its Deployment says and use it like the API server
     in "wardle" would: with only the material delivered there."""
     core = client.CoreV1Api(api)
-    deployment = api.sanitize_for_serialization(client.AppsV1Api(api).read_namespaced_deployment(f"etcd-{name}", NS))
+    deployment = api.sanitize_for_serialization(client.AppsV1Api(api).read_namespaced_deployment(names.proxy(name), NS))
     guard = start_proxy(core, deployment, cp.logs)
     tmp = Path(tempfile.mkdtemp(prefix="demo-"))
     files = delivered_files(core, "wardle", tmp, configmap="etcd-serving-ca", secret="etcd-client-cert")

@@ -1,4 +1,4 @@
-"""`python -m hack.localcp up|down|env|run-operator`."""
+"""`python -m localcp up|down|env|run-operator`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import json
 import sys
 
 from .admin import install_crd, install_rbac, seed_operator_namespace
-from .cluster import DEFAULT_WORKDIR, ControlPlane, Process, StartError
+from .cluster import ControlPlane
+from .config import DEFAULT_WORKDIR
 from .operator import start_operator
+from .probes import StartError
+from .processes import Process
 
 
 def main() -> int:

@@ -11,7 +11,9 @@ from typing import Any
 from kubernetes import client, utils
 from kubernetes.client.rest import ApiException
 
-from .cluster import BIN_DIR, REPO, ControlPlane, wait_for
+from .cluster import ControlPlane
+from .config import BIN_DIR, REPO
+from .probes import wait_for
 
 OPERATOR_NAMESPACE = "kube-apiserver-storage"
 CRD_FILE = REPO / "config" / "crd" / "bases" / "etcd.etcdproxy.dev_etcdstorages.yaml"

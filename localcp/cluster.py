@@ -10,162 +10,18 @@ workdir lets another process (``make cluster-down``) find and stop them.
 
 from __future__ import annotations
 
-import datetime
-import http.client
 import json
-import os
-import signal
-import socket
-import ssl
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
-
-from etcdproxy_pki import CertSpec, cert_pem, key_pem, make_ca, make_leaf, new_private_key  # noqa: E402
-
-BIN_DIR = Path(os.environ.get("ETCDPROXY_BIN_DIR", REPO / ".cache" / "bin"))
-DEFAULT_WORKDIR = Path(os.environ.get("LOCALCP_DIR", REPO / ".cache" / "localcp"))
-KUBE_VERSION = "v1.34.4"
-SERVICE_CIDR = "10.96.0.0/16"
-FAKE_NODE = "kwok-node-0"
-OPERATOR_USER = "system:serviceaccount:kube-apiserver-storage:etcdproxy-operator"
-
-
-class StartError(RuntimeError):
-    """A component did not become healthy; the message names its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, proc: subprocess.Popen | None = None,
-             log: Path | None = None, interval: float = 0.1) -> None:
-    """Poll ``check`` until it is true; fail fast if ``proc`` exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise StartError(f"{what} exited with code {proc.returncode}; see {log}")
-        try:
-            if check():
-                return
-        except (OSError, ssl.SSLError, http.client.HTTPException):
-            pass
-        time.sleep(interval)
-    raise StartError(f"{what} not ready after {timeout:.0f}s; see {log}")
-
-
-def https_get(port: int, path: str, ca: Path | None, cert: Path | None = None, key: Path | None = None,
-              timeout: float = 2.0) -> tuple[int, bytes]:
-    ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl._create_unverified_context()
-    if cert:
-        ctx.load_cert_chain(str(cert), str(key))
-    return _get(http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout), path)
-
-
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """Plain-HTTP GET on loopback (health endpoints): status and body."""
-    return _get(http.client.HTTPConnection("127.0.0.1", port, timeout=timeout), path)
-
-
-def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def write_kubeconfig(path: Path, port: int, ca: Path, cert: Path, key: Path, user: str = "admin") -> Path:
-    """A kubeconfig for https://127.0.0.1:<port> with a client certificate."""
-    cfg = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "localcp", "preferences": {},
-        "clusters": [{"name": "localcp", "cluster": {
-            "server": f"https://127.0.0.1:{port}", "certificate-authority": str(ca)}}],
-        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "localcp", "context": {"cluster": "localcp", "user": user}}],
-    }
-    path.write_text(json.dumps(cfg, indent=1))
-    path.chmod(0o600)
-    return path
-
-
-@dataclass
-class Pki:
-    """Files of the control plane's two CAs and the certs issued from them."""
-
-    dir: Path
-
-    def path(self, name: str, ext: str = "crt") -> Path:
-        return self.dir / f"{name}.{ext}"
-
-    def write(self, name: str, cert, key) -> None:
-        self.path(name).write_text(cert_pem(cert))
-        kp = self.path(name, "key")
-        kp.write_text(key_pem(key))
-        kp.chmod(0o600)
-
-    def generate(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        now = datetime.datetime.now(datetime.UTC)
-        year = datetime.timedelta(days=365)
-        cas = {}
-        for ca in ("etcd-ca", "kube-ca", "front-proxy-ca"):
-            key = new_private_key()
-            cert = make_ca(CertSpec(common_name=f"localcp {ca}", usage="ca"), key, now, year)
-            self.write(ca, cert, key)
-            cas[ca] = (cert, key)
-        leaves = {
-            # name: (ca, spec)
-            "etcd-server": ("etcd-ca", CertSpec(common_name="etcd", usage="peer",
-                                                dns_names=("localhost",), ip_addresses=("127.0.0.1",))),
-            "apiserver-etcd-client": ("etcd-ca", CertSpec(common_name="kube-apiserver", usage="client")),
-            # etcd grpc-proxy refuses a backend client cert with a Common Name.
-            "operator-etcd-client": ("etcd-ca", CertSpec(organization="etcdproxy-operator", usage="client")),
-            "apiserver": ("kube-ca", CertSpec(common_name="kube-apiserver", usage="server",
-                                              dns_names=("localhost", "kubernetes", "kubernetes.default",
-                                                         "kubernetes.default.svc"),
-                                              ip_addresses=("127.0.0.1", "10.96.0.1"))),
-            "admin": ("kube-ca", CertSpec(common_name="admin", organization="system:masters", usage="client")),
-            "controller-manager": ("kube-ca", CertSpec(common_name="system:kube-controller-manager",
-                                                       usage="client")),
-            "scheduler": ("kube-ca", CertSpec(common_name="system:kube-scheduler", usage="client")),
-            # The operator runs as its ServiceAccount's user name, so config/rbac is what authorizes it
-            # (and its requests are countable in the audit log).
-            "operator": ("kube-ca", CertSpec(common_name=OPERATOR_USER, organization="system:serviceaccounts",
-                                             usage="client")),
-            "kwok": ("kube-ca", CertSpec(common_name="kwok", organization="system:masters", usage="client")),
-            "front-proxy-client": ("front-proxy-ca", CertSpec(common_name="front-proxy-client", usage="client")),
-            "serving-localhost": ("kube-ca", CertSpec(common_name="localhost", usage="server",
-                                                      dns_names=("localhost",), ip_addresses=("127.0.0.1",))),
-        }
-        for name, (ca, spec) in leaves.items():
-            ca_cert, ca_key = cas[ca]
-            key = new_private_key()
-            self.write(name, make_leaf(spec, key.public_key(), ca_cert, ca_key, now, year), key)
-        sa = new_private_key("rsa")
-        self.path("sa", "key").write_text(key_pem(sa))
-        self.path("sa", "key").chmod(0o600)
-        from cryptography.hazmat.primitives import serialization
-
-        self.path("sa", "pub").write_bytes(sa.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
-@dataclass
-class Process:
-    name: str
-    pid: int
-    log: str
+from .config import BIN_DIR, DEFAULT_WORKDIR, REPO, SERVICE_CIDR
+from .fakenode import create_fake_node
+from .kubeconfigs import write_kubeconfig
+from .pki import Pki
+from .probes import StartError, free_port, http_get, https_get, wait_for
+from .processes import Process, stop_pid
 
 
 @dataclass
@@ -390,7 +246,7 @@ class ControlPlane:
             "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}", *serving,
             "--leader-elect=false",
         ])
-        stages = REPO / "hack" / "localcp" / "kwok-stages.yaml"
+        stages = REPO / "localcp" / "kwok-stages.yaml"
         self.ports["kwok"] = free_port()
         kwok = self._spawn("kwok", [
             str(self.bin_dir / "kwok"), f"--kubeconfig={self.workdir}/kwok.kubeconfig",
@@ -417,28 +273,8 @@ class ControlPlane:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
     def _create_fake_node(self) -> None:
-        from kubernetes import client
-
         t0 = time.monotonic()
-        core = client.CoreV1Api(self.api())
-        core.create_node({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": FAKE_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"kubernetes.io/hostname": FAKE_NODE, "type": "kwok",
-                                    "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
-            "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "100Gi"},
-                       "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "100Gi"}},
-        })
-
-        # The TaintNodesByCondition admission plugin taints every new node
-        # not-ready; without a node-lifecycle controller nothing would lift it.
-        core.patch_node(FAKE_NODE, {"spec": {"taints": None}})
-
-        def node_ready() -> bool:
-            node = core.read_node(FAKE_NODE)
-            return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
-
-        wait_for("fake node", node_ready, 60, None, self.logs / "kwok.log")
+        create_fake_node(self.api(), self.logs / "kwok.log")
         self.timings["node_s"] = round(time.monotonic() - t0, 3)
 
     def save(self) -> None:
@@ -473,41 +309,3 @@ class ControlPlane:
             text = Path(proc.log).read_text(errors="replace").splitlines()[-lines:]
             out.append(f"==> {proc.log} <==\n" + "\n".join(text))
         return "\n".join(out)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still answers kill(0); reap it if we can.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return Path(f"/proc/{pid}").exists() and "Z" not in _proc_state(pid)
-
-
-def _proc_state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "Z"
-
-
-def stop_pid(pid: int, timeout: float = 15) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL after ``timeout``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not pid_alive(pid):
-                return
-            time.sleep(0.05)

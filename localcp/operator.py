@@ -10,7 +10,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cluster import BIN_DIR, REPO, StartError, free_port, http_get, stop_pid, wait_for
+from .config import BIN_DIR, REPO
+from .probes import StartError, free_port, http_get, wait_for
+from .processes import stop_pid
 
 
 def port_in_use(port: int) -> bool:

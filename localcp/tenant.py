@@ -19,7 +19,9 @@ from typing import Any
 
 from kubernetes import client
 
-from .cluster import BIN_DIR, free_port, http_get, stop_pid, wait_for
+from .config import BIN_DIR
+from .probes import free_port, http_get, wait_for
+from .processes import stop_pid
 
 
 @dataclass
@@ -206,3 +208,10 @@ def delivered_files(core: client.CoreV1Api, namespace: str, out_dir: Path, confi
         path.chmod(0o600)
         paths.append(str(path))
     return paths[0], paths[1], paths[2]
+
+
+def etcdctl(endpoint: str, ca: str, cert: str, key: str, *args: str) -> subprocess.CompletedProcess:
+    """The pinned etcdctl against ``endpoint`` with the given TLS material (as an API server would connect)."""
+    return subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={endpoint}", f"--cacert={ca}", f"--cert={cert}",
+                           f"--key={key}", "--dial-timeout=5s", "--command-timeout=10s", *args],
+                          capture_output=True, text=True, timeout=60)

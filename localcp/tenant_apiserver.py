@@ -10,7 +10,11 @@ from typing import Any
 
 from kubernetes import client, config
 
-from .cluster import BIN_DIR, ControlPlane, free_port, https_get, stop_pid, wait_for, write_kubeconfig
+from .cluster import ControlPlane
+from .config import BIN_DIR
+from .kubeconfigs import write_kubeconfig
+from .probes import free_port, https_get, wait_for
+from .processes import stop_pid
 
 # What a kube-apiserver needs behind the proxy, besides --etcd-servers/--etcd-cafile/--etcd-certfile/--etcd-keyfile:
 # the core cluster's own compaction covers the shared keyspace, so the tenant must not compact it.

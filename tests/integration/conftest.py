@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from etcdproxy_kube import Kube
+from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crd, install_rbac, seed_operator_namespace
-from hack.localcp.cluster import REPO, ControlPlane, StartError, wait_for
-from hack.localcp.operator import Operator, start_operator
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crd, install_rbac, seed_operator_namespace
+from localcp.cluster import ControlPlane
+from localcp.config import REPO
+from localcp.operator import Operator, start_operator
+from localcp.probes import StartError, wait_for
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 WORKDIR = REPO / ".cache" / "test-localcp"

@@ -7,7 +7,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
 
 from .conftest import GROUP, PLURAL, VERSION
 

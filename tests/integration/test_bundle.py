@@ -6,7 +6,7 @@ import subprocess
 
 import yaml
 
-from hack.localcp.cluster import REPO
+from localcp.config import REPO
 
 
 def test_bundle_generates_and_validates():

@@ -5,14 +5,18 @@ from __future__ import annotations
 import base64
 import time
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
+    bundle_hash,
+    fingerprint,
+    load_certs,
+    signed_by,
+)
 from cryptography import x509
-from etcdproxy_certs import bundle_hash, fingerprint, signed_by
-from etcdproxy_pki import load_certs
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
-from hack.localcp.cluster import OPERATOR_USER
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
+from localcp.config import OPERATOR_USER
 
 from .conftest import audit_writes
 

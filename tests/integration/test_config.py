@@ -6,8 +6,8 @@ import subprocess
 
 from kubernetes import client
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, kustomize_apply
-from hack.localcp.cluster import BIN_DIR, REPO
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, kustomize_apply
+from localcp.config import BIN_DIR, REPO
 
 
 def test_default_config_passes_server_side_dry_run_then_applies(cp, api, storages):

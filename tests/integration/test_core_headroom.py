@@ -20,12 +20,11 @@ import grpc
 import pytest
 from kubernetes import client
 
-from hack.localcp.cluster import ControlPlane
-from hack.localcp.etcdclient import Client
-from hack.localcp.tenant import ProxyProcess, start_proxy
+from localcp.cluster import ControlPlane
+from localcp.etcdclient import Client
+from localcp.tenant import ProxyProcess, delivered_files, etcdctl, start_proxy
 
 from .conftest import Storages, another_control_plane
-from .test_data_path import etcdctl, tenant_files
 
 QUOTA = 32 << 20
 FLOOD_SECONDS = 150  # bounds the flood; it ends as soon as the core's headroom refuses
@@ -81,7 +80,7 @@ def make_tenant(small: SmallCore, prefix: str, replicas: int, tmp_path) -> Tenan
                     "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
     s.wait_condition(name, "Ready", "True")
     guards = [start_proxy(s.core, s.deployment(name), small.cp.logs) for _ in range(replicas)]
-    return Tenant(name, guards, tenant_files(s, ns, tmp_path))
+    return Tenant(name, guards, delivered_files(s.core, ns, tmp_path))
 
 
 def flood(t: Tenant, stop: threading.Event) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from hack.localcp.admin import ensure_namespace
-from hack.localcp.tenant import start_proxy
+from localcp.admin import ensure_namespace
+from localcp.tenant import delivered_files, etcdctl, start_proxy
 
 from .conftest import another_control_plane
-from .test_data_path import etcdctl, tenant_files
 
 
 def test_proxy_keeps_serving_while_a_core_member_is_down(operator, tmp_path):
@@ -23,7 +22,7 @@ def test_proxy_keeps_serving_while_a_core_member_is_down(operator, tmp_path):
             assert f"--endpoints={','.join(cp3.etcd_endpoints)}" in command  # every member
 
             proxy = start_proxy(storages.core, storages.deployment(name), cp3.logs)
-            files = tenant_files(storages, ns, tmp_path)
+            files = delivered_files(storages.core, ns, tmp_path)
 
             def put(key: str) -> None:
                 out = etcdctl(proxy.endpoint, *files, "put", key, "v")

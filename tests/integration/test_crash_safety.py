@@ -14,11 +14,10 @@ import os
 import random
 import time
 
-from etcdproxy_certs import fingerprint, signed_by
-from etcdproxy_pki import load_certs
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import fingerprint, load_certs, signed_by
 from kubernetes.client.rest import ApiException
 
-from hack.localcp.admin import OPERATOR_NAMESPACE
+from localcp.admin import OPERATOR_NAMESPACE
 
 ITERATIONS = int(os.environ.get("ETCDPROXY_CRASH_ITERATIONS", "20"))
 

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from hack.localcp.cluster import BIN_DIR
-from hack.localcp.tenant import delivered_files, start_proxy
-
-
-def etcdctl(endpoint: str, ca: str, cert: str, key: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={endpoint}", f"--cacert={ca}", f"--cert={cert}",
-                           f"--key={key}", "--dial-timeout=5s", "--command-timeout=10s", *args],
-                          capture_output=True, text=True, timeout=60)
-
-
-def tenant_files(storages, ns: str, tmp_path) -> tuple[str, str, str]:
-    """What an API server in ``ns`` gets: the serving CA bundle and its client cert/key."""
-    return delivered_files(storages.core, ns, tmp_path)
+from localcp.config import BIN_DIR
+from localcp.tenant import delivered_files, etcdctl, start_proxy
 
 
 def test_delivered_material_works_through_the_real_proxy(storages, cp, tmp_path):
@@ -29,7 +18,7 @@ def test_delivered_material_works_through_the_real_proxy(storages, cp, tmp_path)
         storages.wait_condition(name, "Ready", "True")
     proxies = {name: start_proxy(storages.core, storages.deployment(name), cp.logs) for name in (a, b)}
     try:
-        a_files = tenant_files(storages, f"{a}-ns", tmp_path)
+        a_files = delivered_files(storages.core, f"{a}-ns", tmp_path)
         put = etcdctl(proxies[a].endpoint, *a_files, "put", "/registry/configmaps/x", "hello")
         assert put.returncode == 0, put.stderr
         got = etcdctl(proxies[a].endpoint, *a_files, "get", "/registry/configmaps/x", "--print-value-only")
@@ -42,7 +31,7 @@ def test_delivered_material_works_through_the_real_proxy(storages, cp, tmp_path)
         assert etcdctl(*core, "get", f"/{a}//registry/configmaps/x", "--print-value-only").stdout.strip() == "hello"
         assert etcdctl(*core, "get", "/registry/configmaps/x", "--print-value-only").stdout.strip() == ""
         # Tenant B's proxy refuses tenant A's client certificate (B trusts only its own client CA).
-        b_bundle = tenant_files(storages, f"{b}-ns", tmp_path)[0]
+        b_bundle = delivered_files(storages.core, f"{b}-ns", tmp_path)[0]
         refused = etcdctl(proxies[b].endpoint, b_bundle, a_files[1], a_files[2], "get", "/registry/configmaps/x")
         assert refused.returncode != 0
         # A client without any certificate is refused too.
@@ -51,7 +40,7 @@ def test_delivered_material_works_through_the_real_proxy(storages, cp, tmp_path)
                                     "get", "/registry/configmaps/x"], capture_output=True, text=True, timeout=60)
         assert anonymous.returncode != 0 and "hello" not in anonymous.stdout
         # And B's own client sees none of A's keys.
-        b_files = tenant_files(storages, f"{b}-ns", tmp_path)
+        b_files = delivered_files(storages.core, f"{b}-ns", tmp_path)
         own = etcdctl(proxies[b].endpoint, *b_files, "get", "--prefix", "/registry/", "--keys-only")
         assert own.returncode == 0, own.stderr
         assert "configmaps/x" not in own.stdout

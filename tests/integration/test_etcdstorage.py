@@ -8,8 +8,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, seed_operator_namespace
-from hack.localcp.cluster import OPERATOR_USER
+from localcp.admin import OPERATOR_NAMESPACE, seed_operator_namespace
+from localcp.config import OPERATOR_USER
 
 from .conftest import GROUP, PLURAL, VERSION, audit_writes
 

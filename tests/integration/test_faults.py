@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hack.localcp.netfault import Forwarder
+from localcp.netfault import Forwarder
 
 
 def test_core_unreachable_is_reported_and_recovers(storages, operator, cp):

@@ -18,13 +18,12 @@ from typing import Any
 import grpc
 import pytest
 
-from hack.localcp import etcdpb
-from hack.localcp.cluster import ControlPlane
-from hack.localcp.etcdclient import Client
-from hack.localcp.tenant import ProxyProcess, start_proxy
+from localcp import etcdpb
+from localcp.cluster import ControlPlane
+from localcp.etcdclient import Client
+from localcp.tenant import ProxyProcess, delivered_files, etcdctl, start_proxy
 
 from .conftest import Storages
-from .test_data_path import etcdctl, tenant_files
 
 M, CL, AU, KV, LE = ("/etcdserverpb.Maintenance/", "/etcdserverpb.Cluster/", "/etcdserverpb.Auth/",
                      "/etcdserverpb.KV/", "/etcdserverpb.Lease/")
@@ -91,7 +90,8 @@ def setup(api, operator, cp: ControlPlane, tmp_path_factory) -> Iterator[Setup]:
         p = cp.pki
         core = (",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
                 str(p.path("apiserver-etcd-client", "key")))
-        a_files, b_files = tenant_files(storages, f"{a}-ns", tmp), tenant_files(storages, f"{b}-ns", tmp)
+        a_files = delivered_files(storages.core, f"{a}-ns", tmp)
+        b_files = delivered_files(storages.core, f"{b}-ns", tmp)
         with Client(guards[b].endpoint, *b_files) as bc:
             b_lease = bc.grant(600)
             bc.put(b"/registry/b/k1", b"b-value-1")

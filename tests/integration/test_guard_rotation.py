@@ -14,10 +14,8 @@ from pathlib import Path
 
 from cryptography import x509
 
-from hack.localcp.etcdclient import Client
-from hack.localcp.tenant import start_proxy
-
-from .test_data_path import tenant_files
+from localcp.etcdclient import Client
+from localcp.tenant import delivered_files, start_proxy
 
 
 def served_serial(port: int, ca: str, cert: str, key: str) -> int:
@@ -73,7 +71,7 @@ def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
     name, ns = storages.create_ready_tenant("rotload")
     pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
-        old = tenant_files(storages, ns, tmp_path)
+        old = delivered_files(storages.core, ns, tmp_path)
         old_serial = served_serial(pod.port, *old)
         template = storages.deployment(name)["spec"]["template"]
         with Load(pod.endpoint, old) as load:
@@ -86,8 +84,8 @@ def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
             new_dir = tmp_path / "new"
             new_dir.mkdir()
             storages.wait("delivered client cert renewed", lambda: Path(
-                tenant_files(storages, ns, new_dir)[1]).read_bytes() != Path(old[1]).read_bytes())
-            new = tenant_files(storages, ns, new_dir)
+                delivered_files(storages.core, ns, new_dir)[1]).read_bytes() != Path(old[1]).read_bytes())
+            new = delivered_files(storages.core, ns, new_dir)
             storages.wait("guard serves the new leaf", lambda: served_serial(pod.port, *new) != old_serial)
             # Old and new client certs both work on new connections; the long-lived client never noticed.
             for files in (old, new):
@@ -109,7 +107,7 @@ def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
     name, ns = storages.create_ready_tenant("carel")
     pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
-        old = tenant_files(storages, ns, tmp_path)
+        old = delivered_files(storages.core, ns, tmp_path)
         guard_pid = pod.proc.pid
         with Load(pod.endpoint, old) as load:
             load.wait_ops(20)
@@ -119,14 +117,14 @@ def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
 
             def resigned() -> bool:
                 # The delivered client cert is signed by the next CA only after the bundle was published.
-                return Path(tenant_files(storages, ns, new_dir)[1]).read_bytes() != Path(old[1]).read_bytes()
+                return Path(delivered_files(storages.core, ns, new_dir)[1]).read_bytes() != Path(old[1]).read_bytes()
 
             while not resigned():
                 pod.sync_volumes(storages.core)  # kubelet keeps syncing while the operator works
                 time.sleep(0.2)
                 assert not load.failures, load.failures[:3]
             pod.sync_volumes(storages.core)
-            new = tenant_files(storages, ns, new_dir)
+            new = delivered_files(storages.core, ns, new_dir)
             with Client(pod.endpoint, *new) as fresh:
                 fresh.put(b"/registry/new-ca", b"ok")
                 assert fresh.range(b"/registry/new-ca") == [(b"/registry/new-ca", b"ok")]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import subprocess
 
-from etcdproxy_certs import fingerprint
-from etcdproxy_pki import load_certs
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import fingerprint, load_certs
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
-from hack.localcp.cluster import BIN_DIR
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
+from localcp.config import BIN_DIR
 
 
 def etcdctl(cp, *args: str) -> str:

@@ -13,13 +13,11 @@ import grpc
 import pytest
 from kubernetes import client
 
-from hack.localcp import etcdpb
-from hack.localcp.cluster import https_get
-from hack.localcp.etcdclient import Client
-from hack.localcp.tenant import start_proxy
-from hack.localcp.tenant_apiserver import start_tenant_apiserver
-
-from .test_data_path import etcdctl, tenant_files
+from localcp import etcdpb
+from localcp.etcdclient import Client
+from localcp.probes import https_get
+from localcp.tenant import delivered_files, etcdctl, start_proxy
+from localcp.tenant_apiserver import start_tenant_apiserver
 
 
 def tenant(storages, prefix: str, limits: dict) -> tuple[str, str]:
@@ -73,7 +71,7 @@ def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
     servers = {}
     try:
         for n in (full, other):
-            servers[n] = start_tenant_apiserver(cp, guards[n], tenant_files(storages, f"{n}-ns", tmp_path),
+            servers[n] = start_tenant_apiserver(cp, guards[n], delivered_files(storages.core, f"{n}-ns", tmp_path),
                                                 tmp_path, n)
         api = servers[full].core()
         message = create_until_refused(api, "big", 200_000, 60)
@@ -134,7 +132,7 @@ def test_usage_in_status_and_etcdctl_endpoint_status(storages, cp, tmp_path):
     name, ns = tenant(storages, "usage", {"storage": "1Mi", "keys": 50})
     guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
-        files = tenant_files(storages, ns, tmp_path)
+        files = delivered_files(storages.core, ns, tmp_path)
         with Client(guard.endpoint, *files) as c:
             for i in range(20):
                 c.put(f"/k/{i:02d}".encode(), b"v" * (1000 + i))
@@ -188,7 +186,7 @@ def test_watches_beyond_the_limit_are_refused(storages, cp, tmp_path):
     name, ns = tenant(storages, "watch", {"watches": 3})
     guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
-        files = tenant_files(storages, ns, tmp_path)
+        files = delivered_files(storages.core, ns, tmp_path)
         before = core_watchers(cp)
         requests: queue.Queue = queue.Queue()
         for i in range(6):
@@ -221,7 +219,8 @@ def test_request_rate_throttles_a_noisy_tenant_only(storages, cp, tmp_path):
     quiet, qns = tenant(storages, "quiet", {})
     guards = {n: start_proxy(storages.core, storages.deployment(n), cp.logs) for n in (noisy, quiet)}
     try:
-        files = {noisy: tenant_files(storages, nns, tmp_path), quiet: tenant_files(storages, qns, tmp_path)}
+        files = {noisy: delivered_files(storages.core, nns, tmp_path),
+                 quiet: delivered_files(storages.core, qns, tmp_path)}
         ok, refused, quiet_errors = [0], [0], []
         lock = threading.Lock()
         seconds = 3.0

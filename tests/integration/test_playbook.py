@@ -9,8 +9,8 @@ import time
 
 import yaml
 
-from hack.localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
-from hack.localcp.cluster import REPO
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
+from localcp.config import REPO
 
 from .conftest import audit_writes
 

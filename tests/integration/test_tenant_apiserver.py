@@ -6,10 +6,8 @@ import threading
 
 from kubernetes import client, watch
 
-from hack.localcp.tenant import start_proxy
-from hack.localcp.tenant_apiserver import TenantApiserver, consistent_list_seconds, start_tenant_apiserver
-
-from .test_data_path import etcdctl, tenant_files
+from localcp.tenant import delivered_files, etcdctl, start_proxy
+from localcp.tenant_apiserver import TenantApiserver, consistent_list_seconds, start_tenant_apiserver
 
 
 def configmaps(api: client.CoreV1Api) -> list[str]:
@@ -29,7 +27,7 @@ def test_tenant_kube_apiservers_run_through_the_guard(storages, cp, tmp_path):
     servers: dict[str, TenantApiserver] = {}
     try:
         for n in names:
-            servers[n] = start_tenant_apiserver(cp, proxies[n], tenant_files(storages, f"{n}-ns", tmp_path),
+            servers[n] = start_tenant_apiserver(cp, proxies[n], delivered_files(storages.core, f"{n}-ns", tmp_path),
                                                 tmp_path, n)
         tenant = servers[name].core()
         seen = []
@@ -99,7 +97,7 @@ def test_kube_apiserver_1_37_falls_back_from_range_stream(storages, cp, tmp_path
     endpoint = start_proxy(storages.core, storages.deployment(name), cp.logs)
     server = None
     try:
-        server = start_tenant_apiserver(cp, endpoint, tenant_files(storages, ns, tmp_path), tmp_path, name,
+        server = start_tenant_apiserver(cp, endpoint, delivered_files(storages.core, ns, tmp_path), tmp_path, name,
                                         binary="kube-apiserver-1.37")
         api = server.core()
         assert client.VersionApi(server.api).get_code().git_version == "v1.37.2"

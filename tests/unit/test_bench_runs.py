@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from hack.localcp.cluster import REPO
+from localcp.config import REPO
 
 SNIPPET = """
 import runpy

@@ -7,26 +7,30 @@ import shutil
 import subprocess
 
 import pytest
-from etcdproxy_certs import (
-    CAState,
-    KeyPair,
-    Settings,
-    Store,
-    bundle_hash,
-    bundle_pem,
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.decide import (
     ca_spec,
     client_spec,
-    fingerprint,
     issue_leaf,
     leaf_renewal_reason,
     next_due,
-    parse_go_duration,
     plan_ca,
     renewal_time,
     serving_spec,
+)
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.settings import Settings
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.store import CAState, KeyPair, Store
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
+    CertSpec,
+    bundle_hash,
+    bundle_pem,
+    cert_pem,
+    fingerprint,
+    key_pem,
+    load_certs,
+    make_ca,
+    new_private_key,
     signed_by,
 )
-from etcdproxy_pki import CertSpec, cert_pem, key_pem, load_certs, make_ca, new_private_key
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 H = datetime.timedelta(hours=1)
@@ -45,19 +49,7 @@ def leaf_texts(spec: CertSpec, ca: CAState, now: datetime.datetime = T0, validit
     return cert_pem(cert), key_pem(key), cert
 
 
-# ---- durations and settings ------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "seconds"), [("730h", 730 * 3600), ("1h30m", 5400), ("90s", 90),
-                                               ("1.5h", 5400), ("10m", 600), ("500ms", 0.5)])
-def test_parse_go_duration(text, seconds):
-    assert parse_go_duration(text).total_seconds() == seconds
-
-
-@pytest.mark.parametrize("text", ["", "10", "h", "1d", "ten minutes"])
-def test_parse_go_duration_rejects(text):
-    with pytest.raises(ValueError):
-        parse_go_duration(text)
-
-
+# ---- settings --------------------------------------------------------------------------------
 def test_settings_from_spec_names_the_field():
     s = Settings.from_spec({"servingCertificateValidity": "48h", "keyAlgorithm": "RSA"},
                            {"etcd.etcdproxy.dev/rotate": "1"})

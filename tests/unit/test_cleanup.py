@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 
-from etcdproxy_cleanup import deleterange_body, prefix_range, release_plan
+from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import (
+    deleterange_body,
+    prefix_range,
+    release_plan,
+)
 
 
 def in_range(key: bytes, name: str) -> bool:

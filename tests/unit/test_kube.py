@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from etcdproxy_kube import Kube
+from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
 from kubernetes import client
 
 

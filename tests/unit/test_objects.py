@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from etcdproxy_objects import contains, drifted, missing_owners, parse_quantity
+from ansible_collections.etcdproxy.operator.plugins.module_utils.drift import (
+    contains,
+    drifted,
+    missing_owners,
+    parse_quantity,
+)
 
 DESIRED = {
     "apiVersion": "v1", "kind": "Service",

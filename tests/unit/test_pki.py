@@ -7,10 +7,7 @@ import shutil
 import subprocess
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from etcdproxy_pki import (
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
     CertSpec,
     cert_pem,
     key_pem,
@@ -21,6 +18,9 @@ from etcdproxy_pki import (
     make_leaf,
     new_private_key,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)

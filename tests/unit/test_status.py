@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import datetime
 
-from etcdproxy_pki import CertSpec, cert_pem, load_certs, make_ca, make_leaf, new_private_key
-from etcdproxy_status import (
+from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import (
     Observed,
     check_core_material,
     desired_status,
@@ -15,6 +14,14 @@ from etcdproxy_status import (
     requeue_after,
     status_changes,
     transition_events,
+)
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
+    CertSpec,
+    cert_pem,
+    load_certs,
+    make_ca,
+    make_leaf,
+    new_private_key,
 )
 
 NOW = datetime.datetime(2026, 11, 24, 12, 0, tzinfo=datetime.UTC)
@@ -168,7 +175,7 @@ def test_core_reachability_condition_only_when_checked():
 
 
 def test_api_message_is_taken_from_kubernetes_core_failure_text():
-    from etcdproxy_status import api_message
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import api_message
 
     msg = ("Failed to create object: b'{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\","
            "\"message\":\"Deployment.apps \\\\\"etcd-x\\\\\" is invalid: spec.template.spec.containers[0]"
@@ -191,7 +198,7 @@ def test_core_reachable_is_unknown_when_not_checked_and_a_new_cause_is_a_new_eve
 
 
 def test_the_client_ca_depends_on_its_etcdstorage_first_and_on_the_core_material_that_exists():
-    from etcdproxy_status_kube import core_material_owners
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import core_material_owners
 
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "core-ca", "uid": "u-cm"}}
     assert core_material_owners("a", "u-es", cm, None) == [

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import datetime
 
-from etcdproxy_status import Observed, desired_status, requeue_after, transition_events
-from etcdproxy_usage import human_bytes, quantity_bytes, report_prefix, summarize
+from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import (
+    Observed,
+    desired_status,
+    requeue_after,
+    transition_events,
+)
+from ansible_collections.etcdproxy.operator.plugins.module_utils.usage import (
+    human_bytes,
+    quantity_bytes,
+    report_prefix,
+    summarize,
+)
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 LIMITS = {"storage": "1Mi", "keys": 10, "watches": 100}

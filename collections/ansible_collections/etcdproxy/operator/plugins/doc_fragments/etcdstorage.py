@@ -26,17 +26,17 @@ requirements:
     CORE = r"""
 options:
   core_ca_configmap:
-    description: ConfigMap holding the core etcd CA bundle.
+    description: ConfigMap holding the core etcd CA bundle (the role's C(etcdstorage_core_ca_configmap)).
     type: str
-    default: etcd-coreserving-ca
+    required: true
   core_ca_key:
     description: Key of the CA bundle in O(core_ca_configmap).
     type: str
-    default: ca.crt
+    required: true
   core_client_secret:
     description: kubernetes.io/tls Secret with the core etcd client certificate.
     type: str
-    default: etcd-coreserving-cert
+    required: true
   core_endpoints:
     description: Core etcd client URLs.
     type: list

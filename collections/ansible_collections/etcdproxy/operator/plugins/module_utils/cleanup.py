@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-OWNER_ANNOTATION = "etcd.etcdproxy.dev/storage"
-OUR_ANNOTATIONS = (OWNER_ANNOTATION, "etcd.etcdproxy.dev/storage-uid")
+from ansible_collections.etcdproxy.operator.plugins.module_utils.names import OWNER_ANNOTATION, UID_ANNOTATION
+
+OUR_ANNOTATIONS = (OWNER_ANNOTATION, UID_ANNOTATION)
 OUR_CONFIGMAP_KEYS = ("serving-ca.crt",)
 OUR_SECRET_KEYS = ("tls.crt", "tls.key")
 

@@ -7,14 +7,14 @@ private temporary directory.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from ansible.module_utils.etcdproxy_cleanup import deleterange_body
+from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import deleterange_body
+from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import secret_text
 
 
 @contextlib.contextmanager
@@ -31,15 +31,8 @@ def tls_files(ca_pem: str, cert_pem: str, key_pem: str) -> Iterator[dict[str, st
 
 def material(configmap: dict[str, Any] | None, secret: dict[str, Any] | None, ca_key: str) -> tuple[str, str, str]:
     """(CA, cert, key) PEM text from the admin's ConfigMap and TLS Secret (empty strings when absent)."""
-    data = (secret or {}).get("data") or {}
-
-    def decoded(key: str) -> str:
-        try:
-            return base64.b64decode(data.get(key) or "").decode()
-        except (ValueError, UnicodeDecodeError):
-            return ""
-
-    return ((configmap or {}).get("data") or {}).get(ca_key, ""), decoded("tls.crt"), decoded("tls.key")
+    text = secret_text(secret)
+    return ((configmap or {}).get("data") or {}).get(ca_key, ""), text.get("tls.crt", ""), text.get("tls.key", "")
 
 
 @contextlib.contextmanager

@@ -11,16 +11,17 @@ import os
 import socket
 from typing import Any
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils.names import (
+    API_VERSION,
+    COMPONENT,
+    EVENT_NAMESPACE,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+)
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
-
-GROUP = "etcd.etcdproxy.dev"
-VERSION = "v1alpha1"
-PLURAL = "etcdstorages"
-KIND = "EtcdStorage"
-COMPONENT = "etcdproxy-operator"
-# Events about cluster-scoped objects must be in this namespace (API validation).
-EVENT_NAMESPACE = "default"
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
@@ -128,7 +129,7 @@ class Kube:
         body = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta.get("name"),
+            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta.get("name"),
                                "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
             "type": event_type, "reason": reason, "message": message[:1024],
             "firstTimestamp": now_rfc3339, "lastTimestamp": now_rfc3339, "count": 1,
@@ -136,21 +137,3 @@ class Kube:
             "reportingComponent": COMPONENT, "reportingInstance": socket.gethostname()[:128],
         }
         self.core.create_namespaced_event(namespace, body)
-
-
-# Argument specs shared by the modules (documented by the doc fragment plugins/doc_fragments/etcdstorage.py).
-COMMON_OPTIONS: dict[str, dict[str, Any]] = dict(
-    name=dict(type="str", required=True),
-    namespace=dict(type="str", required=True),
-    kubeconfig=dict(type="path"),
-)
-CORE_OPTIONS: dict[str, dict[str, Any]] = dict(
-    core_ca_configmap=dict(type="str", default="etcd-coreserving-ca"),
-    core_ca_key=dict(type="str", default="ca.crt"),
-    core_client_secret=dict(type="str", default="etcd-coreserving-cert"),
-    core_endpoints=dict(type="list", elements="str", default=[]),
-)
-OBJECT_OPTIONS: dict[str, dict[str, Any]] = dict(
-    uid=dict(type="str", default=""),
-    spec=dict(type="dict", default={}),
-)

@@ -13,7 +13,8 @@ import datetime
 import json
 from typing import Any
 
-from ansible.module_utils.etcdproxy_status import WITHIN_LIMITS, Condition
+from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import WITHIN_LIMITS, Condition
+from ansible_collections.etcdproxy.operator.plugins.module_utils.times import parse_rfc3339
 
 REPORT_ROOT = "\x00etcdproxy-guard/usage"
 # A refusal keeps WithinLimits False this long; the role looks again this soon while it is False.
@@ -85,7 +86,7 @@ def human_bytes(n: int) -> str:
 
 def _when(text: str) -> datetime.datetime | None:
     try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_rfc3339(text)
     except (AttributeError, ValueError):
         return None
 

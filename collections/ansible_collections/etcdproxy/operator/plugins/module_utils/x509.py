@@ -1,16 +1,18 @@
 """X.509 primitives for etcdproxy-operator, on the ``cryptography`` library.
 
-Plain Python, no Ansible imports: the Ansible modules in ``library/`` and the
-local control-plane harness in ``hack/localcp`` both use it.
+Plain Python, no Ansible imports: the modules of this collection and the
+local control-plane harness in ``localcp`` both use it.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -146,3 +148,36 @@ def load_key(pem: str) -> PrivateKey:
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
         raise ValueError("unsupported private key type")
     return key
+
+
+# ---- comparing and bundling certificates --------------------------------------------------
+def fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()[:32]
+
+
+def bundle_pem(certs: list[x509.Certificate]) -> str:
+    """Deterministic PEM bundle: oldest first, no duplicates."""
+    seen, out = set(), []
+    for cert in sorted(certs, key=lambda c: (c.not_valid_before_utc, fingerprint(c))):
+        fp = fingerprint(cert)
+        if fp not in seen:
+            seen.add(fp)
+            out.append(cert_pem(cert))
+    return "".join(out)
+
+
+def bundle_hash(pem: str) -> str:
+    return hashlib.sha256(pem.encode()).hexdigest()[:16]
+
+
+def public_key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert.public_key().public_bytes(*fmt) == key.public_key().public_bytes(*fmt)
+
+
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+        return True
+    except (InvalidSignature, ValueError, TypeError):
+        return False

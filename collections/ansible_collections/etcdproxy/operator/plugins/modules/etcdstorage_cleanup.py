@@ -28,9 +28,9 @@ attributes:
 notes:
   - Reads the core etcd client key; the task calling it must set C(no_log).
 extends_documentation_fragment:
-  - etcdstorage
-  - etcdstorage.core
-  - etcdstorage.object
+  - etcdproxy.operator.etcdstorage
+  - etcdproxy.operator.etcdstorage.core
+  - etcdproxy.operator.etcdstorage.object
 """
 
 EXAMPLES = r"""
@@ -63,9 +63,15 @@ from ansible.module_utils.basic import AnsibleModule
 try:
     from kubernetes.client.rest import ApiException
 
-    from ansible.module_utils.etcdproxy_cleanup import release_plan
-    from ansible.module_utils.etcdproxy_core import delete_prefix, material
-    from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, CORE_OPTIONS, OBJECT_OPTIONS, Kube, api_client
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import release_plan
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_prefix, material
+    from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.args import (
+        COMMON_OPTIONS, CORE_OPTIONS, OBJECT_OPTIONS,
+    )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.spec import with_defaults
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
@@ -77,7 +83,7 @@ def run(module: AnsibleModule) -> dict:
     kube = Kube(api_client(p["kubeconfig"]))
     name, uid, ns, spec = p["name"], p["uid"], p["namespace"], p["spec"] or {}
     owner = {"metadata": {"name": name, "uid": uid}}
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = rfc3339(datetime.datetime.now(datetime.UTC))
     released, changed = {}, False
     dests = [("ConfigMap", d) for d in spec.get("caCertConfigMap") or []]
     dests += [("Secret", d) for d in spec.get("clientCertSecret") or []]
@@ -106,14 +112,14 @@ def run(module: AnsibleModule) -> dict:
 
     # The proxy's client CA ConfigMap also depends on the core material (see depend_on_core_material),
     # which would keep it after the EtcdStorage is gone: delete it here.
-    client_ca = f"etcd-{name}-client-ca"
+    client_ca = names.client_ca(name)
     if kube.get_configmap(ns, client_ca) is not None:
         changed = True
         if not module.check_mode:
             kube.delete_configmap(ns, client_ca)
 
     deleted = 0
-    policy = spec.get("deletionPolicy") or "Retain"
+    policy = with_defaults(spec)["deletionPolicy"]
     if policy == "Delete":
         changed = True
         if not module.check_mode:
@@ -145,7 +151,7 @@ def main() -> None:
         msg = f"deletion waits: {exc}"
         try:  # the task is no_log: say why in an Event too
             kube = Kube(api_client(module.params["kubeconfig"]))
-            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            now = rfc3339(datetime.datetime.now(datetime.UTC))
             kube.create_event({"metadata": {"name": module.params["name"], "uid": module.params["uid"]}},
                               "Warning", "CleanupFailed", msg, now)
         except Exception:

@@ -8,9 +8,10 @@ DOCUMENTATION = r"""
 module: etcdstorage_reconcile
 short_description: Certificates, status and proxy drift of an EtcdStorage in one module call
 description:
-  - Runs what M(etcdstorage_certs) and M(etcdstorage_status) do, in that order, in one process with one
-    Kubernetes client. Every module process pays for importing the kubernetes client (about 0.3 s on 2
-    cores); the role calls this one so a steady-state reconcile is a single module call.
+  - Issues, delivers and rotates the EtcdStorage's certificates (docs/certificates.md), then does what
+    M(etcdproxy.operator.etcdstorage_status) does, in one process with one Kubernetes client. Every module
+    process pays for importing the kubernetes client (about 0.3 s on 2 cores); the role calls this one so a
+    steady-state reconcile is a single module call.
   - Sets the annotation C(etcd.etcdproxy.dev/client-ca-hash) on the pod template of the proxy Deployment
     in O(proxy_objects) to the hash of the client CA bundle the proxy must trust, so the proxy restarts
     when (and only when) that bundle changes.
@@ -28,7 +29,9 @@ options:
     type: bool
     default: true
   ca_overlap:
-    description: See M(etcdstorage_certs).
+    description:
+      - Least time between publishing a next CA in the bundles and signing with it (a Go duration). Empty
+        means a sixth of the CA's lifetime. API servers must restart within it.
     type: str
     default: ''
   config_errors:
@@ -61,10 +64,10 @@ notes:
 requirements:
 - cryptography >= 42
 extends_documentation_fragment:
-  - etcdstorage
-  - etcdstorage.limits
-  - etcdstorage.core
-  - etcdstorage.object
+  - etcdproxy.operator.etcdstorage
+  - etcdproxy.operator.etcdstorage.limits
+  - etcdproxy.operator.etcdstorage.core
+  - etcdproxy.operator.etcdstorage.object
 """
 
 EXAMPLES = r"""
@@ -118,6 +121,15 @@ events:
   returned: always
   type: list
   elements: dict
+written:
+  description: The objects the certificate step wrote (kind namespace/name), in write order.
+  returned: always
+  type: list
+  elements: str
+msg:
+  description: Why nothing was done (the EtcdStorage no longer exists), or an empty string.
+  returned: always
+  type: str
 """
 
 import traceback
@@ -125,11 +137,14 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils.etcdproxy_certs_kube import (
-        CERT_OPTIONS, HASH_ANNOTATION, failed_result, reconcile_certificates,
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.step import (
+        CERT_OPTIONS, failed_result, reconcile_certificates,
     )
-    from ansible.module_utils.etcdproxy_kube import Kube, api_client
-    from ansible.module_utils.etcdproxy_status_kube import STATUS_OPTIONS, reconcile_status
+    from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import (
+        STATUS_OPTIONS, reconcile_status,
+    )
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
@@ -165,7 +180,7 @@ def run(module: AnsibleModule) -> dict:
         next_check_seconds=certs["next_check_seconds"] if certs else 0,
     )
     hash_value = certs["client_ca_hash"] if certs else ""
-    status = reconcile_status(kube, status_params, module.check_mode, (HASH_ANNOTATION, hash_value))
+    status = reconcile_status(kube, status_params, module.check_mode, (names.HASH_ANNOTATION, hash_value))
     return {
         "changed": bool(status["changed"] or (certs and certs["changed"])),
         "apply": status["apply"], "drift": status["drift"], "ready": status["ready"],

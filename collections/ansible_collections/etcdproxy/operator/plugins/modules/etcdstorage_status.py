@@ -67,9 +67,9 @@ attributes:
   check_mode:
     support: full
 extends_documentation_fragment:
-  - etcdstorage
-  - etcdstorage.limits
-  - etcdstorage.core
+  - etcdproxy.operator.etcdstorage
+  - etcdproxy.operator.etcdstorage.limits
+  - etcdproxy.operator.etcdstorage.core
 """
 
 EXAMPLES = r"""
@@ -122,8 +122,10 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible.module_utils.etcdproxy_kube import Kube, api_client
-    from ansible.module_utils.etcdproxy_status_kube import STATUS_OPTIONS, reconcile_status
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import (
+        STATUS_OPTIONS, reconcile_status,
+    )
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()

@@ -1,441 +1,299 @@
-"""Certificate decisions for one EtcdStorage: issuance, renewal and staged CA rotation.
+"""The certificate step's plan for one EtcdStorage: which objects to write, in which order, with which Events.
 
-Plain Python on ``cryptography`` (through etcdproxy_pki), no Ansible, no Kubernetes
-client; every function takes ``now`` so tests drive the clock.
+Pure: it takes what certs/step.py read (:class:`Observed`), the settings and the clock, and returns a
+:class:`Plan`. Writes come out in crash-safe order (docs/design.md), so that a crash between any two of
+them leaves nothing a peer cannot verify:
 
-Two CAs per EtcdStorage, each with the same life cycle (see docs/certificates.md):
-
-* ``serving``: signs the proxy's serving certificate; its trust bundle goes to the
-  API servers' ConfigMaps (key ``serving-ca.crt``).
-* ``client``: signs the API servers' client certificates; its trust bundle is what
-  the proxy trusts (``--trusted-ca-file``).
-
-A CA is replaced in three steps, so no peer ever meets a certificate it does not
-trust: (1) a *next* CA is created and appended to the trust bundle; (2) on a later
-reconcile, once every bundle carries it (and, for the client CA, the proxy has
-restarted with it) and the overlap period has passed, it becomes the signing CA and
-leaves are re-issued; (3) the old CA leaves the bundle once every leaf it signed
-has expired.
+1. the CA store (every CA key the operator will ever sign with is saved before anything it signed
+   leaves the operator; if this write fails, nothing after it is written);
+2. trust bundles: the proxy's client CA, then the API servers' serving CA ConfigMaps;
+3. leaves: the proxy's serving certificate, then the API servers' client certificates.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible.module_utils.etcdproxy_pki import (
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.decide import (
+    client_spec,
+    issue_leaf,
+    leaf_renewal_reason,
+    next_due,
+    overlap_for,
+    plan_ca,
+    renewal_time,
+    serving_spec,
+)
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.settings import Settings
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.store import KINDS, CAState, KeyPair, Store
+from ansible_collections.etcdproxy.operator.plugins.module_utils.rollout import rollout
+from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import b64e, secret_text
+from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
     CertSpec,
-    PrivateKey,
+    bundle_hash,
+    bundle_pem,
     cert_pem,
+    fingerprint,
     key_pem,
-    key_type_of,
     load_certs,
-    load_key,
-    make_ca,
-    make_leaf,
-    new_private_key,
 )
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
-KINDS = ("serving", "client")
-RENEW_AT = 2 / 3  # of a certificate's lifetime (cert-manager's rule)
-MIN_VALIDITY = datetime.timedelta(minutes=10)
-# A CA is renewed at two thirds of its life and every renewal rolls the proxy (the CRD holds this too).
-MIN_CA_VALIDITY = datetime.timedelta(hours=24)
+LABELS = {"app.kubernetes.io/managed-by": "etcdproxy-operator"}
+SERVING_CA_KEY = "serving-ca.crt"  # in the API servers' ConfigMaps
+CLIENT_CA_KEY = "ca.crt"  # in the proxy's client CA ConfigMap
 
 
-# ---------------------------------------------------------------------------------------------
-# Durations and small helpers
-# ---------------------------------------------------------------------------------------------
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+@dataclass
+class Destination:
+    """One usable entry of spec.caCertConfigMap or spec.clientCertSecret, and its live object."""
+
+    field: str
+    index: int
+    namespace: str
+    name: str
+    obj: dict[str, Any] | None
+
+    @property
+    def where(self) -> str:
+        return f"spec.{self.field}[{self.index}]"
 
 
-def parse_go_duration(text: str) -> datetime.timedelta:
-    """A Go duration such as ``730h``, ``1h30m`` or ``90s``; ValueError otherwise."""
-    s = text.strip()
-    if not s:
-        raise ValueError("empty duration")
-    total, i = 0.0, 0
-    while i < len(s):
-        j = i
-        while j < len(s) and (s[j].isdigit() or s[j] == "."):
-            j += 1
-        if j == i:
-            raise ValueError(f"invalid duration {text!r}")
-        number = float(s[i:j])
-        for unit in ("ns", "us", "µs", "ms", "s", "m", "h"):
-            if s.startswith(unit, j) and not (unit == "m" and s.startswith("ms", j)):
-                total += number * _UNITS[unit]
-                i = j + len(unit)
-                break
-        else:
-            raise ValueError(f"invalid duration {text!r}: missing unit")
-    return datetime.timedelta(seconds=total)
+@dataclass
+class Observed:
+    """What the step read for one EtcdStorage (None: the object does not exist)."""
+
+    name: str
+    namespace: str
+    uid: str
+    ca_secret: dict[str, Any] | None
+    client_ca: dict[str, Any] | None
+    serving: dict[str, Any] | None
+    deployment: dict[str, Any] | None
+    ca_destinations: list[Destination]
+    client_destinations: list[Destination]
+    listed_ca_destinations: int  # entries of spec.caCertConfigMap, usable or not
 
 
-def iso(t: datetime.datetime) -> str:
-    return t.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass
+class Write:
+    kind: str  # Secret or ConfigMap
+    namespace: str
+    name: str
+    existing: dict[str, Any] | None
+    body: dict[str, Any]  # a merge patch of existing, or the object to create
+    where: str
+    holds_ca: bool = False  # if this write fails, nothing after it may be written
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
 
 
-def parse_iso(text: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+@dataclass
+class Plan:
+    writes: list[Write] = field(default_factory=list)
+    events: list[dict[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    client_hash: str = ""
+    certificates: dict[str, Any] = field(default_factory=dict)
+    due: datetime.datetime | None = None
+
+    def event(self, event_type: str, reason: str, message: str) -> None:
+        self.events.append({"type": event_type, "reason": reason, "message": message})
 
 
-def fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex()[:32]
-
-
-def renewal_time(cert: x509.Certificate) -> datetime.datetime:
-    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return start + (end - start) * RENEW_AT
-
-
-def bundle_pem(certs: list[x509.Certificate]) -> str:
-    """Deterministic PEM bundle: oldest first, no duplicates."""
-    seen, out = set(), []
-    for cert in sorted(certs, key=lambda c: (c.not_valid_before_utc, fingerprint(c))):
-        fp = fingerprint(cert)
-        if fp not in seen:
-            seen.add(fp)
-            out.append(cert_pem(cert))
-    return "".join(out)
-
-
-def bundle_hash(pem: str) -> str:
-    return hashlib.sha256(pem.encode()).hexdigest()[:16]
-
-
-def public_key_matches(cert: x509.Certificate, key: PrivateKey) -> bool:
-    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return cert.public_key().public_bytes(*fmt) == key.public_key().public_bytes(*fmt)
-
-
-def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+def bundle_fingerprints(pem: str) -> set[str]:
     try:
-        cert.verify_directly_issued_by(ca)
-        return True
-    except (InvalidSignature, ValueError, TypeError):
+        return {fingerprint(c) for c in load_certs(pem)}
+    except ValueError:
+        return set()
+
+
+def proxy_rolled(deployment: dict[str, Any] | None, want_hash: str) -> bool:
+    """The proxy runs, on every replica, a pod template that trusts the bundle with ``want_hash``."""
+    if not deployment:
         return False
+    state = rollout(deployment)
+    return state.pod_annotations.get(names.HASH_ANNOTATION) == want_hash and state.complete
 
 
-# ---------------------------------------------------------------------------------------------
-# Settings from the spec
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Settings:
-    ca_validity: datetime.timedelta
-    serving_validity: datetime.timedelta
-    client_validity: datetime.timedelta
-    key_type: str = "ecdsa"
-    # Least time between publishing a next CA and signing with it. None: a sixth of
-    # the CA's lifetime (half of the last third).
-    overlap: datetime.timedelta | None = None
-    rotate_token: str = ""
-    rotate_ca_token: str = ""
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any], annotations: dict[str, str],
-                  overlap: datetime.timedelta | None = None) -> Settings:
-        def validity(field_name: str, default: str) -> datetime.timedelta:
-            raw = spec.get(field_name) or default
-            try:
-                value = parse_go_duration(str(raw))
-            except ValueError as exc:
-                raise ValueError(f"spec.{field_name}: {exc}; use a Go duration such as 730h") from exc
-            least, text = ((MIN_CA_VALIDITY, "24h") if field_name == "signingCertificateValidity"
-                           else (MIN_VALIDITY, "10m"))
-            if value < least:
-                raise ValueError(f"spec.{field_name}: {raw} is shorter than {text}")
-            return value
-
-        algo = str(spec.get("keyAlgorithm") or "ECDSA").lower()
-        if algo not in ("ecdsa", "rsa"):
-            raise ValueError(f"spec.keyAlgorithm: {spec.get('keyAlgorithm')!r} must be ECDSA or RSA")
-        return cls(
-            ca_validity=validity("signingCertificateValidity", "8760h"),
-            serving_validity=validity("servingCertificateValidity", "2160h"),
-            client_validity=validity("clientCertificateValidity", "2160h"),
-            key_type=algo,
-            overlap=overlap,
-            rotate_token=annotations.get("etcd.etcdproxy.dev/rotate", ""),
-            rotate_ca_token=annotations.get("etcd.etcdproxy.dev/rotate-ca", ""),
-        )
+def write_if_changed(kind: str, namespace: str, name: str, existing: dict[str, Any] | None, data: dict[str, str],
+                     where: str, owner: str, tls: bool = False, extra_annotations: dict[str, str] | None = None,
+                     remove_keys: tuple[str, ...] | list[str] = (), holds_ca: bool = False) -> Write | None:
+    """A write of ``data`` (text values) and our annotations, or None when ``existing`` already holds them."""
+    current = secret_text(existing) if kind == "Secret" else dict((existing or {}).get("data") or {})
+    meta = (existing or {}).get("metadata") or {}
+    annotations = {names.OWNER_ANNOTATION: owner, **(extra_annotations or {})}
+    stale_keys = [k for k in remove_keys if k in current and k not in data]
+    if all(current.get(k) == v for k, v in data.items()) and not stale_keys and \
+            all((meta.get("annotations") or {}).get(k) == v for k, v in annotations.items()):
+        return None
+    encoded: dict[str, Any] = {k: b64e(v) for k, v in data.items()} if kind == "Secret" else dict(data)
+    # A merge patch keeps keys it does not mention: ours that must go are set to null.
+    encoded.update({k: None for k in stale_keys} if existing is not None else {})
+    body: dict[str, Any] = {"metadata": {"labels": dict(LABELS), "annotations": annotations}, "data": encoded}
+    if existing is None and kind == "Secret":
+        body["type"] = "kubernetes.io/tls" if tls else "Opaque"
+    return Write(kind, namespace, name, existing, body, where, holds_ca)
 
 
-# ---------------------------------------------------------------------------------------------
-# CA state, kept in the Secret etcd-<name>-ca of the operator namespace
-# ---------------------------------------------------------------------------------------------
 @dataclass
-class KeyPair:
+class _Leaf:
     cert: x509.Certificate
-    key: PrivateKey
+    data: dict[str, str] | None  # None: the existing one stays
 
 
-@dataclass
-class CAState:
-    current: KeyPair | None = None
-    next: KeyPair | None = None
-    next_created: datetime.datetime | None = None
-    # Old CAs still trusted, with the time their last leaf expires.
-    retired: list[tuple[x509.Certificate, datetime.datetime]] = field(default_factory=list)
-    # Latest notAfter of the leaves each CA (by fingerprint) signed.
-    issued_until: dict[str, datetime.datetime] = field(default_factory=dict)
-
-    def trust(self) -> list[x509.Certificate]:
-        certs = [c for c, _ in self.retired]
-        certs += [kp.cert for kp in (self.current, self.next) if kp]
-        return certs
-
-    def note_issued(self, leaf: x509.Certificate) -> None:
-        assert self.current is not None
-        fp = fingerprint(self.current.cert)
-        end = leaf.not_valid_after_utc
-        if fp not in self.issued_until or self.issued_until[fp] < end:
-            self.issued_until[fp] = end
+def _leaf(plan: Plan, existing: dict[str, Any] | None, spec: CertSpec, issuer_state: CAState, issuer: KeyPair,
+          validity: datetime.timedelta, settings: Settings, now: datetime.datetime, force: bool,
+          where: str, label: str) -> _Leaf:
+    """The leaf to keep, or a new one (noted in the issuer's state). ValueError if it cannot be issued."""
+    text = secret_text(existing)
+    reason = leaf_renewal_reason(text.get("tls.crt"), text.get("tls.key"), spec, issuer, validity,
+                                 settings.key_type, now, force)
+    if reason is None:
+        return _Leaf(load_certs(text["tls.crt"])[0], None)
+    if reason == "unparsable":
+        plan.event("Warning", "ReplacedInvalidData", f"{where}: tls.crt/tls.key did not parse; replaced")
+    cert, key = issue_leaf(spec, issuer, validity, settings.key_type, now)
+    issuer_state.note_issued(cert)
+    if reason != "missing":
+        plan.event("Normal", "CertificateRenewed", f"{label} renewed: {reason}")
+    return _Leaf(cert, {"tls.crt": cert_pem(cert), "tls.key": key_pem(key)})
 
 
-@dataclass
-class Store:
-    """Everything in the CA Secret."""
+def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime) -> Plan:
+    """Every certificate decision of one EtcdStorage, as ordered writes and Events."""
+    plan = Plan()
+    name, ns = obs.name, obs.namespace
+    ca_name = names.ca_store(name)
 
-    cas: dict[str, CAState] = field(default_factory=lambda: {k: CAState() for k in KINDS})
-    rotate_token: str = ""
-    rotate_ca_token: str = ""
+    # ---- the CA store ----------------------------------------------------------------------
+    stored = secret_text(obs.ca_secret)
+    stale = obs.ca_secret is not None and bool(obs.uid) and \
+        ((obs.ca_secret["metadata"].get("annotations") or {}).get(names.UID_ANNOTATION) not in (None, obs.uid))
+    if stale:
+        plan.event("Warning", "StaleMaterialReplaced",
+                   f"Secret {ns}/{ca_name} belonged to an earlier EtcdStorage named {name}; new CAs are issued")
+        store, store_problems = Store(), []
+    else:
+        store, store_problems = Store.from_secret_data(stored)
+    for prob in store_problems:
+        plan.event("Warning", "ReplacedInvalidData", f"Secret {ns}/{ca_name}: {prob}; replaced")
+    store_changed = bool(store_problems) or stale or obs.ca_secret is None
 
-    def to_secret_data(self) -> dict[str, str]:
-        data: dict[str, str] = {}
-        state: dict[str, Any] = {"version": 1, "rotate": self.rotate_token, "rotateCA": self.rotate_ca_token}
-        for kind, ca in self.cas.items():
-            for slot, kp in (("", ca.current), ("-next", ca.next)):
-                if kp:
-                    data[f"{kind}-ca{slot}.crt"] = cert_pem(kp.cert)
-                    data[f"{kind}-ca{slot}.key"] = key_pem(kp.key)
-            state[kind] = {
-                "nextCreated": iso(ca.next_created) if ca.next_created else None,
-                "retired": [{"cert": cert_pem(c), "until": iso(u)} for c, u in ca.retired],
-                "issuedUntil": {fp: iso(t) for fp, t in sorted(ca.issued_until.items())},
-            }
-        data["state.json"] = json.dumps(state, sort_keys=True, indent=1)
-        return data
+    # ---- CAs: staged rotation ------------------------------------------------------------------
+    force_ca = bool(settings.rotate_ca_token) and settings.rotate_ca_token != store.rotate_ca_token
+    for kind in KINDS:
+        ca = store.cas[kind]
+        delivered = False
+        if ca.next is not None:
+            fp = fingerprint(ca.next.cert)
+            if kind == "serving":
+                delivered = len(obs.ca_destinations) == obs.listed_ca_destinations and all(
+                    fp in bundle_fingerprints(((d.obj or {}).get("data") or {}).get(SERVING_CA_KEY, ""))
+                    for d in obs.ca_destinations)
+            else:
+                pem = ((obs.client_ca or {}).get("data") or {}).get(CLIENT_CA_KEY, "")
+                delivered = fp in bundle_fingerprints(pem) and proxy_rolled(obs.deployment, bundle_hash(pem))
+        ca_plan = plan_ca(kind, ca, name, settings, now, force_ca, delivered)
+        store_changed |= ca_plan.changed
+        for ev in ca_plan.events:
+            plan.event(*ev)
+    if force_ca:
+        store.rotate_ca_token = settings.rotate_ca_token
+        store_changed = True
+    client_bundle = bundle_pem(store.cas["client"].trust())
+    serving_bundle = bundle_pem(store.cas["serving"].trust())
+    plan.client_hash = bundle_hash(client_bundle)
 
-    @classmethod
-    def from_secret_data(cls, data: dict[str, str]) -> tuple[Store, list[str]]:
-        """The store and the problems found (unreadable parts are dropped, and re-created)."""
-        problems: list[str] = []
-        store = cls()
+    # ---- leaves ------------------------------------------------------------------------------
+    force_leaf = bool(settings.rotate_token) and settings.rotate_token != store.rotate_token
+    if force_leaf:
+        store.rotate_token = settings.rotate_token
+        store_changed = True
+    serving_ca, client_ca = store.cas["serving"].current, store.cas["client"].current
+    assert serving_ca is not None and client_ca is not None  # plan_ca created them
+    serving = _leaf(plan, obs.serving, serving_spec(name, ns), store.cas["serving"], serving_ca,
+                    settings.serving_validity, settings, now, force_leaf,
+                    f"Secret {ns}/{names.serving(name)}", "proxy serving certificate")
+    clients: list[tuple[Destination, _Leaf]] = []
+    for d in obs.client_destinations:
         try:
-            state = json.loads(data.get("state.json") or "{}")
-        except ValueError:
-            state, _ = {}, problems.append("state.json is not JSON")
-        store.rotate_token = str(state.get("rotate") or "")
-        store.rotate_ca_token = str(state.get("rotateCA") or "")
-        for kind in KINDS:
-            ca = store.cas[kind]
-            for slot in ("", "-next"):
-                crt, key = data.get(f"{kind}-ca{slot}.crt"), data.get(f"{kind}-ca{slot}.key")
-                if not crt and not key:
-                    continue
-                try:
-                    pair = KeyPair(load_certs(crt or "")[0], load_key(key or ""))
-                    if not public_key_matches(pair.cert, pair.key):
-                        raise ValueError("key does not match certificate")
-                except ValueError as exc:
-                    problems.append(f"{kind}-ca{slot}: {exc}")
-                    continue
-                if slot:
-                    ca.next = pair
-                else:
-                    ca.current = pair
-            kstate = state.get(kind) or {}
-            if ca.next is not None:
-                created = kstate.get("nextCreated")
-                ca.next_created = parse_iso(created) if created else ca.next.cert.not_valid_before_utc
-            for item in kstate.get("retired") or []:
-                try:
-                    ca.retired.append((load_certs(item["cert"])[0], parse_iso(item["until"])))
-                except (KeyError, ValueError) as exc:
-                    problems.append(f"{kind} retired CA: {exc}")
-            for fp, t in (kstate.get("issuedUntil") or {}).items():
-                ca.issued_until[fp] = parse_iso(t)
-        return store, problems
+            leaf = _leaf(plan, d.obj, client_spec(name, d.namespace, d.name), store.cas["client"], client_ca,
+                         settings.client_validity, settings, now, force_leaf, d.where,
+                         f"client certificate {d.namespace}/{d.name}")
+        except ValueError as exc:  # one destination's problem never holds back the others
+            plan.problems.append(f"{d.where}: cannot issue a client certificate for Secret {d.namespace}/{d.name}: "
+                                 f"{exc}")
+            continue
+        clients.append((d, leaf))
+    store_changed |= serving.data is not None or any(leaf.data is not None for _, leaf in clients)
 
-
-# ---------------------------------------------------------------------------------------------
-# Decisions
-# ---------------------------------------------------------------------------------------------
-# X.509 (RFC 5280 ub-common-name) allows at most 64 characters in a Common Name.
-MAX_COMMON_NAME = 64
-
-
-def fit_common_name(text: str) -> str:
-    """``text`` if it fits a Common Name, else its start and a hash of the whole (still unique, stable)."""
-    if len(text) <= MAX_COMMON_NAME:
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-    return f"{text[:MAX_COMMON_NAME - len(digest) - 1]}~{digest}"
-
-
-def ca_spec(name: str, kind: str) -> CertSpec:
-    return CertSpec(common_name=fit_common_name(f"etcdproxy {kind} CA for {name}"), organization="etcdproxy-operator",
-                    usage="ca")
-
-
-def ca_rotation_reason(ca: x509.Certificate, key: PrivateKey, settings: Settings, now: datetime.datetime,
-                       forced: bool) -> str | None:
-    """Why a signing CA must be succeeded by a next CA (or None)."""
-    if forced:
-        return "rotation requested by annotation etcd.etcdproxy.dev/rotate-ca"
-    if now >= renewal_time(ca):
-        return f"CA reached 2/3 of its lifetime ({iso(renewal_time(ca))})"
-    if ca.not_valid_after_utc - now > settings.ca_validity + datetime.timedelta(minutes=1):
-        return "spec.signingCertificateValidity is now shorter than what the CA has left"
-    if key_type_of(key) != settings.key_type:
-        return f"spec.keyAlgorithm changed to {settings.key_type.upper()}"
-    return None
-
-
-def overlap_for(ca: x509.Certificate, settings: Settings) -> datetime.timedelta:
-    if settings.overlap is not None:
-        return settings.overlap
-    return (ca.not_valid_after_utc - ca.not_valid_before_utc) / 6
-
-
-@dataclass
-class CAPlan:
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    changed: bool = False
-
-
-def plan_ca(kind: str, ca: CAState, name: str, settings: Settings, now: datetime.datetime,
-            force_rotation: bool, next_delivered: bool) -> CAPlan:
-    """Advance one CA's life cycle in place. ``next_delivered``: every consumer already trusts ``ca.next``."""
-    plan = CAPlan()
-    # (3) drop retired CAs whose leaves have all expired
-    keep = [(c, until) for c, until in ca.retired if until > now]
-    if len(keep) != len(ca.retired):
-        ca.retired = keep
-        plan.changed = True
-        plan.events.append(("Normal", "CARetired", f"old {kind} CA removed from the trust bundle"))
-    if ca.current is None:
-        if ca.next is not None:  # a crash between steps: promote what we had
-            ca.current, ca.next, ca.next_created = ca.next, None, None
-        else:
-            key = new_private_key(settings.key_type)
-            ca.current = KeyPair(make_ca(ca_spec(name, kind), key, now, settings.ca_validity), key)
-            plan.events.append(("Normal", "CAIssued", f"{kind} CA issued"))
-        plan.changed = True
-        return plan
-    # (2) promote the next CA once it is delivered and the overlap has passed
-    if ca.next is not None:
-        due = (ca.next_created or now) + overlap_for(ca.current.cert, settings)
-        if next_delivered and now >= due:
-            old = ca.current
-            until = ca.issued_until.get(fingerprint(old.cert), old.cert.not_valid_after_utc)
-            until = min(until, old.cert.not_valid_after_utc)
-            if until > now:
-                ca.retired.append((old.cert, until))
-            ca.issued_until.pop(fingerprint(old.cert), None)
-            ca.current, ca.next, ca.next_created = ca.next, None, None
-            plan.changed = True
-            plan.events.append(("Normal", "CAPromoted",
-                                f"new {kind} CA now signs certificates; the old one stays trusted until {iso(until)}"))
-        return plan
-    # (1) start a rotation: create the next CA and publish it in the bundles only
-    reason = ca_rotation_reason(ca.current.cert, ca.current.key, settings, now, force_rotation)
-    if reason:
-        key = new_private_key(settings.key_type)
-        ca.next = KeyPair(make_ca(ca_spec(name, kind), key, now, settings.ca_validity), key)
-        ca.next_created = now
-        plan.changed = True
-        due = now + overlap_for(ca.current.cert, settings)
-        plan.events.append(("Normal", "CARotationStarted",
-                            f"{kind} CA rotation: new CA added to the trust bundle ({reason}); it will sign "
-                            f"certificates from {iso(due)}"))
+    # ---- writes, in crash-safe order: CA store, trust bundles, then leaves ----------------------
+    writes: list[Write | None] = []
+    if store_changed:
+        writes.append(write_if_changed(
+            "Secret", ns, ca_name, obs.ca_secret, store.to_secret_data(), "CA store", name,
+            extra_annotations={names.UID_ANNOTATION: obs.uid} if obs.uid else None,
+            remove_keys=[k for k in stored if k.endswith((".crt", ".key"))], holds_ca=True))
+    writes.append(write_if_changed("ConfigMap", ns, names.client_ca(name), obs.client_ca,
+                                   {CLIENT_CA_KEY: client_bundle}, "proxy client CA", name))
+    for d in obs.ca_destinations:
+        old = ((d.obj or {}).get("data") or {}).get(SERVING_CA_KEY)
+        if old and not bundle_fingerprints(old):
+            plan.event("Warning", "ReplacedInvalidData",
+                       f"ConfigMap {d.namespace}/{d.name} key {SERVING_CA_KEY} was not a PEM bundle; replaced")
+        writes.append(write_if_changed("ConfigMap", d.namespace, d.name, d.obj, {SERVING_CA_KEY: serving_bundle},
+                                       d.where, name))
+    if serving.data:
+        writes.append(write_if_changed("Secret", ns, names.serving(name), obs.serving, serving.data,
+                                       "proxy serving certificate", name, tls=True))
+    for d, leaf in clients:
+        if leaf.data:
+            kind = (d.obj or {}).get("type") or "kubernetes.io/tls"
+            if kind != "kubernetes.io/tls":  # said when we write into it, not on every reconcile
+                plan.event("Warning", "DestinationNotTLS",
+                           f"{d.where}: Secret {d.namespace}/{d.name} has type {kind}, not kubernetes.io/tls; "
+                           "tls.crt and tls.key are delivered into it anyway (a Secret's type cannot change: "
+                           "delete it to let the operator create a kubernetes.io/tls one)")
+            writes.append(write_if_changed("Secret", d.namespace, d.name, d.obj, leaf.data, d.where, name, tls=True))
+    plan.writes = [w for w in writes if w is not None]
+    plan.certificates = describe(store, serving.cert, [(d, leaf.cert) for d, leaf in clients], settings, now)
+    plan.due = next_due(store, [serving.cert] + [leaf.cert for _, leaf in clients], settings, now)
     return plan
 
 
-def leaf_renewal_reason(cert_text: str | None, key_text: str | None, spec: CertSpec, issuer: KeyPair,
-                        validity: datetime.timedelta, key_type: str, now: datetime.datetime,
-                        forced: bool) -> str | None:
-    """Why a delivered leaf must be re-issued, or None when it is fine."""
-    if not cert_text or not key_text:
-        return "missing"
-    try:
-        cert = load_certs(cert_text)[0]
-        key = load_key(key_text)
-    except ValueError:
-        return "unparsable"
-    if not public_key_matches(cert, key):
-        return "key does not match the certificate"
-    if forced:
-        return "renewal requested by annotation etcd.etcdproxy.dev/rotate"
-    if not signed_by(cert, issuer.cert):
-        return "not signed by the current CA"
-    if now >= renewal_time(cert):
-        return "reached 2/3 of its lifetime"
-    if now >= cert.not_valid_after_utc:
-        return "expired"
-    if cert.not_valid_after_utc - now > validity + datetime.timedelta(minutes=1):
-        return "validity in the spec is now shorter than what the certificate has left"
-    if cert.subject != spec.subject():
-        return "subject does not match the spec"
-    if _sans(cert) != (sorted(spec.dns_names), sorted(spec.ip_addresses)):
-        return "names (SANs) do not match the spec"
-    if key_type_of(key) != key_type:
-        return f"key algorithm is not {key_type.upper()}"
-    return None
-
-
-def _sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
-    try:
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return [], []
-    return sorted(ext.get_values_for_type(x509.DNSName)), sorted(str(i) for i in ext.get_values_for_type(
-        x509.IPAddress))
-
-
-def issue_leaf(spec: CertSpec, issuer: KeyPair, validity: datetime.timedelta, key_type: str,
-               now: datetime.datetime) -> tuple[x509.Certificate, PrivateKey]:
-    key = new_private_key(key_type)
-    return make_leaf(spec, key.public_key(), issuer.cert, issuer.key, now, validity), key
-
-
-def serving_spec(name: str, namespace: str) -> CertSpec:
-    svc = f"etcd-{name}"
-    return CertSpec(
-        common_name=svc, organization="etcdproxy-operator", usage="server",
-        dns_names=(svc, f"{svc}.{namespace}", f"{svc}.{namespace}.svc", f"{svc}.{namespace}.svc.cluster.local",
-                   "localhost"),
-        ip_addresses=("127.0.0.1",),
-    )
-
-
-def client_spec(name: str, dest_namespace: str, dest_name: str) -> CertSpec:
-    return CertSpec(common_name=fit_common_name(f"etcdstorage:{name}:{dest_namespace}/{dest_name}"),
-                    organization="etcdproxy-client", usage="client")
-
-
-def common_name(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
-
-
-def next_due(store: Store, leaves: list[x509.Certificate], settings: Settings,
-             now: datetime.datetime) -> datetime.datetime | None:
-    """The earliest moment a later reconcile has something to do (renewal, promotion, retirement)."""
-    times: list[datetime.datetime] = [renewal_time(c) for c in leaves]
-    for ca in store.cas.values():
-        if ca.current:
-            times.append(renewal_time(ca.current.cert))
-            if ca.next is not None:
-                times.append((ca.next_created or now) + overlap_for(ca.current.cert, settings))
-        times += [until for _, until in ca.retired]
-    future = [t for t in times if t > now]
-    return min(future) if future else None
+def describe(store: Store, serving_cert: x509.Certificate | None,
+             clients: list[tuple[Destination, x509.Certificate]], settings: Settings,
+             now: datetime.datetime) -> dict[str, Any]:
+    """``status.certificates``: expiry and renewal times, CA rotation state."""
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        ca = store.cas[kind]
+        if not ca.current:
+            continue
+        entry: dict[str, Any] = {"notAfter": rfc3339(ca.current.cert.not_valid_after_utc),
+                                 "renewalTime": rfc3339(renewal_time(ca.current.cert))}
+        if ca.next is not None:
+            start = ca.next_created or now
+            entry["rotation"] = {
+                "phase": "Overlap",
+                "overlapStart": rfc3339(start),
+                "signingFrom": rfc3339(start + overlap_for(ca.current.cert, settings)),
+                "nextNotAfter": rfc3339(ca.next.cert.not_valid_after_utc),
+            }
+        if ca.retired:
+            entry["previousTrustedUntil"] = rfc3339(max(u for _, u in ca.retired))
+        out[f"{kind}CA"] = entry
+    if serving_cert is not None:
+        out["serving"] = {"notAfter": rfc3339(serving_cert.not_valid_after_utc),
+                          "renewalTime": rfc3339(renewal_time(serving_cert))}
+    out["clients"] = [{"namespace": d.namespace, "name": d.name,
+                       "notAfter": rfc3339(c.not_valid_after_utc), "renewalTime": rfc3339(renewal_time(c))}
+                      for d, c in clients]
+    return out

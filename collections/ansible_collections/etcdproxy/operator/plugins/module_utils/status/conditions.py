@@ -8,10 +8,14 @@ no write).
 
 from __future__ import annotations
 
-import base64
 import datetime
 from dataclasses import dataclass, field
 from typing import Any
+
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+from ansible_collections.etcdproxy.operator.plugins.module_utils.rollout import rollout
+from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import b64d
+from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
 
 # Condition types, in the order they are reported.
 CORE_CONFIGURED = "CoreEtcdConfigured"
@@ -64,8 +68,6 @@ class Observed:
     apply_error: str = ""
 
 
-def rfc3339(now: datetime.datetime) -> str:
-    return now.astimezone(datetime.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_core_material(configmap: dict[str, Any] | None, secret: dict[str, Any] | None,
@@ -100,8 +102,8 @@ def check_core_material(configmap: dict[str, Any] | None, secret: dict[str, Any]
                             f"core etcd client certificate and key")
         elif parse_certs is not None:
             try:
-                parse_certs(base64.b64decode(data["tls.crt"]).decode())
-            except (ValueError, UnicodeDecodeError):
+                parse_certs(b64d(data["tls.crt"]))
+            except ValueError:
                 problems.append(f"Secret {namespace}/{secret_name} tls.crt is not a PEM certificate")
     return problems
 
@@ -109,14 +111,9 @@ def check_core_material(configmap: dict[str, Any] | None, secret: dict[str, Any]
 def proxy_condition(deployment: dict[str, Any] | None) -> Condition:
     if deployment is None:
         return Condition(PROXY_AVAILABLE, "False", "DeploymentMissing", "the proxy Deployment does not exist yet")
-    meta = deployment.get("metadata") or {}
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
-    want = int(spec.get("replicas", 1))
-    available = int(status.get("availableReplicas") or 0)
-    updated = int(status.get("updatedReplicas") or 0)
-    current = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
-    conds = {c.get("type"): c for c in status.get("conditions") or []}
+    state = rollout(deployment)
+    want, available, updated = state.want, state.available, state.updated
+    conds = {c.get("type"): c for c in (deployment.get("status") or {}).get("conditions") or []}
     progressing = conds.get("Progressing") or {}
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         return Condition(PROXY_AVAILABLE, "False", "ProgressDeadlineExceeded",
@@ -125,7 +122,7 @@ def proxy_condition(deployment: dict[str, Any] | None) -> Condition:
         return Condition(PROXY_AVAILABLE, "False", "NoReplicasAvailable",
                          f"0/{want} proxy replicas available; pods wait for the core etcd material and "
                          f"the certificates they mount")
-    if not current or updated < want or available < want:
+    if not state.current or updated < want or available < want:
         return Condition(PROXY_AVAILABLE, "True", "RollingOut",
                          f"{available}/{want} proxy replicas available, {updated} updated")
     return Condition(PROXY_AVAILABLE, "True", "MinimumReplicasAvailable",
@@ -171,7 +168,7 @@ def desired_conditions(obs: Observed) -> list[Condition]:
         conds.append(Condition(READY, "False", first.reason, f"{first.type}: {first.message}"))
     else:
         conds.append(Condition(READY, "True", "Ready",
-                               f"serving at https://etcd-{obs.name}.{obs.namespace}.svc:2379 "
+                               f"serving at {names.endpoint(obs.name, obs.namespace)} "
                                f"with prefix /{obs.name}/"))
     return conds
 
@@ -190,7 +187,7 @@ def desired_status(obs: Observed, old_status: dict[str, Any] | None, now: dateti
     status: dict[str, Any] = dict(old_status or {})
     status.update({
         "observedGeneration": observed,
-        "endpoint": f"https://etcd-{obs.name}.{obs.namespace}.svc:2379",
+        "endpoint": names.endpoint(obs.name, obs.namespace),
         "prefix": f"/{obs.name}/",
         "conditions": conditions,
     })

@@ -9,11 +9,17 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ansible.module_utils.etcdproxy_core import health, material, session
-from ansible.module_utils.etcdproxy_kube import COMMON_OPTIONS, CORE_OPTIONS, GROUP, KIND, VERSION, Kube
-from ansible.module_utils.etcdproxy_objects import drifted, missing_owners, object_key, owner_reference
-from ansible.module_utils.etcdproxy_pki import load_certs
-from ansible.module_utils.etcdproxy_status import (
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+from ansible_collections.etcdproxy.operator.plugins.module_utils.args import COMMON_OPTIONS, CORE_OPTIONS
+from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import health, material, session
+from ansible_collections.etcdproxy.operator.plugins.module_utils.drift import (
+    drifted,
+    missing_owners,
+    object_key,
+    owner_reference,
+)
+from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
+from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import (
     Observed,
     api_message,
     check_core_material,
@@ -21,18 +27,12 @@ from ansible.module_utils.etcdproxy_status import (
     merge_patch,
     previous_apply_error,
     requeue_after,
-    rfc3339,
     status_changes,
     transition_events,
 )
-from ansible.module_utils.etcdproxy_usage import RECHECK_SECONDS, read_reports, summarize
-
-
-def parse_duration_seconds(value: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600}
-    if value and value[-1] in units and value[:-1].isdigit():
-        return int(value[:-1]) * units[value[-1]]
-    raise ValueError(f"retry_period {value!r} must look like 30s, 5m or 1h")
+from ansible_collections.etcdproxy.operator.plugins.module_utils.times import duration_seconds, rfc3339
+from ansible_collections.etcdproxy.operator.plugins.module_utils.usage import RECHECK_SECONDS, read_reports, summarize
+from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import load_certs
 
 
 def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
@@ -51,7 +51,7 @@ def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str
 
 def core_material_owners(name: str, uid: str, *core: dict[str, Any] | None) -> list[dict[str, str]]:
     """Owners of the proxy's client CA ConfigMap: its EtcdStorage first, then the core material that exists."""
-    owners = [owner_reference({"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+    owners = [owner_reference({"apiVersion": names.API_VERSION, "kind": names.KIND,
                                "metadata": {"name": name, "uid": uid}})]
     return owners + [owner_reference(obj) for obj in core if obj is not None]
 
@@ -69,12 +69,12 @@ def depend_on_core_material(kube: Kube, namespace: str, name: str, uid: str, che
     """
     if not uid:
         return False
-    live = kube.get_configmap(namespace, f"etcd-{name}-client-ca")
+    live = kube.get_configmap(namespace, names.client_ca(name))
     if live is None:  # not written yet: the next reconcile adds them
         return False
     missing = missing_owners(live, core_material_owners(name, uid, *core))
     if missing and not check_mode:
-        kube.add_owner_references("ConfigMap", namespace, f"etcd-{name}-client-ca", missing)
+        kube.add_owner_references("ConfigMap", namespace, names.client_ca(name), missing)
     return bool(missing)
 
 
@@ -104,7 +104,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
                 "apply": apply, "drift": drift}
     if not p["proxy_objects"]:
-        live_deployment = kube.get_deployment(ns, f"etcd-{name}")
+        live_deployment = kube.get_deployment(ns, names.proxy(name))
     core_cm, core_secret = kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"])
     dependency_changed = depend_on_core_material(kube, ns, name, cr["metadata"].get("uid") or "", check_mode,
                                                  core_cm, core_secret)
@@ -142,7 +142,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         for ev in events:
             kube.create_event(cr, ev.type, ev.reason, ev.message, rfc3339(now))
         kube.patch_etcdstorage_status(name, merge_patch(old, new))
-    retry = requeue_after(new, parse_duration_seconds(p["retry_period"]), RECHECK_SECONDS)
+    retry = requeue_after(new, duration_seconds(p["retry_period"], "retry_period"), RECHECK_SECONDS)
     due = p["next_check_seconds"]
     if due and due < p["max_requeue_seconds"]:
         retry = min(retry, due) if retry else due

@@ -1,0 +1,33 @@
+"""The fake node kwok runs: where the proxy Deployments' pods are scheduled (they never run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import FAKE_NODE
+from .probes import wait_for
+
+
+def create_fake_node(api, kwok_log: Path) -> None:
+    """Create the node kwok manages (by annotation) and wait until it is Ready."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    core.create_node({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": FAKE_NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                     "labels": {"kubernetes.io/hostname": FAKE_NODE, "type": "kwok",
+                                "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}},
+        "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "100Gi"},
+                   "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000", "ephemeral-storage": "100Gi"}},
+    })
+
+    # The TaintNodesByCondition admission plugin taints every new node
+    # not-ready; without a node-lifecycle controller nothing would lift it.
+    core.patch_node(FAKE_NODE, {"spec": {"taints": None}})
+
+    def node_ready() -> bool:
+        node = core.read_node(FAKE_NODE)
+        return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+
+    wait_for("fake node", node_ready, 60, None, kwok_log)

@@ -1,0 +1,71 @@
+"""The certificate step's plan: crash-safe write order and no writes when nothing changed (no cluster)."""
+
+from __future__ import annotations
+
+import datetime
+
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.plan import (
+    Destination,
+    Observed,
+    Write,
+    plan_certificates,
+)
+from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.settings import Settings
+
+T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+H = datetime.timedelta(hours=1)
+SETTINGS = Settings(ca_validity=300 * H, serving_validity=30 * H, client_validity=30 * H)
+
+
+def observed(objects: dict[str, dict] | None = None) -> Observed:
+    """EtcdStorage "a" with one serving CA destination and one client certificate destination."""
+    objects = objects or {}
+    return Observed(
+        name="a", namespace="ops", uid="uid-a",
+        ca_secret=objects.get("Secret ops/etcd-a-ca"),
+        client_ca=objects.get("ConfigMap ops/etcd-a-client-ca"),
+        serving=objects.get("Secret ops/etcd-a-serving"),
+        deployment=None,
+        ca_destinations=[Destination("caCertConfigMap", 0, "api", "etcd-ca", objects.get("ConfigMap api/etcd-ca"))],
+        client_destinations=[Destination("clientCertSecret", 0, "api", "etcd-client",
+                                         objects.get("Secret api/etcd-client"))],
+        listed_ca_destinations=1,
+    )
+
+
+def as_live(write: Write) -> dict:
+    """The object the API server would hold after ``write`` created it."""
+    return {"metadata": {"name": write.name, "namespace": write.namespace, **write.body["metadata"]},
+            "data": write.body["data"], **({"type": write.body["type"]} if "type" in write.body else {})}
+
+
+def test_a_new_etcdstorage_writes_its_ca_store_first_then_trust_bundles_then_leaves():
+    plan = plan_certificates(observed(), SETTINGS, T0)
+    assert [w.key for w in plan.writes] == [
+        "Secret ops/etcd-a-ca",  # every CA key saved before anything it signed leaves the operator
+        "ConfigMap ops/etcd-a-client-ca",  # what the proxy trusts
+        "ConfigMap api/etcd-ca",  # what the API servers trust
+        "Secret ops/etcd-a-serving",
+        "Secret api/etcd-client",
+    ]
+    assert [w.holds_ca for w in plan.writes] == [True, False, False, False, False]
+    assert plan.problems == []
+    assert [e["reason"] for e in plan.events] == ["CAIssued", "CAIssued"]
+    assert plan.writes[0].body["metadata"]["annotations"]["etcd.etcdproxy.dev/storage-uid"] == "uid-a"
+    assert plan.writes[3].body["type"] == "kubernetes.io/tls"
+
+
+def test_an_unchanged_etcdstorage_plans_no_write():
+    first = plan_certificates(observed(), SETTINGS, T0)
+    again = plan_certificates(observed({w.key: as_live(w) for w in first.writes}), SETTINGS, T0 + H)
+    assert again.writes == [] and again.events == [] and again.problems == []
+    assert again.client_hash == first.client_hash
+
+
+def test_a_lost_leaf_is_reissued_alone_and_the_ca_store_records_it_first():
+    first = plan_certificates(observed(), SETTINGS, T0)
+    live = {w.key: as_live(w) for w in first.writes}
+    del live["Secret api/etcd-client"]
+    again = plan_certificates(observed(live), SETTINGS, T0 + H)
+    # The store keeps when each CA's last leaf expires (for CA retirement): it is saved before the leaf.
+    assert [w.key for w in again.writes] == ["Secret ops/etcd-a-ca", "Secret api/etcd-client"]
