@@ -1,4 +1,4 @@
-"""Conditions, transitions, Events and requeue decisions of etcdproxy_status."""
+"""Conditions, transitions, Events and requeue decisions (module_utils/status/conditions.py)."""
 
 from __future__ import annotations
 

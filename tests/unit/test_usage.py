@@ -1,4 +1,4 @@
-"""status.usage and WithinLimits from the guard replicas' usage records (etcdproxy_usage)."""
+"""status.usage and WithinLimits from the guard replicas' usage records (module_utils/usage.py)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def report_prefix(name: str) -> tuple[str, str]:
 
 def read_reports(endpoints: list[str], name: str, sess: Any, timeout: float = 3.0) -> list[dict[str, Any]] | None:
     """Every replica's record (possibly none); None when no core endpoint answered. ``sess``: a core
-    session (etcdproxy_core.session)."""
+    session (coreetcd.session)."""
     import requests
 
     key, end = report_prefix(name)

@@ -62,7 +62,7 @@ class Observed:
     # Proxy objects that still differ from the spec (applied right after this
     # run); observedGeneration is only advanced once none are left.
     pending: list[str] = field(default_factory=list)
-    # From the endpoint's usage records (etcdproxy_usage.summarize); None: none published.
+    # From the endpoint's usage records (usage.summarize); None: none published.
     limits: Condition | None = None
     # What the API server said when the proxy objects were last applied and refused ("": not refused).
     apply_error: str = ""

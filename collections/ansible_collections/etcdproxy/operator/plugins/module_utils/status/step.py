@@ -1,7 +1,7 @@
 """Kubernetes side of the status step: observe, write .status and Events on change, find drift.
 
 Shared by the modules etcdstorage_status (alone) and etcdstorage_reconcile (after the certificate
-step, in one process). The decisions are in etcdproxy_status and etcdproxy_objects.
+step, in one process). The decisions are in status/conditions.py and drift.py.
 """
 
 from __future__ import annotations
