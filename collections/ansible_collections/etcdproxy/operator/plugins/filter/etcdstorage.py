@@ -1,7 +1,8 @@
 """Filters for the role's templates, so that names and defaults have one home (module_utils).
 
 ``{% set names = name | etcdproxy.operator.etcdstorage_names %}``: ``names.proxy``, ``names.serving``,
-``names.client_ca``, ``names.ca_store``, ``names.storage_label`` (module_utils/names.py).
+``names.client_ca``, ``names.ca_store``, ``names.storage_label``, ``names.client_port``,
+``names.health_port`` (module_utils/names.py).
 ``{% set spec = cr.spec | etcdproxy.operator.etcdstorage_spec %}``: the spec with every default filled
 in (module_utils/spec.py).
 """

@@ -26,7 +26,9 @@ ROTATE_CA_ANNOTATION = f"{GROUP}/rotate-ca"
 # Label on the proxy objects and pods: the EtcdStorage they serve.
 STORAGE_LABEL = f"{GROUP}/storage"
 
+# The proxy's ports: the tenant endpoint (container and Service) and its health/metrics listener.
 CLIENT_PORT = 2379
+HEALTH_PORT = 2381
 
 
 def proxy(name: str) -> str:
@@ -55,6 +57,6 @@ def endpoint(name: str, namespace: str) -> str:
 
 
 def object_names(name: str) -> dict[str, str]:
-    """The names of an EtcdStorage's objects in the operator namespace, for the role's template."""
+    """The names of an EtcdStorage's objects in the operator namespace and the proxy's ports, for the template."""
     return {"proxy": proxy(name), "ca_store": ca_store(name), "serving": serving(name),
-            "client_ca": client_ca(name)}
+            "client_ca": client_ca(name), "client_port": CLIENT_PORT, "health_port": HEALTH_PORT}
