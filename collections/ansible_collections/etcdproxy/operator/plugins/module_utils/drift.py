@@ -8,33 +8,19 @@ for the objects that really differ, so an unchanged EtcdStorage costs no write.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-_SUFFIXES = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}
+from kubernetes.utils import parse_quantity as kube_parse_quantity
 
 
 def parse_quantity(value: Any) -> Decimal | None:
     """A Kubernetes resource quantity as a number (``"500m"`` and ``0.5`` are equal); None if not one."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or value in (None, ""):
         return None
-    if isinstance(value, (int, float)):
-        return Decimal(str(value))
-    if not isinstance(value, str) or not value:
-        return None
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if value.endswith(suffix):
-            number, factor = value[: -len(suffix)], _SUFFIXES[suffix]
-            break
-    else:
-        number, factor = value, 1
     try:
-        return Decimal(number) * Decimal(factor)
-    except InvalidOperation:
+        return kube_parse_quantity(value)
+    except (ValueError, TypeError):
         return None
 
 
