@@ -151,9 +151,8 @@ func (b *budget) AdmitWrite(ctx context.Context, req any) (*reservation, error) 
 	now := b.now()
 	var held *reservation
 	if len(puts) > 0 {
-		growBytes, growKeys := b.usage.Growth(puts)
 		var reason, msg string
-		held, reason, msg = b.usage.Reserve(growBytes, growKeys, b.limits, now)
+		held, reason, msg = b.usage.Reserve(puts, b.limits, now)
 		if msg != "" {
 			return nil, b.refuse(reason, msg)
 		}

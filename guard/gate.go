@@ -63,37 +63,39 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	if err := g.budget.AdmitCall(ctx); err != nil {
 		return nil, err
 	}
+	forward := handler
 	if grant, ok := req.(*pb.LeaseGrantRequest); ok {
 		if msg := LeaseGrantRefusal(grant.ID); msg != "" {
 			return nil, g.refuse(ctx, info.FullMethod, codes.PermissionDenied, msg)
 		}
-		held, err := g.budget.AdmitWrite(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := g.grant(ctx, req, handler)
-		g.budget.Settle(held, resp, err)
-		return resp, err
-	}
-	for _, id := range leasesIn(req) {
-		owns, err := g.leases.Owns(ctx, id)
-		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "checking lease %x: %v", id, err)
-		}
-		if !owns {
-			// The same answer whether the lease exists elsewhere or not at all: no oracle.
-			return nil, g.refuse(ctx, info.FullMethod, codes.PermissionDenied, fmt.Sprintf(
-				"%s with lease %x is not allowed through the etcdproxy guard: only leases granted through "+
-					"this endpoint can be attached", info.FullMethod, id))
-		}
+		forward = func(ctx context.Context, req any) (any, error) { return g.grant(ctx, req, handler) }
+	} else if err := g.ownLeasesOnly(ctx, info.FullMethod, req); err != nil {
+		return nil, err
 	}
 	held, err := g.budget.AdmitWrite(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := handler(ctx, req)
+	resp, err := forward(ctx, req)
 	g.budget.Settle(held, resp, err)
 	return resp, err
+}
+
+// ownLeasesOnly refuses a write that attaches keys to a lease not granted through this endpoint.
+func (g *gate) ownLeasesOnly(ctx context.Context, method string, req any) error {
+	for _, id := range leasesIn(req) {
+		owns, err := g.leases.Owns(ctx, id)
+		if err != nil {
+			return status.Errorf(codes.Unavailable, "checking lease %x: %v", id, err)
+		}
+		if !owns {
+			// The same answer whether the lease exists elsewhere or not at all: no oracle.
+			return g.refuse(ctx, method, codes.PermissionDenied, fmt.Sprintf(
+				"%s with lease %x is not allowed through the etcdproxy guard: only leases granted through "+
+					"this endpoint can be attached", method, id))
+		}
+	}
+	return nil
 }
 
 // grant forwards a LeaseGrant and records the new lease as this tenant's before answering.

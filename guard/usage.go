@@ -44,14 +44,16 @@ func newUsage() *usage {
 	return &usage{sizes: map[string]int64{}}
 }
 
-// Reserve admits a write that grows the tenant by (bytes, keys) if the limits allow it (0: unlimited);
-// otherwise it returns the reason and a message naming the limit.
-func (u *usage) Reserve(bytes, keys int64, lim Limits, now time.Time) (*reservation, string, string) {
+// Reserve admits a write of puts if the growth it brings stays within the limits (0: unlimited), and
+// holds that growth until Settle; otherwise it returns the reason and a message naming the limit. Growth
+// and the check are one critical section, so no other write's reservation can slip in between.
+func (u *usage) Reserve(puts []kvSize, lim Limits, now time.Time) (*reservation, string, string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if !u.synced {
 		return nil, reasonStorage, "the tenant's usage is still being read from the core; retry shortly"
 	}
+	bytes, keys := u.growthLocked(puts)
 	u.expireLocked(now)
 	var heldBytes, heldKeys int64
 	for _, r := range u.held {
@@ -120,9 +122,7 @@ func (u *usage) Snapshot() Snapshot {
 // Growth is what a write would add: bytes (new sizes minus the sizes they replace; never below zero per
 // key) and keys that do not exist yet. Keys appearing twice in one request are counted once, with the
 // larger value.
-func (u *usage) Growth(puts []kvSize) (bytes, keys int64) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+func (u *usage) growthLocked(puts []kvSize) (bytes, keys int64) {
 	seen := map[string]int64{}
 	for _, p := range puts {
 		if cur, ok := seen[p.key]; !ok || p.size > cur {
