@@ -9,6 +9,8 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import fin
 
 from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
 from localcp.config import BIN_DIR
+from localcp.tenant import delivered_files, start_proxy
+from localcp.tenant import etcdctl as tenant_etcdctl
 
 
 def etcdctl(cp, *args: str) -> str:
@@ -45,6 +47,35 @@ def test_delete_policy_removes_exactly_its_prefix(storages, cp):
     assert keys(cp, f"/{name}") == [f"/{name}", f"/{sibling}/registry/a"]  # outside the prefix: kept
     assert any("removed 2 keys" in m for m in events(storages, name, "KeysDeleted"))
     assert storages.condition(sibling, "Ready")["status"] == "True"
+
+
+def test_delete_policy_revokes_the_leases_the_tenant_was_granted(storages, cp, tmp_path):
+    """A lease outlives its keys by its TTL (the tenant picks it, up to years): Delete revokes the tenant's,
+    and only the tenant's."""
+    name, other = storages.unique("dellease"), storages.unique("otherlease")
+    for n in (name, other):
+        storages.create(n, {"replicas": 1, "deletionPolicy": "Delete",
+                            "caCertConfigMap": [{"name": "etcd-ca", "namespace": f"{n}-ns"}],
+                            "clientCertSecret": [{"name": "etcd-client", "namespace": f"{n}-ns"}]})
+    leases = {}
+    for n in (name, other):
+        storages.wait_condition(n, "Ready", "True")
+        proxy = start_proxy(storages.core, storages.deployment(n), cp.logs)
+        try:
+            files = delivered_files(storages.core, f"{n}-ns", tmp_path)
+            granted = tenant_etcdctl(proxy.endpoint, *files, "lease", "grant", "36000")
+            assert granted.returncode == 0, granted.stderr
+            leases[n] = granted.stdout.split()[1]  # "lease 694d… granted with TTL(36000s)"
+            put = tenant_etcdctl(proxy.endpoint, *files, "put", "/registry/events/e", "v", f"--lease={leases[n]}")
+            assert put.returncode == 0, put.stderr
+        finally:
+            proxy.stop()
+    assert "remaining" in etcdctl(cp, "lease", "timetolive", leases[name])
+    storages.delete(name)
+    storages.wait(f"{name} deleted", lambda: storages.get(name) is None)
+    assert "already expired" in etcdctl(cp, "lease", "timetolive", leases[name])  # revoked
+    assert "remaining" in etcdctl(cp, "lease", "timetolive", leases[other])  # another tenant's: kept
+    assert any("revoked the 1 leases" in m for m in events(storages, name, "KeysDeleted"))
 
 
 def test_retain_keeps_keys_and_says_so(storages, cp):

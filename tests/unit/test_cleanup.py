@@ -6,6 +6,8 @@ import base64
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import (
     deleterange_body,
+    lease_ids,
+    lease_markers_body,
     prefix_range,
     release_plan,
 )
@@ -51,3 +53,14 @@ def test_release_plan():
     assert patch["data"] == {"tls.crt": None, "tls.key": None}
     action, patch = release_plan(obj(data={"serving-ca.crt": "x", "mine": "y"}), "ConfigMap", "t", "u")
     assert patch["data"] == {"serving-ca.crt": None}
+
+
+def test_lease_markers_of_one_tenant_only_and_their_ids():
+    body = lease_markers_body("a")
+    key, end = base64.b64decode(body["key"]), base64.b64decode(body["range_end"])
+    assert key == b"\x00etcdproxy-guard/leases/a/" and end == b"\x00etcdproxy-guard/leases/a0"
+    assert not (key <= b"\x00etcdproxy-guard/leases/ab/1" < end)  # tenant "ab" is not "a"
+    assert body["keys_only"] is True
+    assert base64.b64decode(lease_markers_body("a", after=key + b"7f")["key"]) == key + b"7f\x00"
+    kvs = [{"key": base64.b64encode(key + k).decode()} for k in (b"7f", b"694d", b"not-hex")]
+    assert lease_ids({"kvs": kvs}) == [0x7F, 0x694D]

@@ -31,6 +31,32 @@ def deleterange_body(name: str) -> dict[str, str]:
     return {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(end).decode()}
 
 
+# Where the guard records which leases a tenant was granted (guard/leases.go, leaseMarkerKey): one key
+# per lease, attached to it, outside every tenant prefix.
+LEASE_MARKER_ROOT = "\x00etcdproxy-guard/leases"
+
+
+def lease_markers_body(name: str, after: bytes = b"", limit: int = 1000) -> dict[str, Any]:
+    """A JSON-gateway range over the lease markers of tenant ``name`` (keys only), from ``after`` on."""
+    key = f"{LEASE_MARKER_ROOT}/{name}/".encode()
+    end = key[:-1] + bytes([key[-1] + 1])
+    start = after + b"\x00" if after else key
+    return {"key": base64.b64encode(start).decode(), "range_end": base64.b64encode(end).decode(),
+            "keys_only": True, "limit": limit}
+
+
+def lease_ids(range_response: dict[str, Any]) -> list[int]:
+    """The lease IDs the markers in a range response name; malformed keys are skipped."""
+    out = []
+    for kv in range_response.get("kvs") or []:
+        key = base64.b64decode(kv.get("key") or "")
+        try:
+            out.append(int(key.rsplit(b"/", 1)[1], 16))
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
 def release_plan(obj: dict[str, Any] | None, kind: str, name: str, uid: str) -> tuple[str, dict[str, Any] | None]:
     """("gc" | "patch" | "skip", patch body) for one destination object."""
     if obj is None:

@@ -7,13 +7,18 @@ private temporary directory.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import deleterange_body
+from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import (
+    deleterange_body,
+    lease_ids,
+    lease_markers_body,
+)
 from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import secret_text
 
 
@@ -69,26 +74,44 @@ def health(endpoints: list[str], sess: Any, timeout: float = 3.0) -> str | None:
     return "; ".join(errors) or "no endpoints"
 
 
-def delete_prefix(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, key_pem: str,
-                  timeout: float = 10.0) -> int:
-    """Delete every key under ``/<name>/`` on the core etcd; returns how many were deleted.
+def delete_tenant(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, key_pem: str,
+                  timeout: float = 10.0) -> tuple[int, int]:
+    """Delete every key under ``/<name>/`` on the core etcd and revoke every lease the tenant was granted
+    (its markers name them); returns (keys deleted, leases revoked).
 
     Tries each endpoint in turn; raises RuntimeError naming them all if none answered.
     """
     import requests
 
     errors = []
-    with tls_files(ca_pem, cert_pem, key_pem) as paths:
+    with session(ca_pem, cert_pem, key_pem) as sess:
         for endpoint in endpoints:
-            url = endpoint.rstrip("/") + "/v3/kv/deleterange"
+            base = endpoint.rstrip("/")
             try:
-                resp = requests.post(url, json=deleterange_body(name), verify=paths["ca.crt"],
-                                     cert=(paths["tls.crt"], paths["tls.key"]), timeout=timeout)
+                resp = sess.post(base + "/v3/kv/deleterange", json=deleterange_body(name), timeout=timeout)
+                if resp.status_code != 200:
+                    errors.append(f"{endpoint}: HTTP {resp.status_code}")
+                    continue
+                deleted = int(resp.json().get("deleted") or 0)
+                return deleted, revoke_leases(sess, base, name, timeout)
             except requests.RequestException as exc:
                 errors.append(f"{endpoint}: {type(exc).__name__}")
-                continue
-            if resp.status_code != 200:
-                errors.append(f"{endpoint}: HTTP {resp.status_code}")
-                continue
-            return int(resp.json().get("deleted") or 0)
     raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))
+
+
+def revoke_leases(sess: Any, base: str, name: str, timeout: float) -> int:
+    """Revoke the tenant's leases, a page of markers at a time (a revoked lease takes its marker along)."""
+    revoked, after = 0, b""
+    while True:
+        resp = sess.post(base + "/v3/kv/range", json=lease_markers_body(name, after), timeout=timeout)
+        resp.raise_for_status()
+        page = resp.json()
+        for lease in lease_ids(page):
+            answer = sess.post(base + "/v3/lease/revoke", json={"ID": str(lease)}, timeout=timeout)
+            if answer.status_code == 200:
+                revoked += 1
+            elif "lease not found" not in answer.text:  # expired meanwhile: nothing to do
+                answer.raise_for_status()
+        if not page.get("more") or not page.get("kvs"):
+            return revoked
+        after = base64.b64decode(page["kvs"][-1]["key"])

@@ -15,8 +15,9 @@ description:
   - Deletes the proxy's client CA ConfigMap C(etcd-<name>-client-ca), which the core CA ConfigMap and client
     Secret also own (so that deleting them reconciles the EtcdStorage) and would otherwise keep.
   - With C(spec.deletionPolicy=Delete), removes every key under C(/<name>/) from the core etcd (exactly that
-    prefix), using the core etcd CA and client certificate of the operator namespace; with C(Retain) keeps
-    them and says so in an Event.
+    prefix) and revokes every lease the tenant was granted through its endpoint (a lease can outlive its
+    keys by its TTL, which a tenant chooses), using the core etcd CA and client certificate of the operator
+    namespace; with C(Retain) keeps them and says so in an Event.
   - Fails (so the finalizer stays and the deletion is retried) when the keys must be deleted but no core
     etcd endpoint answers; set C(spec.deletionPolicy=Retain) to let the deletion finish anyway.
 version_added: 0.1.0
@@ -49,6 +50,10 @@ deleted_keys:
   description: Keys removed from the core etcd (0 with C(Retain)).
   returned: always
   type: int
+revoked_leases:
+  description: The tenant's leases revoked in the core etcd (0 with C(Retain)).
+  returned: always
+  type: int
 released:
   description: What happened to each destination object (emptied, or left to the garbage collector).
   returned: always
@@ -64,7 +69,7 @@ try:
     from kubernetes.client.rest import ApiException
 
     from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import release_plan
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_prefix, material
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_tenant, material
     from ansible_collections.etcdproxy.operator.plugins.module_utils import names
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import (
         COMMON_OPTIONS, CORE_OPTIONS, OBJECT_OPTIONS,
@@ -118,7 +123,7 @@ def run(module: AnsibleModule) -> dict:
         if not module.check_mode:
             kube.delete_configmap(ns, client_ca)
 
-    deleted = 0
+    deleted = revoked = 0
     policy = with_defaults(spec)["deletionPolicy"]
     if policy == "Delete":
         changed = True
@@ -128,14 +133,15 @@ def run(module: AnsibleModule) -> dict:
             if not (ca and cert and key):
                 raise RuntimeError(f"cannot delete the keys of {name}: the core etcd CA ConfigMap or client Secret "
                                    f"in {ns} is missing; restore it, or set spec.deletionPolicy=Retain")
-            deleted = delete_prefix(p["core_endpoints"], name, ca, cert, key)
+            deleted, revoked = delete_tenant(p["core_endpoints"], name, ca, cert, key)
             kube.create_event(owner, "Normal", "KeysDeleted",
-                              f"deletionPolicy Delete: removed {deleted} keys under /{name}/ from the core etcd", now)
+                              f"deletionPolicy Delete: removed {deleted} keys under /{name}/ from the core etcd "
+                              f"and revoked the {revoked} leases the tenant held", now)
     elif not module.check_mode:
         kube.create_event(owner, "Normal", "KeysRetained",
                           f"deletionPolicy Retain: the keys under /{name}/ stay in the core etcd; a new "
                           f"EtcdStorage named {name} would see them", now)
-    return {"changed": changed, "deleted_keys": deleted, "released": released}
+    return {"changed": changed, "deleted_keys": deleted, "revoked_leases": revoked, "released": released}
 
 
 def main() -> None:
