@@ -22,7 +22,7 @@ type leaseBook interface {
 }
 
 // The operator's cleanup reads these markers to revoke a deleted tenant's leases (deletionPolicy Delete;
-// LEASE_MARKER_ROOT in the collection's module_utils/cleanup.py): the two spell the same layout.
+// LEASE_MARKER_ROOT in the collection's module_utils/keyspace.py): the two spell the same layout.
 const leaseMarkerRoot = "\x00etcdproxy-guard/leases"
 
 // leaseMarkerKey is the core key recording that the tenant with prefix owns lease id.

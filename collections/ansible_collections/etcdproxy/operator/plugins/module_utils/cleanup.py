@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
 from ansible_collections.etcdproxy.operator.plugins.module_utils.names import OWNER_ANNOTATION, UID_ANNOTATION
 
 OUR_ANNOTATIONS = (OWNER_ANNOTATION, UID_ANNOTATION)
@@ -22,27 +23,17 @@ OUR_SECRET_KEYS = ("tls.crt", "tls.key")
 
 def prefix_range(name: str) -> tuple[bytes, bytes]:
     """[key, range_end) covering exactly the keys that start with ``/<name>/``."""
-    key = f"/{name}/".encode()
-    return key, key[:-1] + bytes([key[-1] + 1])
+    return keyspace.prefix_range(keyspace.tenant_prefix(name))
 
 
-def deleterange_body(name: str) -> dict[str, str]:
-    key, end = prefix_range(name)
-    return {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(end).decode()}
-
-
-# Where the guard records which leases a tenant was granted (guard/leases.go, leaseMarkerKey): one key
-# per lease, attached to it, outside every tenant prefix.
-LEASE_MARKER_ROOT = "\x00etcdproxy-guard/leases"
+def deleterange_body(name: str) -> dict[str, Any]:
+    return keyspace.range_body(keyspace.tenant_prefix(name))
 
 
 def lease_markers_body(name: str, after: bytes = b"", limit: int = 1000) -> dict[str, Any]:
     """A JSON-gateway range over the lease markers of tenant ``name`` (keys only), from ``after`` on."""
-    key = f"{LEASE_MARKER_ROOT}/{name}/".encode()
-    end = key[:-1] + bytes([key[-1] + 1])
-    start = after + b"\x00" if after else key
-    return {"key": base64.b64encode(start).decode(), "range_end": base64.b64encode(end).decode(),
-            "keys_only": True, "limit": limit}
+    return keyspace.range_body(keyspace.lease_marker_prefix(name), start=after + b"\x00" if after else None,
+                               keys_only=True, limit=limit)
 
 
 def lease_ids(range_response: dict[str, Any]) -> list[int]:

@@ -13,10 +13,10 @@ import datetime
 import json
 from typing import Any
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import WITHIN_LIMITS, Condition
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import parse_rfc3339
 
-REPORT_ROOT = "\x00etcdproxy-guard/usage"
 # A refusal keeps WithinLimits False this long; the role looks again this soon while it is False.
 RECENT_SECONDS = 120
 RECHECK_SECONDS = 60
@@ -34,8 +34,8 @@ REASONS = {
 
 def report_prefix(name: str) -> tuple[str, str]:
     """(key, range_end) of every replica's record of tenant ``name``."""
-    key = f"{REPORT_ROOT}/{name}/"
-    return key, key[:-1] + chr(ord(key[-1]) + 1)
+    key, end = keyspace.prefix_range(keyspace.report_prefix(name))
+    return key.decode(), end.decode()
 
 
 def read_reports(endpoints: list[str], name: str, sess: Any, timeout: float = 3.0) -> list[dict[str, Any]] | None:
@@ -43,8 +43,7 @@ def read_reports(endpoints: list[str], name: str, sess: Any, timeout: float = 3.
     session (coreetcd.session)."""
     import requests
 
-    key, end = report_prefix(name)
-    body = {"key": base64.b64encode(key.encode()).decode(), "range_end": base64.b64encode(end.encode()).decode()}
+    body = keyspace.range_body(keyspace.report_prefix(name))
     for endpoint in endpoints:
         try:
             resp = sess.post(endpoint.rstrip("/") + "/v3/kv/range", json=body, timeout=timeout)
