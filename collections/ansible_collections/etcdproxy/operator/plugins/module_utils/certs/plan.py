@@ -43,7 +43,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
 )
 from cryptography import x509
 
-LABELS = {"app.kubernetes.io/managed-by": "etcdproxy-operator"}
+LABELS = {"app.kubernetes.io/managed-by": names.COMPONENT}
 SERVING_CA_KEY = "serving-ca.crt"  # in the API servers' ConfigMaps
 CLIENT_CA_KEY = "ca.crt"  # in the proxy's client CA ConfigMap
 
