@@ -23,7 +23,7 @@ class Apps:
 
 
 def kube(reuse: bool) -> tuple[Kube, Apps]:
-    k = Kube(client.ApiClient(), reuse_deployment_reads=reuse)
+    k = Kube(client.ApiClient(), reuse_reads=reuse)
     k.apps = Apps()
     return k, k.apps
 
@@ -41,3 +41,30 @@ def test_reads_are_fresh_by_default():
     k.get_deployment("ns", "etcd-a")
     k.get_deployment("ns", "etcd-a")
     assert apps.reads == 2
+
+
+class Core:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read_namespaced_config_map(self, name: str, namespace: str, _preload_content: bool = True) -> Response:
+        self.reads += 1
+        return Response({"metadata": {"name": name}, "data": {"n": str(self.reads)}})
+
+    def create_namespaced_config_map(self, namespace: str, body: dict) -> None:
+        pass
+
+    def patch_namespaced_config_map(self, name: str, namespace: str, body: dict) -> None:
+        pass
+
+
+def test_a_write_through_the_client_makes_the_next_read_fresh():
+    k = Kube(client.ApiClient(), reuse_reads=True)
+    k.core = core = Core()
+    first = k.get_configmap("ns", "etcd-a-client-ca")
+    assert k.get_configmap("ns", "etcd-a-client-ca") == first and core.reads == 1
+    k.write("ConfigMap", "ns", "etcd-a-client-ca", first, {"data": {"ca.crt": "x"}})
+    assert k.get_configmap("ns", "etcd-a-client-ca")["data"] == {"n": "2"}
+    k.add_owner_references("ConfigMap", "ns", "etcd-a-client-ca", [])
+    k.get_configmap("ns", "etcd-a-client-ca")
+    assert core.reads == 3

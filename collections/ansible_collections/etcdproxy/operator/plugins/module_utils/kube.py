@@ -34,15 +34,26 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, reuse_deployment_reads: bool = False) -> None:
-        """``reuse_deployment_reads``: answer repeated reads of a Deployment from the first one. For a
-        single reconcile run whose steps all read the proxy Deployment and none writes it."""
+    def __init__(self, api: client.ApiClient, reuse_reads: bool = False) -> None:
+        """``reuse_reads``: answer repeated reads of a Deployment, ConfigMap or Secret from the first one,
+        until this client writes that object. For one reconcile run, whose steps read the same objects
+        (the proxy Deployment, its client CA) and in which only this client writes them."""
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self._deployments: dict[tuple[str, str], dict[str, Any] | None] | None = (
-            {} if reuse_deployment_reads else None)
+        self._reads: dict[tuple[str, str, str], dict[str, Any] | None] | None = {} if reuse_reads else None
+
+    def _read(self, kind: str, fn: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        if self._reads is None:
+            return self._get(fn, name, namespace)
+        if (kind, namespace, name) not in self._reads:
+            self._reads[kind, namespace, name] = self._get(fn, name, namespace)
+        return self._reads[kind, namespace, name]
+
+    def _written(self, kind: str, namespace: str, name: str) -> None:
+        if self._reads is not None:
+            self._reads.pop((kind, namespace, name), None)
 
     @staticmethod
     def _json(resp: Any) -> dict[str, Any]:
@@ -57,17 +68,13 @@ class Kube:
             raise
 
     def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get(self.core.read_namespaced_config_map, name, namespace)
+        return self._read("ConfigMap", self.core.read_namespaced_config_map, namespace, name)
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get(self.core.read_namespaced_secret, name, namespace)
+        return self._read("Secret", self.core.read_namespaced_secret, namespace, name)
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        if self._deployments is None:
-            return self._get(self.apps.read_namespaced_deployment, name, namespace)
-        if (namespace, name) not in self._deployments:
-            self._deployments[namespace, name] = self._get(self.apps.read_namespaced_deployment, name, namespace)
-        return self._deployments[namespace, name]
+        return self._read("Deployment", self.apps.read_namespaced_deployment, namespace, name)
 
     def get_namespace(self, name: str) -> dict[str, Any] | None:
         return self._get(self.core.read_namespace, name)
@@ -89,6 +96,7 @@ class Kube:
               body: dict[str, Any]) -> None:
         """Create ``body`` (POST, so ansible-operator's proxy adds the owner reference) or merge-patch it
         onto ``existing``: keys of others in data, labels and annotations are kept."""
+        self._written(kind, namespace, name)
         if kind == "Secret":
             create, patch = self.core.create_namespaced_secret, self.core.patch_namespaced_secret
         else:
@@ -103,11 +111,13 @@ class Kube:
     def add_owner_references(self, kind: str, namespace: str, name: str, refs: list[dict[str, str]]) -> None:
         """Add owner references to a ConfigMap or Secret, keeping its others (a strategic merge patch:
         the API merges the list by uid)."""
+        self._written(kind, namespace, name)
         patch = self.core.patch_namespaced_secret if kind == "Secret" else self.core.patch_namespaced_config_map
         patch(name, namespace, {"metadata": {"ownerReferences": refs}})
 
     def delete_configmap(self, namespace: str, name: str) -> bool:
         """Delete a ConfigMap; False if it was already gone."""
+        self._written("ConfigMap", namespace, name)
         try:
             self.core.delete_namespaced_config_map(name, namespace)
         except ApiException as exc:

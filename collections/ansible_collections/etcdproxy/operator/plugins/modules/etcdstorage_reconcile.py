@@ -162,9 +162,10 @@ def options() -> dict:
 
 def run(module: AnsibleModule) -> dict:
     p = module.params
-    # Both steps read the proxy Deployment (rollout state, drift); neither writes it (the
-    # kubernetes.core.k8s task after this module does), so one read serves both.
-    kube = Kube(api_client(p["kubeconfig"]), reuse_deployment_reads=True)
+    # Both steps read the proxy Deployment (rollout state, drift) and the proxy's client CA; neither writes
+    # the Deployment (the kubernetes.core.k8s task after this module does), and writes through this client
+    # drop what it remembered, so each object is read once unless it was written in between.
+    kube = Kube(api_client(p["kubeconfig"]), reuse_reads=True)
     certs = None
     if p["manage_certificates"]:
         cert_params = {k: p.get(k) for k in CERT_OPTIONS}
