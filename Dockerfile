@@ -10,12 +10,11 @@ RUN python3 -m pip install --no-cache-dir -r ${HOME}/requirements-runtime.txt
 COPY runner-http/ /tmp/runner-http/
 RUN python3 -m pip install --no-cache-dir /tmp/runner-http/ && rm -rf /tmp/runner-http/
 
-# Collections from local sources only: kubernetes.core is in the pinned ansible package,
-# operator_sdk.util is ours.
+# Collections from local sources only: kubernetes.core is in the pinned ansible package;
+# etcdproxy.operator and operator_sdk.util are ours, found first (ANSIBLE_COLLECTIONS_PATH below;
+# the base image's own operator_sdk.util under ~/.ansible/collections is not on that path).
 COPY requirements.yml ${HOME}/requirements.yml
 COPY collections/ ${HOME}/collections/
-RUN ansible-galaxy collection install --offline -p ${HOME}/.ansible/collections \
-      ${HOME}/collections/ansible_collections/operator_sdk/util
 
 COPY ansible.cfg ${HOME}/ansible.cfg
 COPY watches.yaml ${HOME}/watches.yaml
@@ -24,4 +23,4 @@ COPY playbooks/ ${HOME}/playbooks/
 
 ENV ANSIBLE_CONFIG=${HOME}/ansible.cfg \
     ANSIBLE_GATHERING=explicit \
-    ANSIBLE_COLLECTIONS_PATH=${HOME}/.ansible/collections:/usr/share/ansible/collections
+    ANSIBLE_COLLECTIONS_PATH=${HOME}/collections:/usr/share/ansible/collections

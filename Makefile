@@ -8,17 +8,19 @@ BIN       := $(ROOT)/.cache/bin
 PY        := $(VENV)/bin/python
 PTH       := $(VENV)/lib/python3.11/site-packages/etcdproxy-operator-dev.pth
 PYTEST    := $(ROOT)/hack/pytest.sh
+# Everything the harness starts runs in a network namespace of its own, with no route out (docs/node.md).
+NETNS     := $(ROOT)/hack/in-netns.sh
 export PATH := $(VENV)/bin:$(BIN):$(PATH)
 export VIRTUAL_ENV := $(VENV)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 PYTEST_ARGS ?=
 
-.PHONY: help install venv tools lint unit integration test demo run cluster-up cluster-down bench clean bundle molecule
+.PHONY: help install venv tools packages images lint unit integration test demo run cluster-up cluster-down bench clean bundle molecule
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install: venv tools ## everything the operator and its tests need (venv + built binaries)
+install: venv tools packages images ## everything the operator and its tests need (venv, binaries, packages, images)
 
 venv: $(VENV)/.stamp $(PTH) ## Python venv with pinned dependencies
 # The repo's Python (localcp, bench, tests) and the operator collection importable by their real names.
@@ -30,8 +32,14 @@ $(VENV)/.stamp: requirements.txt requirements-runtime.txt runner-http/pyproject.
 	$(VENV)/bin/pip install -q --disable-pip-version-check ./runner-http
 	touch $@
 
-tools: ## build ansible-operator, kube-apiserver, kube-controller-manager, kube-scheduler, etcd, kwok, the guard
+tools: ## build the Go binaries (control plane, kubelet, kube-proxy, CoreDNS, ansible-operator, the guard, ...)
 	hack/install-tools.sh
+
+packages: ## the real node's Debian packages (containerd, runc, CNI plugins, iptables), pinned
+	hack/install-packages.sh
+
+images: venv tools ## container images built from the repo (operator, guard, pause, CoreDNS, sample-apiserver)
+	$(PY) -m localcp.images
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), gofmt + go vet of the guard
 	$(VENV)/bin/ruff check .
@@ -45,27 +53,29 @@ unit: venv ## unit tests of the pure logic (Python, and the guard's Go package)
 	cd guard && GOFLAGS=-mod=mod go test ./...
 
 integration: install ## integration tests against the real local control plane
-	$(PYTEST) tests/integration $(PYTEST_ARGS)
+	rc=0; $(NETNS) test $(PYTEST) tests/integration $(PYTEST_ARGS) || rc=$$?; $(NETNS) --delete test; exit $$rc
 
 test: install lint ## lint + unit + integration + molecule (what CI runs)
 	cd guard && GOFLAGS=-mod=mod go test ./...
-	$(PYTEST) tests/unit tests/integration $(PYTEST_ARGS)
+	rc=0; $(NETNS) test $(PYTEST) tests/unit tests/integration $(PYTEST_ARGS) || rc=$$?; \
+		$(NETNS) --delete test; exit $$rc
 	$(MAKE) molecule
 
-demo: install ## start a local control plane, run the operator, create the sample, show it
-	$(PY) hack/demo.py
+demo: install ## a local cluster with a real node: the operator in-cluster, the sample, wardle's API server on it
+	rc=0; $(NETNS) demo $(PY) hack/demo.py || rc=$$?; [[ "$${KEEP:-}" == 1 && $$rc == 0 ]] || $(NETNS) --delete demo; exit $$rc
 
-run: install ## run the operator out-of-cluster against $$KUBECONFIG
-	$(PY) -m localcp run-operator
+run: install ## run the operator out-of-cluster against $$KUBECONFIG (inside the demo's network namespace)
+	$(NETNS) demo $(PY) -m localcp run-operator
 
-cluster-up: install ## start the local control plane and leave it running
-	$(PY) -m localcp up
+cluster-up: install ## start the local control plane (kwok node) and leave it running
+	$(NETNS) demo $(PY) -m localcp up
 
-cluster-down: ## stop the local control plane started by cluster-up
-	$(PY) -m localcp down
+cluster-down: ## stop the local cluster started by cluster-up or KEEP=1 make demo, and remove its network namespace
+	$(NETNS) demo $(PY) -m localcp down
+	$(NETNS) --delete demo
 
 bench: install ## benchmarks (separate from tests; print figures, never gate)
-	$(PY) bench/run.py
+	rc=0; $(NETNS) bench $(PY) bench/run.py || rc=$$?; $(NETNS) --delete bench; exit $$rc
 
 clean: cluster-down ## remove the local control plane state (keeps built binaries)
 	rm -rf .cache/localcp
@@ -78,4 +88,5 @@ bundle: tools ## generate and validate the OLM bundle in bundle/
 	$(BIN)/operator-sdk bundle validate ./bundle --select-optional suite=operatorframework
 
 molecule: install ## molecule: the local scenario end to end, and syntax of default and kind
-	cd $(ROOT) && molecule syntax -s default && molecule syntax -s kind && molecule test -s local
+	cd $(ROOT) && molecule syntax -s default && molecule syntax -s kind
+	rc=0; $(NETNS) molecule molecule test -s local || rc=$$?; $(NETNS) --delete molecule; exit $$rc

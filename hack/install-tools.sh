@@ -46,9 +46,14 @@ build kube-scheduler kube k8s.io/kubernetes/cmd/kube-scheduler "$KUBE_LDFLAGS"
 build etcd kube go.etcd.io/etcd/server/v3
 build etcdctl kube go.etcd.io/etcd/etcdctl/v3
 build kubectl kube k8s.io/kubernetes/cmd/kubectl "$KUBE_LDFLAGS"
+# The real node (localcp/node.py) and the demo's tenant API server.
+build kubelet kube k8s.io/kubernetes/cmd/kubelet "$KUBE_LDFLAGS"
+build kube-proxy kube k8s.io/kubernetes/cmd/kube-proxy "$KUBE_LDFLAGS"
+build sample-apiserver kube k8s.io/sample-apiserver "$KUBE_LDFLAGS"
 # A v1.37 kube-apiserver for the tenant test of KV/RangeStream (1.37 tries it first).
 build kube-apiserver-1.37 kube137 k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags kube137)"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
+build coredns coredns github.com/coredns/coredns
 build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5
 # operator-sdk: the upstream build uses this tag to avoid cgo/gpgme.
 TAGS="-tags=containers_image_openpgp" build operator-sdk operator-sdk github.com/operator-framework/operator-sdk/cmd/operator-sdk

@@ -61,12 +61,20 @@ def ensure_namespace(api: client.ApiClient, name: str, grant_delivery: bool = Tr
 
 def kustomize_apply(cp: ControlPlane, path: str, *extra: str) -> str:
     """``kustomize build <path> | kubectl apply --server-side -f -`` as the admin; returns kubectl's output."""
-    built = subprocess.run([str(BIN_DIR / "kustomize"), "build", str(REPO / path)], check=True,
-                           capture_output=True, text=True).stdout
+    return kubectl_apply(cp, kustomize_build(path), path, *extra)
+
+
+def kustomize_build(path: str | Path) -> str:
+    return subprocess.run([str(BIN_DIR / "kustomize"), "build", str(REPO / path)], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def kubectl_apply(cp: ControlPlane, manifests: str, what: str, *extra: str) -> str:
+    """``kubectl apply --server-side`` of ``manifests`` as the admin; returns kubectl's output."""
     out = subprocess.run([str(BIN_DIR / "kubectl"), f"--kubeconfig={cp.kubeconfig}", "apply", "--server-side",
-                          "--force-conflicts", "-f", "-", *extra], input=built, capture_output=True, text=True)
+                          "--force-conflicts", "-f", "-", *extra], input=manifests, capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"kubectl apply of {path} failed: {out.stderr}")
+        raise RuntimeError(f"kubectl apply of {what} failed: {out.stderr}")
     return out.stdout
 
 

@@ -2,7 +2,8 @@
 
 etcd (TLS, client-cert auth; also the "core etcd" tenants share), kube-apiserver
 (RBAC, client-cert authn, service-account keys, audit log), kube-controller-manager,
-kube-scheduler and kwok (fake kubelets, so Deployments get Ready pods). Every
+kube-scheduler, and a node: kwok's fake one (pods are only marked Ready; for scale figures) or a
+real one (``node="real"``: containerd, kubelet, kube-proxy, localcp/node.py). Every
 process is started with free ports, waited on through its health endpoint (never
 a sleep), logged to ``<workdir>/logs`` and stopped by PID. ``state.json`` in the
 workdir lets another process (``make cluster-down``) find and stop them.
@@ -16,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import BIN_DIR, DEFAULT_WORKDIR, REPO, SERVICE_CIDR
+from .config import BIN_DIR, DEFAULT_WORKDIR, NODE_IP, REPO, SERVICE_CIDR
 from .fakenode import create_fake_node
 from .kubeconfigs import write_kubeconfig
+from .node import Node, wait_node_ready
 from .pki import Pki
 from .probes import StartError, free_port, http_get, https_get, wait_for
 from .processes import Process, stop_pid
@@ -32,6 +34,8 @@ class ControlPlane:
     etcd_members: int = 1
     # The core's --quota-backend-bytes (etcd's own default, 2 GiB; tests of the core's headroom use less).
     etcd_quota_bytes: int = 2 << 30
+    # "kwok" (fake pods) or "real" (containerd + kubelet + kube-proxy in the harness's network namespace).
+    node: str = "kwok"
     bin_dir: Path = BIN_DIR
     processes: list[Process] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
@@ -63,30 +67,46 @@ class ControlPlane:
         return [f"https://127.0.0.1:{self.ports[f'etcd{i}']}" for i in range(self.etcd_members)]
 
     @property
+    def pod_etcd_endpoints(self) -> list[str]:
+        """The core etcd as pods on the real node reach it (the node IP on the bridge)."""
+        return [f"https://{NODE_IP}:{self.ports[f'etcd{i}']}" for i in range(self.etcd_members)]
+
+    @property
+    def real_node(self) -> Node:
+        return Node(self.workdir / "node", self.ports, self.timings)
+
+    @property
     def state_file(self) -> Path:
         return self.workdir / "state.json"
 
     # ---- lifecycle ---------------------------------------------------------------
     def start(self) -> ControlPlane:
         t0 = time.monotonic()
-        missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+        node_bins = ("kubelet", "kube-proxy") if self.node == "real" else ("kwok",)
+        missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", *node_bins)
                    if not (self.bin_dir / b).exists()]
         if missing:
             raise StartError(f"missing binaries {missing} in {self.bin_dir}; run `make tools`")
         if self.state_file.exists():
             ControlPlane.load(self.workdir).stop()
-        for sub in ("etcd", "logs"):
+        for sub in ("etcd", "logs", "node"):
             d = self.workdir / sub
             if d.exists():
                 subprocess.run(["rm", "-rf", str(d)], check=True)
         self.logs.mkdir(parents=True)
         self.pki.generate()
         try:
+            if self.node == "real":
+                self.real_node.setup_network()
             self._start_etcd()
             self._start_apiserver()
             self._write_kubeconfigs()
             self._start_controllers()
-            self._create_fake_node()
+            if self.node == "real":
+                self._start_real_node()
+            else:
+                self._start_kwok()
+                self._create_fake_node()
         except BaseException:
             self.save()
             self.stop()
@@ -120,10 +140,11 @@ class ControlPlane:
         cluster = ",".join(f"core{j}=http://127.0.0.1:{self.ports[f'etcd{j}-peer']}"
                            for j in range(self.etcd_members))
         url = f"https://127.0.0.1:{self.ports[f'etcd{i}']}"
+        listen = url + (f",https://{NODE_IP}:{self.ports[f'etcd{i}']}" if self.node == "real" else "")
         peer = f"http://127.0.0.1:{self.ports[f'etcd{i}-peer']}"
         return [
             str(self.bin_dir / "etcd"), f"--name=core{i}", f"--data-dir={self.workdir}/etcd/core{i}",
-            f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
+            f"--listen-client-urls={listen}", f"--advertise-client-urls={url}",
             f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster={cluster}", "--initial-cluster-state=new",
             "--initial-cluster-token=localcp",
@@ -179,16 +200,21 @@ class ControlPlane:
             f"--etcd-servers={','.join(self.etcd_endpoints)}",
             f"--etcd-cafile={p.path('etcd-ca')}", f"--etcd-certfile={p.path('apiserver-etcd-client')}",
             f"--etcd-keyfile={p.path('apiserver-etcd-client', 'key')}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            *self._apiserver_network_flags(),
             f"--secure-port={self.ports['apiserver']}",
             f"--tls-cert-file={p.path('apiserver')}", f"--tls-private-key-file={p.path('apiserver', 'key')}",
             f"--client-ca-file={p.path('kube-ca')}",
-            "--authorization-mode=RBAC", "--anonymous-auth=true",
+            "--anonymous-auth=true",
+            # Never resolve a node's name through the machine's resolver: talk to its InternalIP.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={p.path('apiserver-kubelet-client')}",
+            f"--kubelet-client-key={p.path('apiserver-kubelet-client', 'key')}",
+            f"--kubelet-certificate-authority={p.path('kube-ca')}",
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={p.path('sa', 'pub')}",
             f"--service-account-signing-key-file={p.path('sa', 'key')}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--endpoint-reconciler-type=none", "--allow-privileged=true",
+            "--allow-privileged=true",
             f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json", "--audit-log-mode=blocking",
             f"--cert-dir={self.workdir}/apiserver-certs",
@@ -208,6 +234,15 @@ class ControlPlane:
         wait_for("kube-apiserver", ready, 120, proc, self.logs / "kube-apiserver.log", interval=0.2)
         self.timings["apiserver_s"] = round(time.monotonic() - t0, 3)
 
+    def _apiserver_network_flags(self) -> list[str]:
+        if self.node == "real":
+            # Inside the harness's namespace 0.0.0.0 is loopback and the bridge: pods reach the
+            # `kubernetes` Service, whose endpoint is the node IP.
+            return ["--bind-address=0.0.0.0", f"--advertise-address={NODE_IP}", "--endpoint-reconciler-type=lease",
+                    "--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction"]
+        return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none",
+                "--authorization-mode=RBAC"]
+
     def _kubeconfig_for(self, user: str) -> Path:
         p = self.pki
         path = self.workdir / ("admin.kubeconfig" if user == "admin" else f"{user}.kubeconfig")
@@ -215,7 +250,8 @@ class ControlPlane:
                                 user)
 
     def _write_kubeconfigs(self) -> None:
-        for user in ("admin", "controller-manager", "scheduler", "kwok", "operator"):
+        node_users = ("node", "kube-proxy") if self.node == "real" else ("kwok",)
+        for user in ("admin", "controller-manager", "scheduler", "operator", *node_users):
             self._kubeconfig_for(user)
 
     def _start_controllers(self) -> None:
@@ -231,8 +267,7 @@ class ControlPlane:
             f"--authorization-kubeconfig={self.workdir}/controller-manager.kubeconfig",
             "--bind-address=127.0.0.1", f"--secure-port={self.ports['controller-manager']}", *serving,
             "--leader-elect=false", "--use-service-account-credentials=true",
-            "--controllers=garbage-collector-controller,deployment-controller,replicaset-controller,"
-            "serviceaccount-controller,serviceaccount-token-controller,namespace-controller",
+            f"--controllers={','.join(self._controllers())}",
             f"--service-account-private-key-file={p.path('sa', 'key')}",
             f"--root-ca-file={p.path('kube-ca')}",
             "--concurrent-gc-syncs=5",
@@ -246,6 +281,25 @@ class ControlPlane:
             "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}", *serving,
             "--leader-elect=false",
         ])
+        for name, proc in (("kube-controller-manager", kcm), ("kube-scheduler", sched)):
+            port = self.ports["controller-manager" if name == "kube-controller-manager" else "scheduler"]
+            wait_for(name, lambda port=port: https_get(port, "/healthz", None)[0] == 200, 60, proc,
+                     self.logs / f"{name}.log")
+        self.timings["controllers_s"] = round(time.monotonic() - t0, 3)
+
+    def _controllers(self) -> list[str]:
+        base = ["garbage-collector-controller", "deployment-controller", "replicaset-controller",
+                "serviceaccount-controller", "serviceaccount-token-controller", "namespace-controller"]
+        if self.node == "real":
+            # What real pods behind Services need: endpoints, the kube-root-ca.crt ConfigMap that service
+            # account token volumes project, and the node's not-ready taint lifted once it is Ready.
+            base += ["endpoints-controller", "endpointslice-controller", "root-ca-certificate-publisher-controller",
+                     "node-lifecycle-controller", "pod-garbage-collector-controller", "job-controller",
+                     "ttl-after-finished-controller"]
+        return base
+
+    def _start_kwok(self) -> None:
+        t0 = time.monotonic()
         stages = REPO / "localcp" / "kwok-stages.yaml"
         self.ports["kwok"] = free_port()
         kwok = self._spawn("kwok", [
@@ -255,16 +309,18 @@ class ControlPlane:
             "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1",
             f"--server-address=127.0.0.1:{self.ports['kwok']}",
         ])
-        for name, proc in (("kube-controller-manager", kcm), ("kube-scheduler", sched)):
-            port = self.ports["controller-manager" if name == "kube-controller-manager" else "scheduler"]
-            wait_for(name, lambda port=port: https_get(port, "/healthz", None)[0] == 200, 60, proc,
-                     self.logs / f"{name}.log")
 
         def kwok_ok() -> bool:
             return http_get(self.ports["kwok"], "/healthz")[0] == 200
 
         wait_for("kwok", kwok_ok, 60, kwok, self.logs / "kwok.log")
-        self.timings["controllers_s"] = round(time.monotonic() - t0, 3)
+        self.timings["kwok_s"] = round(time.monotonic() - t0, 3)
+
+    def _start_real_node(self) -> None:
+        t0 = time.monotonic()
+        self.real_node.start(self._spawn, self.pki, self.ports["apiserver"], self._kubeconfig_for)
+        wait_node_ready(self.api(), self.logs / "kubelet.log")
+        self.timings["node_s"] = round(time.monotonic() - t0, 3)
 
     def api(self):
         """A kubernetes ApiClient for the admin user."""
@@ -280,7 +336,7 @@ class ControlPlane:
     def save(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({
-            "etcd_members": self.etcd_members, "etcd_quota_bytes": self.etcd_quota_bytes,
+            "etcd_members": self.etcd_members, "etcd_quota_bytes": self.etcd_quota_bytes, "node": self.node,
             "ports": self.ports, "timings": self.timings,
             "processes": [p.__dict__ for p in self.processes],
         }, indent=1))
@@ -289,7 +345,7 @@ class ControlPlane:
     def load(cls, workdir: Path = DEFAULT_WORKDIR) -> ControlPlane:
         state = json.loads((workdir / "state.json").read_text())
         cp = cls(workdir=workdir, etcd_members=state["etcd_members"],
-                 etcd_quota_bytes=state.get("etcd_quota_bytes", 2 << 30))
+                 etcd_quota_bytes=state.get("etcd_quota_bytes", 2 << 30), node=state.get("node", "kwok"))
         cp.ports = state["ports"]
         cp.timings = state.get("timings", {})
         cp.processes = [Process(**p) for p in state["processes"]]
@@ -297,9 +353,19 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop every process we started, newest first; SIGKILL what ignores SIGTERM."""
-        for proc in reversed(self.processes):
+        node_procs = [p for p in self.processes if p.name in ("kube-proxy", "kubelet")]
+        for proc in node_procs:
             stop_pid(proc.pid)
+        if self.node == "real":
+            self.real_node.kill_workloads()
+        for proc in reversed(self.processes):
+            if proc not in node_procs:
+                stop_pid(proc.pid)
         self.processes = []
+        if self.node == "real":
+            leftovers = self.real_node.cleanup()
+            if leftovers:
+                raise RuntimeError("the node left things behind: " + "; ".join(leftovers))
         if self.state_file.exists():
             self.state_file.unlink()
 

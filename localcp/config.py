@@ -13,3 +13,11 @@ KUBE_VERSION = "v1.34.4"
 SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE = "kwok-node-0"
 OPERATOR_USER = "system:serviceaccount:kube-apiserver-storage:etcdproxy-operator"
+# The real node (localcp/node.py): a bridge in the harness's network namespace carries the node IP;
+# pods get addresses from the same range; the control plane listens on the node IP too.
+NODE_NAME = "epo-node"
+BRIDGE = "epo0"
+NODE_IP = "10.88.0.1"
+POD_CIDR = "10.88.0.0/16"
+CLUSTER_DNS = "10.96.0.10"
+CLUSTER_DOMAIN = "cluster.local"

@@ -15,7 +15,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
     new_private_key,
 )
 
-from localcp.config import OPERATOR_USER
+from localcp.config import NODE_IP, NODE_NAME, OPERATOR_USER
 
 
 @dataclass
@@ -46,14 +46,14 @@ class Pki:
         leaves = {
             # name: (ca, spec)
             "etcd-server": ("etcd-ca", CertSpec(common_name="etcd", usage="peer",
-                                                dns_names=("localhost",), ip_addresses=("127.0.0.1",))),
+                                                dns_names=("localhost",), ip_addresses=("127.0.0.1", NODE_IP))),
             "apiserver-etcd-client": ("etcd-ca", CertSpec(common_name="kube-apiserver", usage="client")),
             # etcd grpc-proxy refuses a backend client cert with a Common Name.
             "operator-etcd-client": ("etcd-ca", CertSpec(organization="etcdproxy-operator", usage="client")),
             "apiserver": ("kube-ca", CertSpec(common_name="kube-apiserver", usage="server",
                                               dns_names=("localhost", "kubernetes", "kubernetes.default",
                                                          "kubernetes.default.svc"),
-                                              ip_addresses=("127.0.0.1", "10.96.0.1"))),
+                                              ip_addresses=("127.0.0.1", "10.96.0.1", NODE_IP))),
             "admin": ("kube-ca", CertSpec(common_name="admin", organization="system:masters", usage="client")),
             "controller-manager": ("kube-ca", CertSpec(common_name="system:kube-controller-manager",
                                                        usage="client")),
@@ -64,6 +64,15 @@ class Pki:
                                              usage="client")),
             "kwok": ("kube-ca", CertSpec(common_name="kwok", organization="system:masters", usage="client")),
             "front-proxy-client": ("front-proxy-ca", CertSpec(common_name="front-proxy-client", usage="client")),
+            # The real node: kubelet and kube-proxy as the users the Node authorizer and the default
+            # RBAC expect, kubelet's serving cert, and kube-apiserver's client cert towards kubelet.
+            "node": ("kube-ca", CertSpec(common_name=f"system:node:{NODE_NAME}", organization="system:nodes",
+                                         usage="client")),
+            "kube-proxy": ("kube-ca", CertSpec(common_name="system:kube-proxy", usage="client")),
+            "kubelet-serving": ("kube-ca", CertSpec(common_name=NODE_NAME, usage="server", dns_names=(NODE_NAME,),
+                                                    ip_addresses=(NODE_IP,))),
+            "apiserver-kubelet-client": ("kube-ca", CertSpec(common_name="kube-apiserver-kubelet-client",
+                                                             organization="system:masters", usage="client")),
             "serving-localhost": ("kube-ca", CertSpec(common_name="localhost", usage="server",
                                                       dns_names=("localhost",), ip_addresses=("127.0.0.1",))),
         }
