@@ -15,7 +15,7 @@ export VIRTUAL_ENV := $(VENV)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 PYTEST_ARGS ?=
 
-.PHONY: help install venv tools packages images lint unit integration test demo run cluster-up cluster-down bench clean bundle molecule
+.PHONY: help install venv tools tools-demo packages images lint unit integration node test demo run cluster-up cluster-down bench clean bundle molecule
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,10 +35,13 @@ $(VENV)/.stamp: requirements.txt requirements-runtime.txt runner-http/pyproject.
 tools: ## build the Go binaries (control plane, kubelet, kube-proxy, CoreDNS, ansible-operator, the guard, ...)
 	hack/install-tools.sh
 
+tools-demo: ## only the Go binaries `make demo` runs
+	hack/install-tools.sh demo
+
 packages: ## the real node's Debian packages (containerd, runc, CNI plugins, iptables), pinned
 	hack/install-packages.sh
 
-images: venv tools ## container images built from the repo (operator, guard, pause, CoreDNS, sample-apiserver)
+images: venv ## container images built from the repo (operator, guard, pause, CoreDNS, sample-apiserver)
 	$(PY) -m localcp.images
 
 lint: venv ## ruff, yamllint, ansible-lint (production profile), gofmt + go vet of the guard
@@ -52,16 +55,19 @@ unit: venv ## unit tests of the pure logic (Python, and the guard's Go package)
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
 	cd guard && GOFLAGS=-mod=mod go test ./...
 
-integration: install ## integration tests against the real local control plane
+integration: install ## integration tests against the real local control plane (kwok node)
 	rc=0; $(NETNS) test $(PYTEST) tests/integration $(PYTEST_ARGS) || rc=$$?; $(NETNS) --delete test; exit $$rc
 
-test: install lint ## lint + unit + integration + molecule (what CI runs)
+node: install ## the real-node tests (operator in-cluster, real pods, containment, cleanup)
+	rc=0; $(NETNS) test $(PYTEST) tests/node $(PYTEST_ARGS) || rc=$$?; $(NETNS) --delete test; exit $$rc
+
+test: install lint ## lint + unit + integration + real-node tests + molecule (what CI runs)
 	cd guard && GOFLAGS=-mod=mod go test ./...
-	rc=0; $(NETNS) test $(PYTEST) tests/unit tests/integration $(PYTEST_ARGS) || rc=$$?; \
+	rc=0; $(NETNS) test $(PYTEST) tests/unit tests/integration tests/node $(PYTEST_ARGS) || rc=$$?; \
 		$(NETNS) --delete test; exit $$rc
 	$(MAKE) molecule
 
-demo: install ## a local cluster with a real node: the operator in-cluster, the sample, wardle's API server on it
+demo: venv tools-demo packages images ## a local cluster with a real node: the operator in-cluster, the sample, wardle's API server on it
 	rc=0; $(NETNS) demo $(PY) hack/demo.py || rc=$$?; [[ "$${KEEP:-}" == 1 && $$rc == 0 ]] || $(NETNS) --delete demo; exit $$rc
 
 run: install ## run the operator out-of-cluster against $$KUBECONFIG (inside the demo's network namespace)

@@ -2,7 +2,10 @@
 # Build every binary the project runs into .cache/bin (git-ignored), from the Go
 # module proxy, pinned by the go.mod files under hack/tools/. A stamp file per
 # binary records what it was built from; an unchanged pin is not rebuilt.
+#   hack/install-tools.sh        everything (make tools)
+#   hack/install-tools.sh demo   only what `make demo` runs (no kwok, no second kube-apiserver, no operator-sdk)
 set -euo pipefail
+only=${1:-all}
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN="$ROOT/.cache/bin"
@@ -50,13 +53,16 @@ build kubectl kube k8s.io/kubernetes/cmd/kubectl "$KUBE_LDFLAGS"
 build kubelet kube k8s.io/kubernetes/cmd/kubelet "$KUBE_LDFLAGS"
 build kube-proxy kube k8s.io/kubernetes/cmd/kube-proxy "$KUBE_LDFLAGS"
 build sample-apiserver kube k8s.io/sample-apiserver "$KUBE_LDFLAGS"
-# A v1.37 kube-apiserver for the tenant test of KV/RangeStream (1.37 tries it first).
-build kube-apiserver-1.37 kube137 k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags kube137)"
-build kwok kwok sigs.k8s.io/kwok/cmd/kwok
 build coredns coredns github.com/coredns/coredns
 build kustomize kustomize sigs.k8s.io/kustomize/kustomize/v5
-# operator-sdk: the upstream build uses this tag to avoid cgo/gpgme.
-TAGS="-tags=containers_image_openpgp" build operator-sdk operator-sdk github.com/operator-framework/operator-sdk/cmd/operator-sdk
+if [[ $only == all ]]; then
+  # A v1.37 kube-apiserver for the tenant test of KV/RangeStream (1.37 tries it first).
+  build kube-apiserver-1.37 kube137 k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags kube137)"
+  build kwok kwok sigs.k8s.io/kwok/cmd/kwok
+  # operator-sdk: the upstream build uses this tag to avoid cgo/gpgme.
+  TAGS="-tags=containers_image_openpgp" build operator-sdk operator-sdk \
+    github.com/operator-framework/operator-sdk/cmd/operator-sdk
+fi
 
 # Our own tenant endpoint (guard/), pinned by guard/go.mod; rebuilt when its sources change.
 build_guard() {

@@ -6,6 +6,7 @@ compare ranges, Alarm ACTIVATE, Lock/Election, a LeaseGrant with a chosen ID, Ra
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,14 +18,25 @@ KV = "/etcdserverpb.KV/"
 
 
 class Client:
-    def __init__(self, endpoint: str, ca: str | Path, cert: str | Path | None, key: str | Path | None) -> None:
+    def __init__(self, endpoint: str, ca: str | Path, cert: str | Path | None, key: str | Path | None,
+                 server_name: str = "", retry_unavailable: bool = False) -> None:
+        """``server_name``: the name to verify when ``endpoint`` is an address (a Service's ClusterIP).
+        ``retry_unavailable``: retry a call that failed with UNAVAILABLE, as etcd's Go client does
+        for a connection that broke (a proxy pod that went away)."""
         target = endpoint.removeprefix("https://").removeprefix("http://")
         creds = grpc.ssl_channel_credentials(
             Path(ca).read_bytes(),
             Path(key).read_bytes() if key else None,
             Path(cert).read_bytes() if cert else None,
         )
-        self.channel = grpc.secure_channel(target, creds)
+        options: list[tuple[str, object]] = []
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        if retry_unavailable:
+            options.append(("grpc.service_config", json.dumps({"methodConfig": [{
+                "name": [{}], "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                                             "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})))
+        self.channel = grpc.secure_channel(target, creds, options=options)
 
     def close(self) -> None:
         self.channel.close()

@@ -171,32 +171,38 @@ def _distroless(root: Path) -> None:
         (root / d).chmod(mode)
 
 
-def static_image(name: str, binary: Path, dest: str, user: str, entrypoint: list[str],
-                 ports: tuple[str, ...] = ()) -> Image:
+def static_image(image: Image, binary: Path) -> Image:
+    """``image`` (its config) with one layer: ``binary`` at its entrypoint on a distroless-like base."""
+    dest = image.entrypoint[0]
+
     def fill(root: Path) -> None:
         _distroless(root)
         _put(root, dest, binary, 0o755)
 
-    layer = cached_layer(name.split("/")[-1].split(":")[0], fingerprint(binary, dest), fill,
-                         {"/home/nonroot": 65532})
-    return Image(name=name, layers=[layer], user=user, entrypoint=entrypoint, exposed_ports=list(ports))
+    image.layers = [cached_layer(image.name.split("/")[-1].split(":")[0], fingerprint(binary, dest), fill,
+                                 {"/home/nonroot": 65532})]
+    return image
+
+
+def guard_config() -> Image:
+    """guard/Dockerfile: the static guard binary, run as 65534 (distroless static)."""
+    return Image(name=GUARD_IMAGE, user="65534:65534", entrypoint=["/usr/local/bin/etcdproxy-guard"],
+                 exposed_ports=["2379/tcp", "2381/tcp"])
 
 
 def guard_image() -> Image:
-    """guard/Dockerfile: the static guard binary, run as 65534 (distroless static)."""
-    return static_image(GUARD_IMAGE, BIN_DIR / "etcdproxy-guard", "/usr/local/bin/etcdproxy-guard", "65534:65534",
-                        ["/usr/local/bin/etcdproxy-guard"], ("2379/tcp", "2381/tcp"))
+    return static_image(guard_config(), BIN_DIR / "etcdproxy-guard")
 
 
 def sample_apiserver_image() -> Image:
     """k8s.io/sample-apiserver (the demo's tenant API server), built at the pinned Kubernetes version."""
-    return static_image(SAMPLE_APISERVER_IMAGE, BIN_DIR / "sample-apiserver", "/usr/local/bin/sample-apiserver",
-                        "65532:65532", ["/usr/local/bin/sample-apiserver"])
+    return static_image(Image(name=SAMPLE_APISERVER_IMAGE, user="65532:65532",
+                              entrypoint=["/usr/local/bin/sample-apiserver"]), BIN_DIR / "sample-apiserver")
 
 
 def coredns_image() -> Image:
     """CoreDNS from its Go module (hack/tools/coredns), the node's cluster DNS (localcp/dns.py)."""
-    return static_image(COREDNS_IMAGE, BIN_DIR / "coredns", "/coredns", "65532:65532", ["/coredns"])
+    return static_image(Image(name=COREDNS_IMAGE, user="65532:65532", entrypoint=["/coredns"]), BIN_DIR / "coredns")
 
 
 def pause_binary() -> Path:
@@ -213,7 +219,7 @@ def pause_binary() -> Path:
 
 
 def pause_image() -> Image:
-    return static_image(PAUSE_IMAGE, pause_binary(), "/pause", "65535:65535", ["/pause"])
+    return static_image(Image(name=PAUSE_IMAGE, user="65535:65535", entrypoint=["/pause"]), pause_binary())
 
 
 # ---- the operator image ---------------------------------------------------------------------------------
@@ -287,8 +293,19 @@ def _fill_app(root: Path) -> None:
         shutil.copytree(REPO / d, home / d, ignore=ignore)
 
 
+def operator_config() -> Image:
+    """What the operator's Dockerfile and its base declare: entrypoint, user, workdir, environment
+    (tests/unit/test_images.py compares the two); ``operator_image`` adds the layers."""
+    home = ANSIBLE_HOME
+    return Image(name=OPERATOR_IMAGE, entrypoint=ANSIBLE_ENTRYPOINT, user=str(ANSIBLE_UID), workdir=home,
+                 env=[PATH_ENV, f"HOME={home}", "USER_NAME=ansible", f"USER_UID={ANSIBLE_UID}",
+                      f"ANSIBLE_CONFIG={home}/ansible.cfg", "ANSIBLE_GATHERING=explicit",
+                      f"ANSIBLE_COLLECTIONS_PATH={home}/collections:/usr/share/ansible/collections"])
+
+
 def operator_image() -> Image:
     """Dockerfile (the operator): the ansible-operator base, our Python pins, our collections and roles."""
+    image = operator_config()
     base = cached_layer("operator-base", fingerprint(REPO / "hack/packages/operator-base.txt",
                                                      BIN_DIR / "ansible-operator"),
                         _fill_operator_base, {ANSIBLE_HOME: ANSIBLE_UID})
@@ -296,13 +313,8 @@ def operator_image() -> Image:
                         _fill_python_deps)
     app = cached_layer("operator-app", fingerprint(*(REPO / f for f in APP_FILES + APP_DIRS)), _fill_app,
                        {ANSIBLE_HOME: ANSIBLE_UID})
-    home = ANSIBLE_HOME
-    return Image(name=OPERATOR_IMAGE, layers=[base, deps, app], entrypoint=ANSIBLE_ENTRYPOINT,
-                 user=str(ANSIBLE_UID), workdir=home,
-                 env=[PATH_ENV, f"HOME={home}", "USER_NAME=ansible", f"USER_UID={ANSIBLE_UID}",
-                      f"ANSIBLE_CONFIG={home}/ansible.cfg", "ANSIBLE_GATHERING=explicit",
-                      f"ANSIBLE_COLLECTIONS_PATH={home}/collections:/usr/share/ansible/collections"])
-
+    image.layers = [base, deps, app]
+    return image
 
 IMAGES: dict[str, Callable[[], Image]] = {
     PAUSE_IMAGE: pause_image, GUARD_IMAGE: guard_image, OPERATOR_IMAGE: operator_image,

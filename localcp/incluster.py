@@ -18,13 +18,16 @@ from .probes import wait_for
 DEPLOYMENT = "etcdproxy-operator"
 
 
-def overlay(cp: ControlPlane) -> str:
-    """A kustomization over config/default: what a user writes to set the image and the core endpoints."""
+def overlay(cp: ControlPlane, env: dict[str, str] | None = None) -> str:
+    """A kustomization over config/default: what a user writes to set the image and the core endpoints
+    (``env``: more settings for the manager, e.g. a test's short CA overlap)."""
     d = cp.workdir / "install"
     d.mkdir(parents=True, exist_ok=True)
     image, tag = OPERATOR_IMAGE.split(":")
     patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/env/2",
               "value": {"name": "ETCDPROXY_CORE_ENDPOINTS", "value": ",".join(cp.pod_etcd_endpoints)}}]
+    patch += [{"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": k, "value": v}}
+              for k, v in (env or {}).items()]
     (d / "kustomization.yaml").write_text(json.dumps({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [os.path.relpath(REPO / "config" / "default", d)],  # kustomize takes no absolute paths
@@ -34,10 +37,10 @@ def overlay(cp: ControlPlane) -> str:
     return str(d)
 
 
-def install_operator(cp: ControlPlane, timeout: float = 120) -> None:
+def install_operator(cp: ControlPlane, env: dict[str, str] | None = None, timeout: float = 120) -> None:
     """Seed the core material, apply the overlay, wait for the operator pod to be Ready."""
     seed_operator_namespace(cp)
-    built = kustomize_build(overlay(cp))
+    built = kustomize_build(overlay(cp, env))
     env = {e["name"]: e.get("value") for e in _manager(built)["env"]}
     assert env["ETCDPROXY_CORE_ENDPOINTS"] == ",".join(cp.pod_etcd_endpoints), "the overlay patched the wrong entry"
     kubectl_apply(cp, built, "the operator (config/default)")

@@ -11,6 +11,7 @@ namespace (mounts, cgroups, three kernel sysctls kubelet insists on) is recorded
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -28,6 +29,8 @@ CNI_BIN_DIR = "/usr/lib/cni"
 KUBELET_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
                    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
 CGROUP_ROOT = "/sys/fs/cgroup"
+# Machine-wide (sysctls are): the values before any of our nodes started, and which nodes run.
+SYSCTL_RECORD = Path("/run/etcdproxy-node")
 
 
 class NotContainedError(StartError):
@@ -62,7 +65,7 @@ class Node:
 
     @property
     def cgroup(self) -> str:
-        return "epo-" + self.dir.resolve().as_posix().encode().hex()[-12:]
+        return "epo-" + hashlib.sha256(self.dir.resolve().as_posix().encode()).hexdigest()[:12]
 
     # ---- network: the bridge, before anything listens on the node IP ------------------------------
     def setup_network(self) -> None:
@@ -226,9 +229,25 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     # ---- what the node changes outside its namespace, and undoing it ------------------------------
     def _save_sysctls(self) -> None:
-        saved = self.dir / "sysctls.json"
-        if not saved.exists():
-            saved.write_text(json.dumps({k: Path("/proc/sys", k).read_text().strip() for k in KUBELET_SYSCTLS}))
+        """Record the machine's values before the first of our kubelets changes them; every running node
+        holds a claim, and the last one to stop puts the values back (``_restore_sysctls``)."""
+        (SYSCTL_RECORD / "holders").mkdir(parents=True, exist_ok=True)
+        originals = SYSCTL_RECORD / "originals.json"
+        if not originals.exists():
+            originals.write_text(json.dumps({k: Path("/proc/sys", k).read_text().strip() for k in KUBELET_SYSCTLS}))
+        (SYSCTL_RECORD / "holders" / self.cgroup).write_text(str(self.dir))
+
+    def _restore_sysctls(self) -> None:
+        holders = SYSCTL_RECORD / "holders"
+        (holders / self.cgroup).unlink(missing_ok=True)
+        originals = SYSCTL_RECORD / "originals.json"
+        if not originals.exists() or (holders.exists() and any(holders.iterdir())):
+            return
+        for key, value in json.loads(originals.read_text()).items():
+            Path("/proc/sys", key).write_text(value)
+        originals.unlink()
+        holders.rmdir()
+        SYSCTL_RECORD.rmdir()
 
     def _make_cgroups(self) -> None:
         for hierarchy in _hierarchies():
@@ -278,11 +297,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                 for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                     _rmdir(d, problems)
                 _rmdir(top, problems)
-        saved = self.dir / "sysctls.json"
-        if saved.exists():
-            for key, value in json.loads(saved.read_text()).items():
-                Path("/proc/sys", key).write_text(value)
-            saved.unlink()
+        self._restore_sysctls()
         return problems
 
 

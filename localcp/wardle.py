@@ -1,0 +1,98 @@
+"""The sample tenant on the real node: an EtcdStorage delivering to a namespace, and k8s.io/sample-apiserver
+("wardle", config/samples/wardle) running there on only what was delivered. Used by `make demo` and the
+real-node tests."""
+
+from __future__ import annotations
+
+import subprocess
+
+import yaml
+from kubernetes import client
+
+from .admin import ensure_namespace, kubectl_apply, kustomize_build
+from .cluster import ControlPlane
+from .config import BIN_DIR, REPO
+from .probes import wait_for
+
+GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
+
+
+def etcdstorage(cp: ControlPlane, name: str, namespace: str, spec: dict | None = None) -> None:
+    """What the API server's admin and the platform admin do: a namespace that grants delivery, then the
+    EtcdStorage (the sample's, renamed for the second tenant)."""
+    api = cp.api()
+    ensure_namespace(api, namespace, grant_delivery=False)
+    role = (REPO / "config/rbac/destination_role_example.yaml").read_text().replace("namespace: wardle",
+                                                                                    f"namespace: {namespace}")
+    kubectl_apply(cp, role, "the delivery Role")
+    obj = yaml.safe_load((REPO / "config/samples/etcd_v1alpha1_etcdstorage.yaml").read_text())
+    obj["metadata"]["name"] = name
+    for dest in obj["spec"]["caCertConfigMap"] + obj["spec"]["clientCertSecret"]:
+        dest["namespace"] = namespace
+    obj["spec"].update(spec or {})
+    kubectl_apply(cp, yaml.safe_dump(obj), f"EtcdStorage {name}")
+
+
+def wait_ready(cp: ControlPlane, name: str) -> None:
+    custom = client.CustomObjectsApi(cp.api())
+
+    def ready() -> bool:
+        es = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        conditions = (es.get("status") or {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    wait_for(f"EtcdStorage {name} Ready", ready, 180, None, cp.logs / "kubelet.log", interval=0.25)
+
+
+def tenant_apiserver(cp: ControlPlane, namespace: str, register: bool) -> None:
+    """config/samples/wardle; for the second tenant the same objects moved to its namespace and storage,
+    without the APIService (one group has one server)."""
+    manifests = kustomize_build("config/samples/wardle")
+    if namespace != "wardle":
+        docs = [d for d in yaml.safe_load_all(manifests) if d and d["kind"] != "APIService"]
+        manifests = yaml.safe_dump_all(docs).replace("namespace: wardle", f"namespace: {namespace}") \
+            .replace("etcd-wardle.", f"etcd-{namespace}.").replace("name: wardle:", f"name: {namespace}:")
+    elif not register:
+        raise ValueError("wardle is the registered one")
+    kubectl_apply(cp, manifests, f"sample-apiserver in {namespace}")
+    apps = client.AppsV1Api(cp.api())
+
+    def available() -> bool:
+        return (apps.read_namespaced_deployment("wardle-server", namespace).status.available_replicas or 0) >= 1
+
+    wait_for(f"sample-apiserver in {namespace}", available, 120, None, cp.logs / "kubelet.log", interval=0.25)
+
+
+def apiservice_available(cp: ControlPlane) -> None:
+    reg = client.ApiregistrationV1Api(cp.api())
+
+    def available() -> bool:
+        svc = reg.read_api_service("v1alpha1.wardle.example.com")
+        return any(c.type == "Available" and c.status == "True" for c in svc.status.conditions or [])
+
+    wait_for("APIService v1alpha1.wardle.example.com Available", available, 60, None, cp.logs / "kube-apiserver.log",
+             interval=0.25)
+
+
+def core_keys(cp: ControlPlane, prefix: str) -> str:
+    p = cp.pki
+    out = subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={cp.etcd_endpoints[0]}",
+                          f"--cacert={p.path('etcd-ca')}", f"--cert={p.path('apiserver-etcd-client')}",
+                          f"--key={p.path('apiserver-etcd-client', 'key')}", "get", "--prefix", "--keys-only", prefix],
+                         check=True, capture_output=True, text=True).stdout
+    return "\n".join(line for line in out.splitlines() if line)
+
+
+def flunders_seen_by(cp: ControlPlane, namespace: str) -> list[str]:
+    """Flunders the sample-apiserver in ``namespace`` lists, asked directly at its Service (not through
+    the main kube-apiserver), as the cluster admin."""
+    ip = client.CoreV1Api(cp.api()).read_namespaced_service("api", namespace).spec.cluster_ip
+    argv = [str(BIN_DIR / "kubectl"), f"--kubeconfig={cp.kubeconfig}", f"--server=https://{ip}",
+            "--insecure-skip-tls-verify", "get", "flunders", "-A", "-o", "name"]
+    # kube-proxy programs a new Service's rules a moment after its pod is Ready.
+    def answers() -> bool:
+        return subprocess.run(argv, capture_output=True).returncode == 0
+
+    wait_for(f"the API server behind {namespace}/api", answers, 30, None, cp.logs / "kube-proxy.log", interval=0.25)
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line]

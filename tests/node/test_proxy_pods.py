@@ -1,0 +1,180 @@
+"""The proxy pods, run for real by kubelet from the images built here: security settings as shipped,
+probes, certificate rotation through the Service with kubelet's own volume updates, pods lost under a
+client, and what deletion leaves."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from localcp.admin import OPERATOR_NAMESPACE
+from localcp.config import NODE_IP, POD_CIDR
+from localcp.etcdclient import Client
+from localcp.wardle import core_keys
+
+from .conftest import container_pid, kill_container
+
+
+class Load:
+    """A long-lived client of the tenant's Service (as an API server is), writing and reading."""
+
+    def __init__(self, node, name: str, files: tuple[str, str, str], retry: bool = False) -> None:
+        self.client = Client(f"{node.service_ip(name)}:2379", *files, server_name=node.server_name(name),
+                             retry_unavailable=retry)
+        self.ok = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            key = f"/registry/load/{i % 20}".encode()
+            try:
+                self.client.put(key, str(i).encode())
+                assert self.client.range(key) == [(key, str(i).encode())]
+                self.ok += 1
+            except Exception as exc:  # every failure is recorded and asserted on
+                self.failures.append(repr(exc)[:300])
+            i += 1
+
+    def wait_ops(self, n: int, timeout: float = 60) -> None:
+        target, deadline = self.ok + n, time.monotonic() + timeout
+        while self.ok < target and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.ok >= target, f"only {self.ok} ops; failures {self.failures[:3]}"
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+        self.client.close()
+
+
+def served_serial(ip: str, server_name: str, files: tuple[str, str, str]) -> int:
+    ctx = ssl.create_default_context(cafile=files[0])
+    ctx.load_cert_chain(files[1], files[2])
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection((ip, 2379), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=server_name) as t:
+        return x509.load_der_x509_certificate(t.getpeercert(binary_form=True)).serial_number
+
+
+def restarts(pods) -> dict[str, int]:
+    return {p.metadata.name: sum(s.restart_count for s in p.status.container_statuses or []) for p in pods}
+
+
+def test_guard_pods_run_with_the_shipped_security_settings(node):
+    node.tenant("secure", "secure")
+    pods = node.ready_pods("secure")
+    assert len(pods) == 2
+    for pod in pods:
+        pid = container_pid(pod)
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":\t" in line)
+        assert status["Uid"].split()[:2] == ["65534", "65534"], status["Uid"]  # non-root, as the image says
+        assert int(status["CapEff"], 16) == 0, status["CapEff"]  # capabilities: drop ALL
+        assert status["NoNewPrivs"].strip() == "1"  # allowPrivilegeEscalation: false
+        mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+        (root,) = [m for m in mounts if m[4] == "/"]
+        assert "ro" in root[5].split(","), root  # readOnlyRootFilesystem
+        assert not [m for m in mounts if "serviceaccount" in m[4]], "a service account token is mounted"
+
+
+def test_readiness_follows_the_core_and_liveness_does_not(node, tmp_path):
+    node.tenant("probes", "probes")
+    before = restarts(node.proxy_pods("probes"))
+    port = node.cp.ports["etcd0"]
+    # Cut the pods (only) off from the core etcd: every packet from the pod range to its port is refused.
+    rule = ["INPUT", "-s", POD_CIDR, "-d", NODE_IP, "-p", "tcp", "--dport", str(port), "-j", "REJECT",
+            "--reject-with", "tcp-reset"]
+    subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        node.wait("proxy pods unready while the core is unreachable", lambda: not node.ready_pods("probes"), 120)
+        # Liveness is the process, not the core: nothing was restarted.
+        assert restarts(node.proxy_pods("probes")) == before
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=True)
+    node.wait("proxy pods ready again", lambda: len(node.ready_pods("probes")) == 2, 120)
+    assert restarts(node.proxy_pods("probes")) == before
+
+
+def test_leaf_rotation_under_load_through_the_service_fails_no_request(node, tmp_path):
+    node.tenant("rot", "rot")
+    old = node.files("rot", tmp_path)
+    pods = node.ready_pods("rot")
+    old_serials = {served_serial(p.status.pod_ip, node.server_name("rot"), old) for p in pods}
+    with Load(node, "rot", old) as load:
+        load.wait_ops(50)
+        node.annotate("rot", "etcd.etcdproxy.dev/rotate", "real-node")
+
+        def every_pod_serves_a_new_leaf() -> bool:
+            # kubelet updates the Secret volume; the guard reloads it; no pod restarts.
+            return all(served_serial(p.status.pod_ip, node.server_name("rot"), old) not in old_serials for p in pods)
+
+        node.wait("every pod serving the renewed leaf", every_pod_serves_a_new_leaf, 120)
+        load.wait_ops(100)
+    assert load.failures == []
+    assert {p.metadata.name for p in node.ready_pods("rot")} == {p.metadata.name for p in pods}
+    assert restarts(node.proxy_pods("rot")) == restarts(pods)
+
+
+def test_client_ca_rotation_rolls_the_pods_without_failing_a_request(node, tmp_path):
+    node.tenant("carot", "carot")
+    old = node.files("carot", tmp_path)
+    pods = {p.metadata.name for p in node.ready_pods("carot")}
+    with Load(node, "carot", old, retry=True) as load:
+        load.wait_ops(50)
+        node.annotate("carot", "etcd.etcdproxy.dev/rotate-ca", "real-node")
+        new_dir = tmp_path / "new"
+        new_dir.mkdir()
+        node.wait("client cert re-signed by the next CA",
+                  lambda: Path(node.files("carot", new_dir)[1]).read_bytes() != Path(old[1]).read_bytes(), 180)
+        node.wait("the pods rolled", lambda: len(node.ready_pods("carot")) == 2 and not pods & {
+            p.metadata.name for p in node.proxy_pods("carot")}, 180)
+        new = node.files("carot", new_dir)
+        with Client(f"{node.service_ip('carot')}:2379", *new, server_name=node.server_name("carot")) as fresh:
+            fresh.put(b"/registry/new-ca", b"ok")
+        load.wait_ops(50)
+    assert load.failures == []
+
+
+def test_a_deleted_or_killed_guard_pod_does_not_interrupt_a_client_of_the_service(node, tmp_path):
+    node.tenant("loss", "loss")
+    files = node.files("loss", tmp_path)
+    with Load(node, "loss", files, retry=True) as load:
+        load.wait_ops(50)
+        first, second = node.ready_pods("loss")
+        node.core.delete_namespaced_pod(first.metadata.name, OPERATOR_NAMESPACE)
+        node.wait("a replacement pod Ready", lambda: len(node.ready_pods("loss")) == 2 and first.metadata.name not in {
+            p.metadata.name for p in node.proxy_pods("loss")}, 120)
+        load.wait_ops(50)
+        kill_container(second)
+        node.wait("the killed container restarted and Ready", lambda: len(node.ready_pods("loss")) == 2 and sum(
+            restarts([p for p in node.proxy_pods("loss") if p.metadata.name == second.metadata.name]).values()) == 1,
+            120)
+        load.wait_ops(50)
+    assert load.failures == [], load.failures[:5]
+
+
+def test_deleting_an_etcdstorage_removes_its_pods_service_and_keys(node, tmp_path):
+    node.tenant("gone", "gone", {"deletionPolicy": "Delete"})
+    files = node.files("gone", tmp_path)
+    with Client(f"{node.service_ip('gone')}:2379", *files, server_name=node.server_name("gone")) as c:
+        c.put(b"/registry/x", b"1")
+    assert "/gone/" in core_keys(node.cp, "/gone/")
+    pods = {p.metadata.name for p in node.proxy_pods("gone")}
+    node.delete_tenant("gone")
+    node.wait("pods gone", lambda: not node.proxy_pods("gone"), 120)
+    assert not pods & {p.metadata.name for p in node.core.list_namespaced_pod(OPERATOR_NAMESPACE).items}
+    assert not [s for s in node.core.list_namespaced_service(OPERATOR_NAMESPACE).items
+                if s.metadata.name == "etcd-gone"]
+    assert core_keys(node.cp, "/gone/") == ""
