@@ -30,3 +30,28 @@ def test_sample_apiserver_keeps_its_objects_in_its_own_etcdstorage(node):
     tenant_apiserver(node.cp, "wardle-b", register=False)
     assert flunders_seen_by(node.cp, "wardle-b") == []
     assert "flunder.wardle.example.com/test-flunder" in flunders_seen_by(node.cp, "wardle")
+
+
+def test_a_deleted_service_comes_back_and_the_api_server_finds_it_by_name(node):
+    """A hand-deleted Service is recreated with a new ClusterIP; the tenant API server, which knows its
+    endpoint by DNS name only, reconnects to it."""
+    node.tenant("wardle", "wardle")
+    tenant_apiserver(node.cp, "wardle", register=True)
+    apiservice_available(node.cp)
+    old_ip = node.service_ip("wardle")
+    node.core.delete_namespaced_service("etcd-wardle", "kube-apiserver-storage")
+    custom = client.CustomObjectsApi(node.api)
+
+    def new_service_and_write() -> bool:
+        try:
+            if node.service_ip("wardle") == old_ip:
+                return False
+            custom.create_namespaced_custom_object("wardle.example.com", "v1alpha1", "wardle", "flunders", {
+                "apiVersion": "wardle.example.com/v1alpha1", "kind": "Flunder",
+                "metadata": {"name": "after-service-loss"}, "spec": {}})
+            return True
+        except client.ApiException as exc:
+            return exc.status == 409  # created by an earlier attempt whose answer was lost
+
+    node.wait("a Flunder written through the recreated Service", new_service_and_write, 120)
+    assert "flunder.wardle.example.com/after-service-loss" in flunders_seen_by(node.cp, "wardle")
