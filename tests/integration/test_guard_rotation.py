@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 import time
 from pathlib import Path
 
 from cryptography import x509
 
 from localcp.etcdclient import Client
+from localcp.load import Load
 from localcp.tenant import delivered_files, start_proxy
 
 
@@ -29,44 +29,6 @@ def served_serial(port: int, ca: str, cert: str, key: str) -> int:
     return x509.load_der_x509_certificate(der).serial_number
 
 
-class Load:
-    """One long-lived client (like an API server) writing and reading as fast as it can."""
-
-    def __init__(self, endpoint: str, files: tuple[str, str, str]) -> None:
-        self.client = Client(endpoint, *files)
-        self.ok = 0
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            key = f"/registry/load/{i % 50}".encode()
-            try:
-                self.client.put(key, str(i).encode())
-                assert self.client.range(key) == [(key, str(i).encode())]
-                self.ok += 1
-            except Exception as exc:
-                self.failures.append(repr(exc))
-            i += 1
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-        self.client.close()
-
-    def wait_ops(self, n: int, timeout: float = 30) -> None:
-        target, deadline = self.ok + n, time.monotonic() + timeout
-        while self.ok < target and time.monotonic() < deadline and not self.failures:
-            time.sleep(0.01)
-        assert self.ok >= target, f"only {self.ok} ops; failures {self.failures[:3]}"
-
-
 def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
     name, ns = storages.create_ready_tenant("rotload")
     pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
@@ -74,7 +36,7 @@ def test_leaf_rotation_under_load_fails_no_request(storages, cp, tmp_path):
         old = delivered_files(storages.core, ns, tmp_path)
         old_serial = served_serial(pod.port, *old)
         template = storages.deployment(name)["spec"]["template"]
-        with Load(pod.endpoint, old) as load:
+        with Load(Client(pod.endpoint, *old)) as load:
             load.wait_ops(50)
             storages.patch(name, {"metadata": {"annotations": {"etcd.etcdproxy.dev/rotate": "load-test"}}})
             # New leaves are issued; kubelet then updates the pod's volumes.
@@ -109,7 +71,7 @@ def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
     try:
         old = delivered_files(storages.core, ns, tmp_path)
         guard_pid = pod.proc.pid
-        with Load(pod.endpoint, old) as load:
+        with Load(Client(pod.endpoint, *old)) as load:
             load.wait_ops(20)
             storages.patch(name, {"metadata": {"annotations": {"etcd.etcdproxy.dev/rotate-ca": "guard"}}})
             new_dir = tmp_path / "new"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -16,48 +14,16 @@ from cryptography import x509
 from localcp.admin import OPERATOR_NAMESPACE
 from localcp.config import NODE_IP, POD_CIDR
 from localcp.etcdclient import Client
+from localcp.load import Load
 from localcp.wardle import core_keys
 
 from .conftest import container_pid, kill_container
 
 
-class Load:
-    """A long-lived client of the tenant's Service (as an API server is), writing and reading."""
-
-    def __init__(self, node, name: str, files: tuple[str, str, str], retry: bool = False) -> None:
-        self.client = Client(f"{node.service_ip(name)}:2379", *files, server_name=node.server_name(name),
-                             retry_unavailable=retry)
-        self.ok = 0
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            key = f"/registry/load/{i % 20}".encode()
-            try:
-                self.client.put(key, str(i).encode())
-                assert self.client.range(key) == [(key, str(i).encode())]
-                self.ok += 1
-            except Exception as exc:  # every failure is recorded and asserted on
-                self.failures.append(repr(exc)[:300])
-            i += 1
-
-    def wait_ops(self, n: int, timeout: float = 60) -> None:
-        target, deadline = self.ok + n, time.monotonic() + timeout
-        while self.ok < target and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert self.ok >= target, f"only {self.ok} ops; failures {self.failures[:3]}"
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
-        self.client.close()
+def load(node, name: str, files: tuple[str, str, str], retry: bool = False) -> Load:
+    """A long-lived client of the tenant's Service (as an API server is)."""
+    return Load(Client(f"{node.service_ip(name)}:2379", *files, server_name=node.server_name(name),
+                       retry_unavailable=retry))
 
 
 def served_serial(ip: str, server_name: str, files: tuple[str, str, str]) -> int:
@@ -112,8 +78,8 @@ def test_leaf_rotation_under_load_through_the_service_fails_no_request(node, tmp
     old = node.files("rot", tmp_path)
     pods = node.ready_pods("rot")
     old_serials = {served_serial(p.status.pod_ip, node.server_name("rot"), old) for p in pods}
-    with Load(node, "rot", old) as load:
-        load.wait_ops(50)
+    with load(node, "rot", old) as writes:
+        writes.wait_ops(50)
         node.annotate("rot", "etcd.etcdproxy.dev/rotate", "real-node")
 
         def every_pod_serves_a_new_leaf() -> bool:
@@ -121,8 +87,8 @@ def test_leaf_rotation_under_load_through_the_service_fails_no_request(node, tmp
             return all(served_serial(p.status.pod_ip, node.server_name("rot"), old) not in old_serials for p in pods)
 
         node.wait("every pod serving the renewed leaf", every_pod_serves_a_new_leaf, 120)
-        load.wait_ops(100)
-    assert load.failures == []
+        writes.wait_ops(100)
+    assert writes.failures == []
     assert {p.metadata.name for p in node.ready_pods("rot")} == {p.metadata.name for p in pods}
     assert restarts(node.proxy_pods("rot")) == restarts(pods)
 
@@ -131,8 +97,8 @@ def test_client_ca_rotation_rolls_the_pods_without_failing_a_request(node, tmp_p
     node.tenant("carot", "carot")
     old = node.files("carot", tmp_path)
     pods = {p.metadata.name for p in node.ready_pods("carot")}
-    with Load(node, "carot", old, retry=True) as load:
-        load.wait_ops(50)
+    with load(node, "carot", old, retry=True) as writes:
+        writes.wait_ops(50)
         node.annotate("carot", "etcd.etcdproxy.dev/rotate-ca", "real-node")
         new_dir = tmp_path / "new"
         new_dir.mkdir()
@@ -143,26 +109,26 @@ def test_client_ca_rotation_rolls_the_pods_without_failing_a_request(node, tmp_p
         new = node.files("carot", new_dir)
         with Client(f"{node.service_ip('carot')}:2379", *new, server_name=node.server_name("carot")) as fresh:
             fresh.put(b"/registry/new-ca", b"ok")
-        load.wait_ops(50)
-    assert load.failures == []
+        writes.wait_ops(50)
+    assert writes.failures == []
 
 
 def test_a_deleted_or_killed_guard_pod_does_not_interrupt_a_client_of_the_service(node, tmp_path):
     node.tenant("loss", "loss")
     files = node.files("loss", tmp_path)
-    with Load(node, "loss", files, retry=True) as load:
-        load.wait_ops(50)
+    with load(node, "loss", files, retry=True) as writes:
+        writes.wait_ops(50)
         first, second = node.ready_pods("loss")
         node.core.delete_namespaced_pod(first.metadata.name, OPERATOR_NAMESPACE)
         node.wait("a replacement pod Ready", lambda: len(node.ready_pods("loss")) == 2 and first.metadata.name not in {
             p.metadata.name for p in node.proxy_pods("loss")}, 120)
-        load.wait_ops(50)
+        writes.wait_ops(50)
         kill_container(second)
         node.wait("the killed container restarted and Ready", lambda: len(node.ready_pods("loss")) == 2 and sum(
             restarts([p for p in node.proxy_pods("loss") if p.metadata.name == second.metadata.name]).values()) == 1,
             120)
-        load.wait_ops(50)
-    assert load.failures == [], load.failures[:5]
+        writes.wait_ops(50)
+    assert writes.failures == [], writes.failures[:5]
 
 
 def test_deleting_an_etcdstorage_removes_its_pods_service_and_keys(node, tmp_path):
