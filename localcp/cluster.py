@@ -318,7 +318,7 @@ class ControlPlane:
 
     def _start_real_node(self) -> None:
         t0 = time.monotonic()
-        self.real_node.start(self._spawn, self.pki, self.ports["apiserver"], self._kubeconfig_for)
+        self.real_node.start(self._spawn, self.pki, self._kubeconfig_for)
         wait_node_ready(self.api(), self.logs / "kubelet.log")
         self.timings["node_s"] = round(time.monotonic() - t0, 3)
 

@@ -83,7 +83,8 @@ class Node:
         Path("/proc/sys/net/bridge/bridge-nf-call-iptables").write_text("1")
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def start(self, spawn, pki, apiserver_port: int, kubeconfig_for) -> None:
+    def start(self, spawn, pki, kubeconfig_for) -> None:
+        """containerd (and the images), kubelet, kube-proxy; ``spawn`` starts and records a process."""
         t0 = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._save_sysctls()
@@ -180,8 +181,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         return path
 
     def _kubelet_config(self, pki) -> Path:
-        for name in ("kubelet-healthz",):
-            self.ports.setdefault(name, free_port())
+        self.ports.setdefault("kubelet-healthz", free_port())
         self.ports.setdefault("kubelet", free_port())
         resolv = self.dir / "resolv.conf"
         resolv.write_text("")  # pods with dnsPolicy Default get no resolver of the machine's
