@@ -11,7 +11,9 @@
 - memory (RSS) of the operator process with 50 EtcdStorages, and how long 40 more took to be Ready;
 - time to issue a full tenant bundle (2 CAs + serving leaf + one client leaf), ECDSA and RSA, and
   each module's wall time inside a reconcile (ansible-runner's own task durations);
-- the data path (bench/datapath.py): core etcd direct vs stock grpc-proxy vs the guard, same client.
+- the data path (bench/datapath.py): core etcd direct vs stock grpc-proxy vs the guard, same client;
+- the real node (bench/node.py): cluster start, the operator Ready in-cluster, apply -> Ready with
+  real proxy pods (the sample's 2 replicas, probes and all).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from bench.node import node_figures
 from bench.stats import pct, rss_mib
 from localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from localcp.cluster import ControlPlane
@@ -255,6 +258,7 @@ def main() -> int:
         if op is not None:
             op.stop()
         cp.stop()
+    node_figures(results)
 
     width = max(len(k) for k in results)
     print("\nbenchmark (figures only; nothing here gates CI)")
