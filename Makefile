@@ -73,8 +73,8 @@ demo: venv tools-demo packages images ## a local cluster with a real node: the o
 run: install ## run the operator out-of-cluster against $$KUBECONFIG (inside the demo's network namespace)
 	$(NETNS) demo $(PY) -m localcp run-operator
 
-cluster-up: install ## start the local control plane (kwok node) and leave it running
-	$(NETNS) demo $(PY) -m localcp up
+cluster-up: install ## start the local control plane and leave it running (NODE=real for a real node; default kwok)
+	$(NETNS) demo $(PY) -m localcp up --node $(or $(NODE),kwok)
 
 cluster-down: ## stop the local cluster started by cluster-up or KEEP=1 make demo, and remove its network namespace
 	$(NETNS) demo $(PY) -m localcp down
