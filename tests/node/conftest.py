@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from kubernetes import client
 
@@ -24,6 +25,8 @@ from localcp.tenant import delivered_files
 from localcp.wardle import GROUP, PLURAL, VERSION, etcdstorage, wait_ready
 
 WORKDIR = REPO / ".cache" / "test-node"
+SAMPLE = REPO / "config" / "samples" / "etcd_v1alpha1_etcdstorage.yaml"
+SAMPLE_REPLICAS = yaml.safe_load(SAMPLE.read_text())["spec"]["replicas"]
 TIMEOUT = float(os.environ.get("ETCDPROXY_TEST_TIMEOUT", "90"))
 
 
@@ -49,9 +52,12 @@ class Node:
         pytest.fail(f"{what}: not true after {timeout:.0f}s\n{self.cp.log_tails(15)}")
 
     def tenant(self, name: str, namespace: str, spec: dict | None = None) -> None:
-        """An EtcdStorage like the sample (delivering to ``namespace``), Ready."""
+        """An EtcdStorage like the sample (delivering to ``namespace``), Ready, with every replica Ready
+        (the EtcdStorage is Ready as soon as its Deployment is available, which can be one pod of two)."""
         etcdstorage(self.cp, name, namespace, spec)
         wait_ready(self.cp, name)
+        replicas = (spec or {}).get("replicas", SAMPLE_REPLICAS)
+        self.wait(f"{replicas} proxy pods of {name} Ready", lambda: len(self.ready_pods(name)) == replicas)
 
     def annotate(self, name: str, key: str, value: str) -> None:
         client.CustomObjectsApi(self.api).patch_cluster_custom_object(
