@@ -5,7 +5,7 @@ Everything runs inside the network namespace the harness made (hack/in-netns.sh)
 interfaces are loopback and the bridge below, and it has no route out of the machine. The
 bridge carries the node IP; pods hang off it; the control plane listens on it too, so pods reach
 kube-apiserver (the ``kubernetes`` Service) and the core etcd. What the node changes outside that
-namespace (mounts, cgroups, three kernel sysctls kubelet insists on) is recorded and undone by
+namespace (mounts, cgroups, six kernel settings kubelet insists on) is recorded and undone by
 ``stop`` (docs/node.md).
 """
 
@@ -43,7 +43,7 @@ def require_own_netns() -> str:
     if not name or not Path("/run/netns", name).exists() or (
             os.stat(Path("/run/netns", name)).st_ino != os.stat("/proc/self/ns/net").st_ino):
         raise NotContainedError("a real node runs only inside the harness's network namespace: "
-                           "run it through `hack/in-netns.sh` (the make targets do)")
+                                "run it through `hack/in-netns.sh` (the make targets do)")
     return name
 
 
