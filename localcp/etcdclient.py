@@ -21,8 +21,9 @@ class Client:
     def __init__(self, endpoint: str, ca: str | Path, cert: str | Path | None, key: str | Path | None,
                  server_name: str = "", retry_unavailable: bool = False) -> None:
         """``server_name``: the name to verify when ``endpoint`` is an address (a Service's ClusterIP).
-        ``retry_unavailable``: retry a call that failed with UNAVAILABLE, as etcd's Go client does
-        for a connection that broke (a proxy pod that went away)."""
+        ``retry_unavailable``: retry a call that failed with UNAVAILABLE, with backoff (up to ~12 s), as
+        etcd's Go client retries a request that never reached a server (a proxy pod that went away, a
+        Service briefly without a ready endpoint while its Deployment rolls)."""
         target = endpoint.removeprefix("https://").removeprefix("http://")
         creds = grpc.ssl_channel_credentials(
             Path(ca).read_bytes(),
@@ -34,7 +35,7 @@ class Client:
             options.append(("grpc.ssl_target_name_override", server_name))
         if retry_unavailable:
             options.append(("grpc.service_config", json.dumps({"methodConfig": [{
-                "name": [{}], "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "1s",
+                "name": [{}], "retryPolicy": {"maxAttempts": 5, "initialBackoff": "1s", "maxBackoff": "5s",
                                              "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}}]})))
         self.channel = grpc.secure_channel(target, creds, options=options)
 
