@@ -56,19 +56,19 @@ unit: venv ## unit tests of the pure logic (Python, and the guard's Go package)
 	cd guard && GOFLAGS=-mod=mod go test ./...
 
 integration: install ## integration tests against the real local control plane (kwok node)
-	rc=0; $(NETNS) test $(PYTEST) tests/integration $(PYTEST_ARGS) || rc=$$?; $(NETNS) --delete test; exit $$rc
+	$(NETNS) --once test $(PYTEST) tests/integration $(PYTEST_ARGS)
 
 node: install ## the real-node tests (operator in-cluster, real pods, containment, cleanup)
-	rc=0; $(NETNS) test $(PYTEST) tests/node $(PYTEST_ARGS) || rc=$$?; $(NETNS) --delete test; exit $$rc
+	$(NETNS) --once test $(PYTEST) tests/node $(PYTEST_ARGS)
 
 test: install lint ## lint + unit + integration + real-node tests + molecule (what CI runs)
 	cd guard && GOFLAGS=-mod=mod go test ./...
-	rc=0; $(NETNS) test $(PYTEST) tests/unit tests/integration tests/node $(PYTEST_ARGS) || rc=$$?; \
-		$(NETNS) --delete test; exit $$rc
+	$(NETNS) --once test $(PYTEST) tests/unit tests/integration tests/node $(PYTEST_ARGS)
 	$(MAKE) molecule
 
 demo: venv tools-demo packages images ## a local cluster with a real node: the operator in-cluster, the sample, wardle's API server on it
-	rc=0; $(NETNS) demo $(PY) hack/demo.py || rc=$$?; [[ "$${KEEP:-}" == 1 && $$rc == 0 ]] || $(NETNS) --delete demo; exit $$rc
+	if [[ "$${KEEP:-}" == 1 ]]; then $(NETNS) demo $(PY) hack/demo.py || { $(NETNS) --delete demo; exit 1; }; \
+	else $(NETNS) --once demo $(PY) hack/demo.py; fi
 
 run: install ## run the operator out-of-cluster against $$KUBECONFIG (inside the demo's network namespace)
 	$(NETNS) demo $(PY) -m localcp run-operator
@@ -81,7 +81,7 @@ cluster-down: ## stop the local cluster started by cluster-up or KEEP=1 make dem
 	$(NETNS) --delete demo
 
 bench: install ## benchmarks (separate from tests; print figures, never gate)
-	rc=0; $(NETNS) bench $(PY) bench/run.py || rc=$$?; $(NETNS) --delete bench; exit $$rc
+	$(NETNS) --once bench $(PY) bench/run.py
 
 clean: cluster-down ## remove the local control plane state (keeps built binaries)
 	rm -rf .cache/localcp
@@ -95,4 +95,4 @@ bundle: tools ## generate and validate the OLM bundle in bundle/
 
 molecule: install ## molecule: the local scenario end to end, and syntax of default and kind
 	cd $(ROOT) && molecule syntax -s default && molecule syntax -s kind
-	rc=0; $(NETNS) molecule molecule test -s local || rc=$$?; $(NETNS) --delete molecule; exit $$rc
+	$(NETNS) --once molecule molecule test -s local

@@ -78,6 +78,17 @@ def kubectl_apply(cp: ControlPlane, manifests: str, what: str, *extra: str) -> s
     return out.stdout
 
 
+def wait_deployment_ready(cp: ControlPlane, namespace: str, name: str, timeout: float, what: str = "") -> None:
+    """Until the Deployment's current generation has a Ready replica (kubelet's log on failure)."""
+    apps = client.AppsV1Api(cp.api())
+
+    def ready() -> bool:
+        dep = apps.read_namespaced_deployment(name, namespace)
+        return (dep.status.ready_replicas or 0) >= 1 and dep.status.observed_generation == dep.metadata.generation
+
+    wait_for(what or f"Deployment {namespace}/{name}", ready, timeout, None, cp.logs / "kubelet.log", interval=0.25)
+
+
 def install_rbac(cp: ControlPlane) -> None:
     """The operator's ServiceAccount, Roles and bindings, from config/rbac."""
     kustomize_apply(cp, "config/rbac")

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import json
 
-from kubernetes import client
-
-from .admin import kubectl_apply
+from .admin import kubectl_apply, wait_deployment_ready
 from .cluster import ControlPlane
 from .config import CLUSTER_DNS, CLUSTER_DOMAIN
 from .images import COREDNS_IMAGE
-from .probes import wait_for
 
 NAMESPACE = "kube-system"
 NAME = "coredns"
@@ -70,11 +67,5 @@ def objects() -> list[dict]:
 
 
 def install_dns(cp: ControlPlane, timeout: float = 60) -> None:
-    api = cp.api()
     kubectl_apply(cp, json.dumps({"apiVersion": "v1", "kind": "List", "items": objects()}), "cluster DNS")
-    apps = client.AppsV1Api(api)
-
-    def ready() -> bool:
-        return (apps.read_namespaced_deployment(NAME, NAMESPACE).status.ready_replicas or 0) >= 1
-
-    wait_for("cluster DNS (CoreDNS)", ready, timeout, None, cp.logs / "kubelet.log", interval=0.2)
+    wait_deployment_ready(cp, NAMESPACE, NAME, timeout, "cluster DNS (CoreDNS)")

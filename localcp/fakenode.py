@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import FAKE_NODE
-from .probes import wait_for
+from .node import wait_node_ready
 
 
 def create_fake_node(api, kwok_log: Path) -> None:
@@ -26,8 +26,4 @@ def create_fake_node(api, kwok_log: Path) -> None:
     # not-ready; without a node-lifecycle controller nothing would lift it.
     core.patch_node(FAKE_NODE, {"spec": {"taints": None}})
 
-    def node_ready() -> bool:
-        node = core.read_node(FAKE_NODE)
-        return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
-
-    wait_for("fake node", node_ready, 60, None, kwok_log)
+    wait_node_ready(api, kwok_log, FAKE_NODE, timeout=60)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,8 @@ PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ANSIBLE_HOME = "/opt/ansible"
 ANSIBLE_UID = 1001
 ANSIBLE_ENTRYPOINT = ["/tini", "--", "/usr/local/bin/ansible-operator", "run", "--watches-file=./watches.yaml"]
-SITE_PACKAGES = "/usr/local/lib/python3.11/dist-packages"  # Debian's python3.11 reads this one
+PYTHON = "python3.11"  # Debian bookworm's, from hack/packages/operator-base.txt
+SITE_PACKAGES = f"/usr/local/lib/{PYTHON}/dist-packages"  # Debian's Python reads this one
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Image:
 
     def archive(self) -> Path:
         """A docker-archive tarball (what `ctr images import` and `docker load` read)."""
-        diff_ids = ["sha256:" + _sha256_file(layer) for layer in self.layers]
+        diff_ids = [layer_digest(layer) for layer in self.layers]
         config = json.dumps({"architecture": "amd64", "os": "linux", "config": self.config(),
                              "rootfs": {"type": "layers", "diff_ids": diff_ids},
                              "history": [{"created_by": "localcp.images"} for _ in self.layers]},
@@ -91,6 +93,11 @@ def image_id_of(name: str) -> str:
     """The ID (config digest) of the archive `make images` last wrote for ``name``, or ""."""
     stamp = archive_path(name).with_suffix(".id")
     return stamp.read_text() if stamp.exists() else ""
+
+
+def layer_digest(layer: Path) -> str:
+    """The layer's diff ID, recorded beside it when it was written (``cached_layer``)."""
+    return layer.with_suffix(".sha256").read_text()
 
 
 def _sha256_file(path: Path) -> str:
@@ -121,12 +128,13 @@ def cached_layer(name: str, key: str, fill: Callable[[Path], None], owners: dict
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    for old in out.parent.glob(f"{name}-*.tar"):
+    for old in out.parent.glob(f"{name}-*"):
         old.unlink()
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         root = Path(tmp)
         fill(root)
         _tar_tree(root, out.with_suffix(".partial"), owners or {})
+    out.with_suffix(".sha256").write_text("sha256:" + _sha256_file(out.with_suffix(".partial")))
     out.with_suffix(".partial").rename(out)
     return out
 
@@ -209,13 +217,14 @@ def coredns_image() -> Image:
 def pause_binary() -> Path:
     """Kubernetes' pause, compiled static from the pinned k8s.io/kubernetes module's own source."""
     out = BIN_DIR / "pause"
+    if out.exists():
+        return out
     mod = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes"], cwd=REPO / "hack/tools/kube",
                          check=True, capture_output=True, text=True,
                          env={**os.environ, "GOFLAGS": "-mod=mod"}).stdout.strip()
     src = Path(mod) / "build/pause/linux/pause.c"
-    if not out.exists():
-        subprocess.run(["gcc", "-Os", "-Wall", "-Werror", "-static", "-DVERSION=v3.10.1-localcp", "-o", str(out),
-                        str(src)], check=True)
+    subprocess.run(["gcc", "-Os", "-Wall", "-Werror", "-static", "-DVERSION=v3.10.1-localcp", "-o", str(out),
+                    str(src)], check=True)
     return out
 
 
@@ -234,18 +243,20 @@ def _fill_operator_base(root: Path) -> None:
     debs = CACHE / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     pins = _packages(REPO / "hack/packages/operator-base.txt")
-    wanted = [p.replace("=", "_").replace(":", "%3a") for p in pins]
-    if any(not list(debs.glob(f"{w.split('_')[0]}_*.deb")) for w in wanted):
+
+    def deb(pin: str) -> list[Path]:  # apt-get download's file name: name_version_arch.deb, ":" as %3a
+        name, version = pin.split("=")
+        return list(debs.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
+
+    if not all(deb(pin) for pin in pins):
         subprocess.run(["apt-get", "download", "-q", *pins], cwd=debs, check=True, capture_output=True)
     for pin in pins:
-        name = pin.split("=")[0]
-        deb = next(debs.glob(f"{name}_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        subprocess.run(["dpkg-deb", "-x", str(deb(pin)[0]), str(root)], check=True)
     for d in ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian"):
         shutil.rmtree(root / d, ignore_errors=True)
     subprocess.run(["ldconfig", "-r", str(root)], check=True)
-    compile_python(root, "/usr/lib/python3.11")  # Debian compiles the stdlib in a maintainer script
-    (root / "usr/bin/python3").symlink_to("python3.11")
+    compile_python(root, f"/usr/lib/{PYTHON}")  # Debian compiles the stdlib in a maintainer script
+    (root / "usr/bin/python3").symlink_to(PYTHON)
     _put(root, "/tini", root / "usr/bin/tini-static", 0o755)
     _put(root, "/usr/local/bin/ansible-operator", BIN_DIR / "ansible-operator", 0o755)
     _put(root, "/etc/passwd", f"root:x:0:0:root:/root:/bin/sh\nansible:x:{ANSIBLE_UID}:0:ansible user:"
@@ -275,7 +286,7 @@ def _fill_python_deps(root: Path) -> None:
     for script in (target / "bin").iterdir():
         text = script.read_bytes()
         if text.startswith(b"#!"):
-            text = b"#!/usr/bin/python3.11" + text[text.index(b"\n"):]
+            text = f"#!/usr/bin/{PYTHON}".encode() + text[text.index(b"\n"):]
         (bin_dir / script.name).write_bytes(text)
         (bin_dir / script.name).chmod(0o755)
     shutil.rmtree(target / "bin")
@@ -329,6 +340,7 @@ def operator_image() -> Image:
     image.layers = [base, deps, app]
     return image
 
+
 IMAGES: dict[str, Callable[[], Image]] = {
     PAUSE_IMAGE: pause_image, GUARD_IMAGE: guard_image, OPERATOR_IMAGE: operator_image,
     SAMPLE_APISERVER_IMAGE: sample_apiserver_image, COREDNS_IMAGE: coredns_image,
@@ -341,8 +353,6 @@ def archive_path(name: str) -> Path:
 
 def main() -> None:
     """`make images` (outside the harness's network namespace: it reads Debian's and PyPI's archives)."""
-    import time
-
     for name, build in IMAGES.items():
         t0 = time.monotonic()
         build().archive()

@@ -7,13 +7,10 @@ from __future__ import annotations
 import json
 import os
 
-from kubernetes import client
-
-from .admin import OPERATOR_NAMESPACE, kubectl_apply, kustomize_build, seed_operator_namespace
+from .admin import OPERATOR_NAMESPACE, kubectl_apply, kustomize_build, seed_operator_namespace, wait_deployment_ready
 from .cluster import ControlPlane
 from .config import REPO
 from .images import OPERATOR_IMAGE
-from .probes import wait_for
 
 DEPLOYMENT = "etcdproxy-operator"
 
@@ -44,13 +41,7 @@ def install_operator(cp: ControlPlane, env: dict[str, str] | None = None, timeou
     env = {e["name"]: e.get("value") for e in _manager(built)["env"]}
     assert env["ETCDPROXY_CORE_ENDPOINTS"] == ",".join(cp.pod_etcd_endpoints), "the overlay patched the wrong entry"
     kubectl_apply(cp, built, "the operator (config/default)")
-    apps = client.AppsV1Api(cp.api())
-
-    def ready() -> bool:
-        dep = apps.read_namespaced_deployment(DEPLOYMENT, OPERATOR_NAMESPACE)
-        return (dep.status.ready_replicas or 0) >= 1 and dep.status.observed_generation == dep.metadata.generation
-
-    wait_for("the operator Deployment", ready, timeout, None, cp.logs / "kubelet.log", interval=0.5)
+    wait_deployment_ready(cp, OPERATOR_NAMESPACE, DEPLOYMENT, timeout, "the operator Deployment")
 
 
 def _manager(built: str) -> dict:

@@ -23,6 +23,7 @@ from pathlib import Path
 from .config import BIN_DIR, BRIDGE, CLUSTER_DNS, CLUSTER_DOMAIN, NODE_IP, NODE_NAME, POD_CIDR, SERVICE_CIDR
 from .images import IMAGES, PAUSE_IMAGE, archive_path, image_id_of
 from .probes import StartError, free_port, http_get, wait_for
+from .processes import pid_alive
 
 CNI_BIN_DIR = "/usr/lib/cni"
 # Kernel settings kubelet sets at start (pkg/kubelet/cm: setupKernelTunables); stop() puts them back.
@@ -122,8 +123,7 @@ class Node:
             tar, want = archive_path(name), image_id_of(name)
             if not want:
                 raise StartError(f"no image archive {tar}: run `make images` first")
-            if imported.get(name) == want and self._ctr("images", "check", f"name=={_qualified(name)}").stdout.count(
-                    "complete") == 1:
+            if imported.get(name) == want:  # the record lives in the store it describes
                 continue
             res = self._ctr("images", "import", str(tar))
             if res.returncode != 0:
@@ -279,7 +279,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
-        while any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in pids):
+        while any(pid_alive(pid) for pid in pids):
             if time.monotonic() > deadline:
                 raise StartError(f"node processes survived SIGKILL: {sorted(pids)}")
             time.sleep(0.05)
@@ -301,14 +301,15 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         return problems
 
 
-def wait_node_ready(api, log: Path, timeout: float = 90) -> None:
+def wait_node_ready(api, log: Path, name: str = NODE_NAME, timeout: float = 90) -> None:
+    """Until node ``name`` is registered, Ready and without the not-ready taint admission puts on new nodes."""
     from kubernetes import client
 
     core = client.CoreV1Api(api)
 
     def ready() -> bool:
         try:
-            node = core.read_node(NODE_NAME)
+            node = core.read_node(name)
         except client.ApiException as exc:
             if exc.status == 404:  # kubelet has not registered it yet
                 return False
@@ -317,14 +318,7 @@ def wait_node_ready(api, log: Path, timeout: float = 90) -> None:
         return conds.get("Ready") == "True" and not any(
             t.key == "node.kubernetes.io/not-ready" for t in (node.spec.taints or []))
 
-    wait_for("node Ready", ready, timeout, None, log, interval=0.2)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
+    wait_for(f"node {name} Ready", ready, timeout, None, log, interval=0.2)
 
 
 def _rmdir(d: Path, problems: list[str]) -> None:
@@ -347,14 +341,6 @@ def mounts_under(path: Path) -> list[str]:
         if mnt == prefix or mnt.startswith(prefix + "/"):
             out.append(mnt)
     return out
-
-
-def _qualified(name: str) -> str:
-    """The name containerd stores: docker.io/library/ for a bare name, as kubelet asks for it."""
-    first = name.split("/")[0]
-    if "/" not in name:
-        return f"docker.io/library/{name}"
-    return name if ("." in first or ":" in first) else f"docker.io/{name}"
 
 
 def _offset(cidr: str, n: int) -> str:

@@ -9,10 +9,11 @@ import subprocess
 import yaml
 from kubernetes import client
 
-from .admin import ensure_namespace, kubectl_apply, kustomize_build
+from .admin import ensure_namespace, kubectl_apply, kustomize_build, wait_deployment_ready
 from .cluster import ControlPlane
 from .config import BIN_DIR, REPO
 from .probes import wait_for
+from .tenant import etcdctl
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 
@@ -55,12 +56,7 @@ def tenant_apiserver(cp: ControlPlane, namespace: str, register: bool) -> None:
     elif not register:
         raise ValueError("wardle is the registered one")
     kubectl_apply(cp, manifests, f"sample-apiserver in {namespace}")
-    apps = client.AppsV1Api(cp.api())
-
-    def available() -> bool:
-        return (apps.read_namespaced_deployment("wardle-server", namespace).status.available_replicas or 0) >= 1
-
-    wait_for(f"sample-apiserver in {namespace}", available, 120, None, cp.logs / "kubelet.log", interval=0.25)
+    wait_deployment_ready(cp, namespace, "wardle-server", 120, f"sample-apiserver in {namespace}")
 
 
 def apiservice_available(cp: ControlPlane) -> None:
@@ -76,11 +72,10 @@ def apiservice_available(cp: ControlPlane) -> None:
 
 def core_keys(cp: ControlPlane, prefix: str) -> str:
     p = cp.pki
-    out = subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={cp.etcd_endpoints[0]}",
-                          f"--cacert={p.path('etcd-ca')}", f"--cert={p.path('apiserver-etcd-client')}",
-                          f"--key={p.path('apiserver-etcd-client', 'key')}", "get", "--prefix", "--keys-only", prefix],
-                         check=True, capture_output=True, text=True).stdout
-    return "\n".join(line for line in out.splitlines() if line)
+    out = etcdctl(cp.etcd_endpoints[0], str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
+                  str(p.path("apiserver-etcd-client", "key")), "get", "--prefix", "--keys-only", prefix)
+    out.check_returncode()
+    return "\n".join(line for line in out.stdout.splitlines() if line)
 
 
 def flunders_seen_by(cp: ControlPlane, namespace: str) -> list[str]:
@@ -89,10 +84,12 @@ def flunders_seen_by(cp: ControlPlane, namespace: str) -> list[str]:
     ip = client.CoreV1Api(cp.api()).read_namespaced_service("api", namespace).spec.cluster_ip
     argv = [str(BIN_DIR / "kubectl"), f"--kubeconfig={cp.kubeconfig}", f"--server=https://{ip}",
             "--insecure-skip-tls-verify", "get", "flunders", "-A", "-o", "name"]
-    # kube-proxy programs a new Service's rules a moment after its pod is Ready.
-    def answers() -> bool:
-        return subprocess.run(argv, capture_output=True).returncode == 0
+    answer: list[str] = []
+
+    def answers() -> bool:  # kube-proxy programs a new Service's rules a moment after its pod is Ready
+        out = subprocess.run(argv, capture_output=True, text=True)
+        answer[:] = [line for line in out.stdout.splitlines() if line]
+        return out.returncode == 0
 
     wait_for(f"the API server behind {namespace}/api", answers, 30, None, cp.logs / "kube-proxy.log", interval=0.25)
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if line]
+    return answer

@@ -3,9 +3,9 @@ CoreDNS) per session, with the operator installed in-cluster from config/default
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from localcp.cluster import ControlPlane
 from localcp.config import REPO
 from localcp.dns import install_dns
 from localcp.incluster import install_operator
-from localcp.probes import StartError
+from localcp.probes import StartError, wait_for
 from localcp.tenant import delivered_files
 from localcp.wardle import GROUP, PLURAL, VERSION, etcdstorage, wait_ready
 
@@ -34,8 +34,9 @@ TIMEOUT = float(os.environ.get("ETCDPROXY_TEST_TIMEOUT", "90"))
 class Node:
     cp: ControlPlane
 
-    @property
+    @functools.cached_property
     def api(self) -> client.ApiClient:
+        """One admin client (and its connection pool) for the session, not one per poll."""
         return self.cp.api()
 
     @property
@@ -43,13 +44,11 @@ class Node:
         return client.CoreV1Api(self.api)
 
     def wait(self, what: str, check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-        """Poll until ``check`` holds; on timeout fail with the kubelet and operator logs' tails."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.2)
-        pytest.fail(f"{what}: not true after {timeout:.0f}s\n{self.cp.log_tails(15)}")
+        """Poll until ``check`` holds; on timeout fail with the tails of the cluster's logs."""
+        try:
+            wait_for(what, check, timeout, interval=0.2)
+        except StartError as exc:
+            pytest.fail(f"{exc}\n{self.cp.log_tails(15)}")
 
     def tenant(self, name: str, namespace: str, spec: dict | None = None) -> None:
         """An EtcdStorage like the sample (delivering to ``namespace``), Ready, with every replica Ready

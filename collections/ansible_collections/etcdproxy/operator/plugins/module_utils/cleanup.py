@@ -38,14 +38,8 @@ def lease_markers_body(name: str, after: bytes = b"", limit: int = 1000) -> dict
 
 def lease_ids(range_response: dict[str, Any]) -> list[int]:
     """The lease IDs the markers in a range response name; malformed keys are skipped."""
-    out = []
-    for kv in range_response.get("kvs") or []:
-        key = base64.b64decode(kv.get("key") or "")
-        try:
-            out.append(int(key.rsplit(b"/", 1)[1], 16))
-        except (IndexError, ValueError):
-            continue
-    return out
+    ids = (keyspace.lease_marker_id(base64.b64decode(kv.get("key") or "")) for kv in range_response.get("kvs") or [])
+    return [lease for lease in ids if lease is not None]
 
 
 def release_plan(obj: dict[str, Any] | None, kind: str, name: str, uid: str) -> tuple[str, dict[str, Any] | None]:

@@ -37,3 +37,11 @@ def report_prefix(name: str) -> bytes:
 
 def lease_marker_prefix(name: str) -> bytes:
     return f"{LEASE_MARKER_ROOT}/{name}/".encode()
+
+
+def lease_marker_id(key: bytes) -> int | None:
+    """The lease a marker key ``<LEASE_MARKER_ROOT>/<name>/<hex id>`` names (None if it is not one)."""
+    try:
+        return int(key.rsplit(b"/", 1)[1], 16)
+    except (IndexError, ValueError):
+        return None
