@@ -15,7 +15,8 @@ export VIRTUAL_ENV := $(VENV)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 PYTEST_ARGS ?=
 
-.PHONY: help install venv tools tools-demo packages images lint unit integration node test demo run cluster-up cluster-down bench clean bundle molecule
+.PHONY: help install venv tools tools-demo packages images olm-images lint unit integration node olm-test test demo \
+	olm-demo run cluster-up cluster-down bench clean bundle molecule
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,6 +45,9 @@ packages: ## the real node's Debian packages (containerd, runc, CNI plugins, ipt
 images: venv ## container images built from the repo (operator, guard, pause, CoreDNS, sample-apiserver)
 	$(PY) -m localcp.images
 
+olm-images: venv tools ## the OLM path's images (OLM, opm, built from their modules) and the registry's binary
+	$(PY) -m localcp.olm_images
+
 lint: venv ## ruff, yamllint, ansible-lint (production profile), gofmt + go vet of the guard
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/yamllint -s .
@@ -61,14 +65,22 @@ integration: install ## integration tests against the real local control plane (
 node: install ## the real-node tests (operator in-cluster, real pods, containment, cleanup)
 	$(NETNS) --once test $(PYTEST) tests/node $(PYTEST_ARGS)
 
-test: install lint ## lint + unit + integration + real-node tests + molecule (what CI runs)
+olm-test: install olm-images ## install and upgrade through OLM on a real node (its own cluster and namespace)
+	$(NETNS) --once olm $(PYTEST) tests/olm $(PYTEST_ARGS)
+
+test: install olm-images lint ## lint + unit + integration + real-node + OLM tests + molecule (what CI runs)
 	cd guard && GOFLAGS=-mod=mod go test ./...
 	$(NETNS) --once test $(PYTEST) tests/unit tests/integration tests/node $(PYTEST_ARGS)
+	$(MAKE) olm-test
 	$(MAKE) molecule
 
 demo: venv tools-demo packages images ## a local cluster with a real node: the operator in-cluster, the sample, wardle's API server on it
 	if [[ "$${KEEP:-}" == 1 ]]; then $(NETNS) demo $(PY) hack/demo.py || { $(NETNS) --delete demo; exit 1; }; \
 	else $(NETNS) --once demo $(PY) hack/demo.py; fi
+
+olm-demo: install olm-images ## the operator installed and upgraded through OLM (catalog, subscription) on a real node
+	if [[ "$${KEEP:-}" == 1 ]]; then $(NETNS) demo $(PY) hack/olm_demo.py || { $(NETNS) --delete demo; exit 1; }; \
+	else $(NETNS) --once demo $(PY) hack/olm_demo.py; fi
 
 run: install ## run the operator out-of-cluster against $$KUBECONFIG (inside the demo's network namespace)
 	$(NETNS) demo $(PY) -m localcp run-operator
@@ -86,12 +98,8 @@ bench: install ## benchmarks (separate from tests; print figures, never gate)
 clean: cluster-down ## remove the local control plane state (keeps built binaries)
 	rm -rf .cache/localcp
 
-VERSION ?= 0.1.0
-bundle: tools ## generate and validate the OLM bundle in bundle/
-	rm -rf bundle
-	$(BIN)/kustomize build config/manifests | $(BIN)/operator-sdk generate bundle -q --overwrite \
-		--version $(VERSION) --package etcdproxy-operator --output-dir bundle
-	$(BIN)/operator-sdk bundle validate ./bundle --select-optional suite=operatorframework
+bundle: venv tools ## generate and validate the OLM bundle in bundle/ (localcp/bundles.py)
+	$(PY) -m localcp.bundles $(if $(VERSION),--version $(VERSION))
 
 molecule: install ## molecule: the local scenario end to end, and syntax of default and kind
 	cd $(ROOT) && molecule syntax -s default && molecule syntax -s kind

@@ -11,7 +11,6 @@ second tenant's API server sees none of it. KEEP=1 leaves it all running (`make 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
@@ -23,6 +22,7 @@ from localcp.cluster import ControlPlane
 from localcp.config import BIN_DIR
 from localcp.dns import install_dns
 from localcp.incluster import install_operator
+from localcp.narrate import kubectl, step
 from localcp.probes import StartError
 from localcp.wardle import (
     apiservice_available,
@@ -34,20 +34,6 @@ from localcp.wardle import (
 )
 
 SECOND = "wardle-b"  # a second tenant with its own API server, to show what it cannot see
-
-
-def step(text: str) -> None:
-    print(f"\n== {text}", flush=True)
-
-
-def kubectl(cp: ControlPlane, *args: str, check: bool = False) -> str:
-    print(f"$ kubectl {' '.join(args)}", flush=True)
-    out = subprocess.run([str(BIN_DIR / "kubectl"), f"--kubeconfig={cp.kubeconfig}", *args],
-                         capture_output=True, text=True)
-    print((out.stdout + out.stderr).rstrip(), flush=True)
-    if check and out.returncode != 0:
-        raise StartError(f"kubectl {' '.join(args)} failed")
-    return out.stdout
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 # module proxy, pinned by the go.mod files under hack/tools/. A stamp file per
 # binary records what it was built from; an unchanged pin is not rebuilt.
 #   hack/install-tools.sh        everything (make tools)
-#   hack/install-tools.sh demo   only what `make demo` runs (no kwok, no second kube-apiserver, no operator-sdk)
+#   hack/install-tools.sh demo   only what `make demo` runs (no kwok, no second kube-apiserver, no operator-sdk, no OLM)
 set -euo pipefail
 only=${1:-all}
 cd "$(dirname "$0")/.."
@@ -62,6 +62,15 @@ if [[ $only == all ]]; then
   # operator-sdk: the upstream build uses this tag to avoid cgo/gpgme.
   TAGS="-tags=containers_image_openpgp" build operator-sdk operator-sdk \
     github.com/operator-framework/operator-sdk/cmd/operator-sdk
+  # OLM on the local cluster (localcp/olm.py, docs/olm.md): its controllers and utilities, opm, the
+  # probe its catalog pods run, crane to push images, and helm to render OLM's own chart.
+  olm=github.com/operator-framework/operator-lifecycle-manager
+  for cmd in olm catalog package-server copy-content; do build "$cmd" olm "$olm/cmd/$cmd"; done
+  build cpb olm "$olm/util/cpb"
+  TAGS="-tags=json1,containers_image_openpgp" build opm olm github.com/operator-framework/operator-registry/cmd/opm
+  build grpc_health_probe olm github.com/grpc-ecosystem/grpc-health-probe
+  build crane olm github.com/google/go-containerregistry/cmd/crane
+  build helm helm helm.sh/helm/v3/cmd/helm
 fi
 
 # Our own tenant endpoint (guard/), pinned by guard/go.mod; rebuilt when its sources change.

@@ -24,6 +24,7 @@ from .node import Node, wait_node_ready
 from .pki import Pki
 from .probes import StartError, free_port, http_get, https_get, wait_for
 from .processes import Process, stop_pid
+from .registry import Registry
 
 
 @dataclass
@@ -36,6 +37,8 @@ class ControlPlane:
     etcd_quota_bytes: int = 2 << 30
     # "kwok" (fake pods) or "real" (containerd + kubelet + kube-proxy in the harness's network namespace).
     node: str = "kwok"
+    # With a real node: the cluster's image registry on the node IP (localcp/registry.py; OLM pulls from it).
+    registry: bool = False
     bin_dir: Path = BIN_DIR
     processes: list[Process] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
@@ -76,6 +79,10 @@ class ControlPlane:
         return Node(self.workdir / "node", self.ports, self.timings)
 
     @property
+    def image_registry(self) -> Registry:
+        return Registry(self.workdir / "registry", self.pki)
+
+    @property
     def state_file(self) -> Path:
         return self.workdir / "state.json"
 
@@ -102,6 +109,8 @@ class ControlPlane:
             self._start_apiserver()
             self._write_kubeconfigs()
             self._start_controllers()
+            if self.registry:
+                self._start_registry()
             if self.node == "real":
                 self._start_real_node()
             else:
@@ -316,6 +325,13 @@ class ControlPlane:
         wait_for("kwok", kwok_ok, 60, kwok, self.logs / "kwok.log")
         self.timings["kwok_s"] = round(time.monotonic() - t0, 3)
 
+    def _start_registry(self) -> None:
+        t0 = time.monotonic()
+        reg = self.image_registry
+        proc = self._spawn("registry", reg.argv())
+        wait_for("registry", reg.ready, 30, proc, self.logs / "registry.log")
+        self.timings["registry_s"] = round(time.monotonic() - t0, 3)
+
     def _start_real_node(self) -> None:
         t0 = time.monotonic()
         self.real_node.start(self._spawn, self.pki, self._kubeconfig_for)
@@ -337,7 +353,7 @@ class ControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({
             "etcd_members": self.etcd_members, "etcd_quota_bytes": self.etcd_quota_bytes, "node": self.node,
-            "ports": self.ports, "timings": self.timings,
+            "registry": self.registry, "ports": self.ports, "timings": self.timings,
             "processes": [p.__dict__ for p in self.processes],
         }, indent=1))
 
@@ -345,7 +361,8 @@ class ControlPlane:
     def load(cls, workdir: Path = DEFAULT_WORKDIR) -> ControlPlane:
         state = json.loads((workdir / "state.json").read_text())
         cp = cls(workdir=workdir, etcd_members=state["etcd_members"],
-                 etcd_quota_bytes=state.get("etcd_quota_bytes", 2 << 30), node=state.get("node", "kwok"))
+                 etcd_quota_bytes=state.get("etcd_quota_bytes", 2 << 30), node=state.get("node", "kwok"),
+                 registry=state.get("registry", False))
         cp.ports = state["ports"]
         cp.timings = state.get("timings", {})
         cp.processes = [Process(**p) for p in state["processes"]]

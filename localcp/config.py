@@ -21,3 +21,5 @@ NODE_IP = "10.88.0.1"
 POD_CIDR = "10.88.0.0/16"
 CLUSTER_DNS = "10.96.0.10"
 CLUSTER_DOMAIN = "cluster.local"
+# The cluster's image registry (localcp/registry.py) on the node IP; containerd trusts the cluster CA for it.
+REGISTRY = f"{NODE_IP}:5000"

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import debs
 from .config import BIN_DIR, REPO
 
 CACHE = REPO / ".cache" / "images"
@@ -55,12 +56,15 @@ class Image:
     env: list[str] = field(default_factory=lambda: [PATH_ENV])
     workdir: str = ""
     exposed_ports: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
     def config(self) -> dict:
         cfg: dict = {"Env": self.env, "Entrypoint": self.entrypoint or None, "Cmd": self.cmd or None,
                      "User": self.user, "WorkingDir": self.workdir}
         if self.exposed_ports:
             cfg["ExposedPorts"] = {p: {} for p in self.exposed_ports}
+        if self.labels:
+            cfg["Labels"] = self.labels
         return cfg
 
     def archive(self) -> Path:
@@ -160,7 +164,7 @@ def _tar_tree(root: Path, out: Path, owners: dict[str, int]) -> None:
                 tar.add(full, arcname=str(full.relative_to(root)), recursive=False, filter=meta)
 
 
-def _put(root: Path, path: str, data: bytes | Path, mode: int = 0o644) -> None:
+def put_file(root: Path, path: str, data: bytes | Path, mode: int = 0o644) -> None:
     dest = root / path.lstrip("/")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, Path):
@@ -171,10 +175,10 @@ def _put(root: Path, path: str, data: bytes | Path, mode: int = 0o644) -> None:
 
 
 # ---- static images (a Go or C binary on a distroless-like base) -----------------------------------------
-def _distroless(root: Path) -> None:
-    _put(root, "/etc/passwd", DISTROLESS_PASSWD.encode())
-    _put(root, "/etc/group", DISTROLESS_GROUP.encode())
-    _put(root, "/etc/nsswitch.conf", b"hosts: files dns\n")
+def distroless_base(root: Path) -> None:
+    put_file(root, "/etc/passwd", DISTROLESS_PASSWD.encode())
+    put_file(root, "/etc/group", DISTROLESS_GROUP.encode())
+    put_file(root, "/etc/nsswitch.conf", b"hosts: files dns\n")
     for d, mode in (("tmp", 0o1777), ("home/nonroot", 0o700)):
         (root / d).mkdir(parents=True)
         (root / d).chmod(mode)
@@ -185,8 +189,8 @@ def static_image(image: Image, binary: Path) -> Image:
     dest = image.entrypoint[0]
 
     def fill(root: Path) -> None:
-        _distroless(root)
-        _put(root, dest, binary, 0o755)
+        distroless_base(root)
+        put_file(root, dest, binary, 0o755)
 
     image.layers = [cached_layer(image.name.split("/")[-1].split(":")[0], fingerprint(binary, dest), fill,
                                  {"/home/nonroot": 65532})]
@@ -233,37 +237,22 @@ def pause_image() -> Image:
 
 
 # ---- the operator image ---------------------------------------------------------------------------------
-def _packages(listing: Path) -> list[str]:
-    return [ln.strip() for ln in listing.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-
-
 def _fill_operator_base(root: Path) -> None:
     """The ansible-operator base image's contents on Debian: Python 3.11, tini at /tini, the pinned
     ansible-operator binary, /etc/ansible, and the user 1001 (group 0) with HOME /opt/ansible."""
-    debs = CACHE / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    pins = _packages(REPO / "hack/packages/operator-base.txt")
-
-    def deb(pin: str) -> list[Path]:  # apt-get download's file name: name_version_arch.deb, ":" as %3a
-        name, version = pin.split("=")
-        return list(debs.glob(f"{name}_{version.replace(':', '%3a')}_*.deb"))
-
-    if not all(deb(pin) for pin in pins):
-        subprocess.run(["apt-get", "download", "-q", *pins], cwd=debs, check=True, capture_output=True)
-    for pin in pins:
-        subprocess.run(["dpkg-deb", "-x", str(deb(pin)[0]), str(root)], check=True)
+    debs.unpack(debs.pins(REPO / "hack/packages/operator-base.txt"), root)
     for d in ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian"):
         shutil.rmtree(root / d, ignore_errors=True)
     subprocess.run(["ldconfig", "-r", str(root)], check=True)
     compile_python(root, f"/usr/lib/{PYTHON}")  # Debian compiles the stdlib in a maintainer script
     (root / "usr/bin/python3").symlink_to(PYTHON)
-    _put(root, "/tini", root / "usr/bin/tini-static", 0o755)
-    _put(root, "/usr/local/bin/ansible-operator", BIN_DIR / "ansible-operator", 0o755)
-    _put(root, "/etc/passwd", f"root:x:0:0:root:/root:/bin/sh\nansible:x:{ANSIBLE_UID}:0:ansible user:"
+    put_file(root, "/tini", root / "usr/bin/tini-static", 0o755)
+    put_file(root, "/usr/local/bin/ansible-operator", BIN_DIR / "ansible-operator", 0o755)
+    put_file(root, "/etc/passwd", f"root:x:0:0:root:/root:/bin/sh\nansible:x:{ANSIBLE_UID}:0:ansible user:"
                               f"{ANSIBLE_HOME}:/sbin/nologin\n".encode())
-    _put(root, "/etc/group", b"root:x:0:\n")
-    _put(root, "/etc/ansible/hosts", b"localhost ansible_connection=local\n")
-    _put(root, "/etc/ansible/ansible.cfg", b"[defaults]\nroles_path = /opt/ansible/roles\n"
+    put_file(root, "/etc/group", b"root:x:0:\n")
+    put_file(root, "/etc/ansible/hosts", b"localhost ansible_connection=local\n")
+    put_file(root, "/etc/ansible/ansible.cfg", b"[defaults]\nroles_path = /opt/ansible/roles\n"
                                            b"library = /usr/share/ansible/openshift\n")
     (root / "tmp").mkdir(exist_ok=True)
     (root / "tmp").chmod(0o1777)
@@ -311,7 +300,7 @@ def _fill_app(root: Path) -> None:
     """Dockerfile: our collections, roles, playbooks and config under HOME."""
     home = root / ANSIBLE_HOME.lstrip("/")
     for f in APP_FILES:
-        _put(root, f"{ANSIBLE_HOME}/{f}", REPO / f)
+        put_file(root, f"{ANSIBLE_HOME}/{f}", REPO / f)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for d in APP_DIRS:
         shutil.copytree(REPO / d, home / d, ignore=ignore)

@@ -20,7 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import BIN_DIR, BRIDGE, CLUSTER_DNS, CLUSTER_DOMAIN, NODE_IP, NODE_NAME, POD_CIDR, SERVICE_CIDR
+from .config import (
+    BIN_DIR,
+    BRIDGE,
+    CLUSTER_DNS,
+    CLUSTER_DOMAIN,
+    NODE_IP,
+    NODE_NAME,
+    POD_CIDR,
+    REGISTRY,
+    SERVICE_CIDR,
+)
 from .images import IMAGES, PAUSE_IMAGE, archive_path, image_id_of
 from .probes import StartError, free_port, http_get, wait_for
 from .processes import pid_alive
@@ -90,7 +100,7 @@ class Node:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._save_sysctls()
         self._make_cgroups()
-        containerd = spawn("containerd", ["containerd", "--config", str(self._containerd_config())])
+        containerd = spawn("containerd", ["containerd", "--config", str(self._containerd_config(pki))])
         wait_for("containerd", lambda: self._ctr("version").returncode == 0, 30, containerd,
                  self.dir.parent / "logs" / "containerd.log")
         self.import_images(list(IMAGES))
@@ -133,8 +143,17 @@ class Node:
             self.timings[f"import {name}_s"] = round(time.monotonic() - t0, 3)
 
     # ---- config files -------------------------------------------------------------------------------
-    def _containerd_config(self) -> Path:
+    def _containerd_config(self, pki) -> Path:
         d = self.dir
+        # The cluster's registry (localcp/registry.py), over TLS with the cluster CA: the only host
+        # containerd knows how to reach (any other image must already be in its store).
+        hosts = d / "certs.d" / REGISTRY / "hosts.toml"
+        hosts.parent.mkdir(parents=True, exist_ok=True)
+        hosts.write_text(f"""server = "https://{REGISTRY}"
+[host."https://{REGISTRY}"]
+  capabilities = ["pull", "resolve"]
+  ca = "{pki.path('kube-ca')}"
+""")
         cni = d / "cni"
         cni.mkdir(exist_ok=True)
         (cni / "10-bridge.conflist").write_text(json.dumps({
@@ -174,6 +193,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     default_runtime_name = "runc"
     [{cri}.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+  [{cri}.registry]
+    config_path = "{d / 'certs.d'}"
   [{cri}.cni]
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{cni}"

@@ -73,6 +73,8 @@ class Pki:
                                                     ip_addresses=(NODE_IP,))),
             "apiserver-kubelet-client": ("kube-ca", CertSpec(common_name="kube-apiserver-kubelet-client",
                                                              organization="system:masters", usage="client")),
+            # The cluster's image registry (localcp/registry.py), which the node's containerd pulls from.
+            "registry": ("kube-ca", CertSpec(common_name="registry", usage="server", ip_addresses=(NODE_IP,))),
             "serving-localhost": ("kube-ca", CertSpec(common_name="localhost", usage="server",
                                                       dns_names=("localhost",), ip_addresses=("127.0.0.1",))),
         }

@@ -39,11 +39,11 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, proc: subproc
 
 
 def https_get(port: int, path: str, ca: Path | None, cert: Path | None = None, key: Path | None = None,
-              timeout: float = 2.0) -> tuple[int, bytes]:
+              timeout: float = 2.0, host: str = "127.0.0.1") -> tuple[int, bytes]:
     ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl._create_unverified_context()
     if cert:
         ctx.load_cert_chain(str(cert), str(key))
-    return _get(http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=timeout), path)
+    return _get(http.client.HTTPSConnection(host, port, context=ctx, timeout=timeout), path)
 
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, bytes]:

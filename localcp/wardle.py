@@ -5,15 +5,18 @@ real-node tests."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import yaml
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from kubernetes import client
 
-from .admin import ensure_namespace, kubectl_apply, kustomize_build, wait_deployment_ready
+from .admin import OPERATOR_NAMESPACE, ensure_namespace, kubectl_apply, kustomize_build, wait_deployment_ready
 from .cluster import ControlPlane
 from .config import BIN_DIR, REPO
+from .etcdclient import Client
 from .probes import wait_for
-from .tenant import etcdctl
+from .tenant import delivered_files, etcdctl
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 
@@ -32,6 +35,16 @@ def etcdstorage(cp: ControlPlane, name: str, namespace: str, spec: dict | None =
         dest["namespace"] = namespace
     obj["spec"].update(spec or {})
     kubectl_apply(cp, yaml.safe_dump(obj), f"EtcdStorage {name}")
+
+
+def service_client(cp: ControlPlane, name: str, namespace: str, out_dir: Path, retry: bool = False) -> Client:
+    """A client of the tenant's Service (its ClusterIP, through kube-proxy) with what was delivered to
+    ``namespace`` under the sample's names, as the tenant's API server connects."""
+    core = client.CoreV1Api(cp.api())
+    files = delivered_files(core, namespace, out_dir, configmap="etcd-serving-ca", secret="etcd-client-cert")
+    ip = core.read_namespaced_service(names.proxy(name), OPERATOR_NAMESPACE).spec.cluster_ip
+    return Client(f"{ip}:2379", *files, server_name=f"{names.proxy(name)}.{OPERATOR_NAMESPACE}.svc",
+                  retry_unavailable=retry)
 
 
 def wait_ready(cp: ControlPlane, name: str) -> None:
