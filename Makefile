@@ -55,7 +55,7 @@ lint: venv ## ruff, yamllint, ansible-lint (production profile), gofmt + go vet 
 	@test -z "$$(gofmt -l guard)" || { echo "gofmt needed: $$(gofmt -l guard)"; exit 1; }
 	cd guard && GOFLAGS=-mod=mod go vet ./...
 
-unit: venv ## unit tests of the pure logic (Python, and the guard's Go package)
+unit: venv tools ## unit tests of the pure logic (Python, and the guard's Go package)
 	$(PYTEST) tests/unit $(PYTEST_ARGS)
 	cd guard && GOFLAGS=-mod=mod go test ./...
 

@@ -37,9 +37,9 @@ def _run(*argv: str, cwd: Path = REPO, stdin: str | None = None) -> str:
     return res.stdout
 
 
-def generate(version: str, out: Path, image: str = "") -> Path:
+def generate(version: str, out: Path, image: str = "", dockerfile: Path | None = None) -> Path:
     """Write and validate the bundle of ``version`` in ``out``; ``image`` (name:tag) replaces the
-    operator image config/manager names."""
+    operator image config/manager names; ``dockerfile``: where to put the bundle.Dockerfile written with it."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         overlay = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
@@ -55,6 +55,8 @@ def generate(version: str, out: Path, image: str = "") -> Path:
         _run(str(BIN_DIR / "operator-sdk"), "generate", "bundle", "-q", "--overwrite", "--version", version,
              "--package", PACKAGE, "--channels", CHANNEL, "--default-channel", CHANNEL,
              "--output-dir", str(out.resolve()), cwd=work, stdin=manifests)
+        if dockerfile:
+            shutil.copy(work / "bundle.Dockerfile", dockerfile)
     _run(str(BIN_DIR / "operator-sdk"), "bundle", "validate", str(out), "--select-optional", "suite=operatorframework")
     return out
 
@@ -82,11 +84,11 @@ def write_catalog(out: Path, bundles: dict[str, Path], bundle_ref: str) -> Path:
 
 
 def main() -> None:
-    """`make bundle`: bundle/ as shipped (the image config/manager names)."""
+    """`make bundle`: bundle/ and bundle.Dockerfile as shipped (the image config/manager names)."""
     parser = argparse.ArgumentParser(prog="python -m localcp.bundles")
     parser.add_argument("--version", default=SHIPPED_VERSION)
     args = parser.parse_args()
-    generate(args.version, REPO / "bundle")
+    generate(args.version, REPO / "bundle", dockerfile=REPO / "bundle.Dockerfile")
     print(f"bundle/ written and validated ({csv_name(args.version)})")
 
 

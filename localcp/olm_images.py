@@ -74,34 +74,45 @@ def opm_image() -> Image:
     return Image(name=OPM_IMAGE, layers=[_opm_layer()], entrypoint=["/bin/opm"], user=UPSTREAM_UID)
 
 
+def bundle_config(bundle_dir: Path, ref: str) -> Image:
+    """bundle.Dockerfile: FROM scratch, labelled with the bundle's annotations.yaml."""
+    labels = yaml.safe_load((bundle_dir / "metadata" / "annotations.yaml").read_text())["annotations"]
+    return Image(name=ref, env=[], labels=labels)
+
+
 def bundle_image(bundle_dir: Path, ref: str) -> Image:
-    """bundle.Dockerfile: FROM scratch, /manifests and /metadata, labelled with annotations.yaml."""
+    """``bundle_config`` with one layer: /manifests and /metadata."""
     def fill(root: Path) -> None:
         shutil.copytree(bundle_dir / "manifests", root / "manifests")
         shutil.copytree(bundle_dir / "metadata", root / "metadata")
 
-    labels = yaml.safe_load((bundle_dir / "metadata" / "annotations.yaml").read_text())["annotations"]
-    name = ref.rsplit("/", 1)[1].replace(":", "-")
+    image = bundle_config(bundle_dir, ref)
     key = fingerprint(Path(__file__), bundle_dir / "manifests", bundle_dir / "metadata")
-    layer = cached_layer(f"bundle-{name}", key, fill)
-    return Image(name=ref, layers=[layer], env=[], labels=labels)
+    image.layers = [cached_layer(f"bundle-{ref.rsplit('/', 1)[1].replace(':', '-')}", key, fill)]
+    return image
+
+
+def catalog_config(ref: str) -> Image:
+    """What `opm generate dockerfile` writes: FROM the opm image, `opm serve /configs
+    --cache-dir=/tmp/cache`, the label that says where the configs are."""
+    return Image(name=ref, entrypoint=["/bin/opm"], cmd=["serve", "/configs", "--cache-dir=/tmp/cache"],
+                 user=UPSTREAM_UID, labels={CONFIGS_LABEL: "/configs"})
 
 
 def catalog_image(configs: Path, ref: str) -> Image:
-    """What `opm generate dockerfile` writes: FROM the opm image, the file-based catalog at /configs with
-    opm's serve cache built at image build time, `opm serve /configs --cache-dir=/tmp/cache`."""
+    """``catalog_config`` on the opm image's layer, with the file-based catalog at /configs and opm's serve
+    cache built at image build time (as the generated Dockerfile's RUN does)."""
     def fill(root: Path) -> None:
         shutil.copytree(configs, root / "configs")
         subprocess.run([str(BIN_DIR / "opm"), "serve", str(root / "configs"), f"--cache-dir={root / 'tmp/cache'}",
                         "--cache-only"], check=True, capture_output=True)
 
-    name = ref.rsplit("/", 1)[1].replace(":", "-")
+    image = catalog_config(ref)
     key = fingerprint(Path(__file__), configs, BIN_DIR / "opm")
-    layer = cached_layer(f"catalog-{name}", key, fill, {"/tmp/cache": int(UPSTREAM_UID)})
-    return Image(name=ref, layers=[_opm_layer(), layer], entrypoint=["/bin/opm"],
-                 cmd=["serve", "/configs", "--cache-dir=/tmp/cache"], user=UPSTREAM_UID,
-                 labels={CONFIGS_LABEL: "/configs"})
-
+    layer = cached_layer(f"catalog-{ref.rsplit('/', 1)[1].replace(':', '-')}", key, fill,
+                         {"/tmp/cache": int(UPSTREAM_UID)})
+    image.layers = [_opm_layer(), layer]
+    return image
 
 def main() -> None:
     """`make olm-images` (outside the harness's network namespace: it reads Debian's archive): the OLM and

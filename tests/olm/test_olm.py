@@ -1,0 +1,145 @@
+"""The operator installed and upgraded through OLM (CatalogSource + Subscription), on a real node,
+running with exactly the permissions its CSV grants."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from localcp.admin import OPERATOR_NAMESPACE
+from localcp.bundles import csv_name
+from localcp.config import OPERATOR_USER
+from localcp.load import Load
+from localcp.olm import OPERATOR_REPO, VERSIONS, csv_phase, upgrade
+from localcp.wardle import GROUP, PLURAL, VERSION, etcdstorage, service_client, wait_ready
+
+from .conftest import WORKDIR, Olm
+
+FIRST, NEXT = VERSIONS
+SA = ("ServiceAccount", "etcdproxy-operator", OPERATOR_NAMESPACE)
+
+
+def allowed(api: client.ApiClient, verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
+    """Whether the API server authorizes the operator's ServiceAccount (a SubjectAccessReview)."""
+    review = client.AuthorizationV1Api(api).create_subject_access_review({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": OPERATOR_USER, "groups": ["system:serviceaccounts",
+                                                   f"system:serviceaccounts:{OPERATOR_NAMESPACE}"],
+                 "resourceAttributes": {"verb": verb, "resource": resource, "group": group,
+                                        "namespace": namespace}}})
+    return review.status.allowed
+
+
+def bindings_of_operator(api: client.ApiClient) -> list[tuple[str, dict[str, str]]]:
+    """Every RoleBinding and ClusterRoleBinding naming the operator's ServiceAccount, with its labels."""
+    rbac = client.RbacAuthorizationV1Api(api)
+    found = []
+    for kind, items in (("ClusterRoleBinding", rbac.list_cluster_role_binding().items),
+                        ("RoleBinding", rbac.list_role_binding_for_all_namespaces().items)):
+        for b in items:
+            if any((s.kind, s.name, s.namespace) == SA for s in b.subjects or []):
+                where = f"{b.metadata.namespace}/" if b.metadata.namespace else ""
+                found.append((f"{kind} {where}{b.metadata.name}", b.metadata.labels or {}))
+    return found
+
+
+def test_the_operator_runs_with_exactly_what_its_csv_grants(installed: Olm) -> None:
+    api = installed.api
+    (pod,) = installed.operator_pods()
+    assert pod.spec.service_account_name == "etcdproxy-operator"
+    assert pod.spec.containers[0].image == f"{OPERATOR_REPO}:{FIRST}"  # pulled from the cluster's registry
+    bindings = bindings_of_operator(api)
+    assert bindings, "OLM bound no role to the operator"
+    for what, labels in bindings:  # nothing but what OLM made from this CSV
+        assert labels.get("olm.owner") == csv_name(FIRST), f"{what} is not OLM's: {labels}"
+    # OwnNamespace: its namespaced permissions hold in its namespace only (AllNamespaces would grant
+    # every namespace's Secrets); delivery elsewhere needs a grant from that namespace's admin.
+    assert allowed(api, "list", "secrets", OPERATOR_NAMESPACE)
+    assert allowed(api, "create", "deployments", OPERATOR_NAMESPACE, "apps")
+    assert allowed(api, "update", "etcdstorages/status", group="etcd.etcdproxy.dev")
+    assert not allowed(api, "list", "secrets", "default")
+    assert not allowed(api, "get", "secrets", "kube-system")
+    assert not allowed(api, "create", "deployments", "default", "apps")
+    assert not allowed(api, "list", "secrets")  # cluster-wide
+
+
+@pytest.fixture(scope="session")
+def tenant(installed: Olm) -> str:
+    """A tenant like the sample, delivering to its own namespace under the example Role's grant."""
+    etcdstorage(installed.cp, "olm-a", "olm-a")
+    wait_ready(installed.cp, "olm-a")
+    return "olm-a"
+
+
+def test_a_tenant_is_served_by_the_operator_olm_installed(installed: Olm, tenant: str, tmp_path: Path) -> None:
+    with service_client(installed.cp, tenant, tenant, tmp_path) as c:
+        c.put(b"/registry/olm/key", b"value")
+        assert c.range(b"/registry/olm/key") == [(b"/registry/olm/key", b"value")]
+
+
+def what_the_operator_wrote(api: client.ApiClient, name: str) -> dict[str, str]:
+    """resourceVersions of the tenant's objects (its proxy objects, its certificates and bundles here and in
+    the destination namespace), the proxy Deployment's generation, and the EtcdStorage but for its usage
+    figures and the WithinLimits condition drawn from them (refreshed at each reconcile, and first
+    reported once the endpoint has published usage: the tenant client writes meanwhile)."""
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    es = client.CustomObjectsApi(api).get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    seen = {f"EtcdStorage metadata.{k}": json.dumps(es["metadata"].get(k), sort_keys=True)
+            for k in ("generation", "finalizers", "annotations", "labels")}
+    status = dict(es.get("status", {}))
+    status.pop("usage", None)
+    status["conditions"] = [c for c in status.get("conditions", []) if c["type"] != "WithinLimits"]
+    seen |= {f"EtcdStorage status.{k}": json.dumps(v, sort_keys=True) for k, v in status.items()}
+    deployment = apps.read_namespaced_deployment(names.proxy(name), OPERATOR_NAMESPACE)
+    seen["Deployment generation"] = str(deployment.metadata.generation)
+    seen["Service"] = core.read_namespaced_service(names.proxy(name), OPERATOR_NAMESPACE).metadata.resource_version
+    for secret in (names.ca_store(name), names.serving(name)):
+        seen[f"Secret {secret}"] = core.read_namespaced_secret(secret, OPERATOR_NAMESPACE).metadata.resource_version
+    seen["ConfigMap client CA"] = core.read_namespaced_config_map(
+        names.client_ca(name), OPERATOR_NAMESPACE).metadata.resource_version
+    seen["delivered Secret"] = core.read_namespaced_secret("etcd-client-cert", name).metadata.resource_version
+    seen["delivered ConfigMap"] = core.read_namespaced_config_map("etcd-serving-ca", name).metadata.resource_version
+    return seen
+
+
+def runs_logged(installed: Olm, pod: str, name: str) -> int:
+    """Completed reconciles of ``name`` in one operator pod's log."""
+    try:
+        log = client.CoreV1Api(installed.api).read_namespaced_pod_log(pod, OPERATOR_NAMESPACE, container="manager")
+    except ApiException:
+        return 0
+    return sum(1 for line in log.splitlines() if '"Ansible-runner exited' in line and f'"name":"{name}"' in line)
+
+
+def test_upgrade_keeps_tenants_serving_and_issues_nothing_anew(installed: Olm, tenant: str, tmp_path: Path) -> None:
+    api = installed.api
+    before = what_the_operator_wrote(api, tenant)
+    with Load(service_client(installed.cp, tenant, tenant, tmp_path)) as load:
+        load.wait_ops(20)
+        t0 = time.monotonic()
+        upgrade(installed.cp, installed.published.catalogs[NEXT])
+        installed.wait_csv(NEXT)
+        installed.timings["upgrade_s"] = round(time.monotonic() - t0, 1)
+        installed.wait(f"{csv_name(FIRST)} replaced", lambda: csv_phase(installed.cp, OPERATOR_NAMESPACE,
+                                                                          csv_name(FIRST)) == "")
+
+        def new_operator_reconciled() -> bool:
+            pods = installed.operator_pods()
+            return (len(pods) == 1 and pods[0].spec.containers[0].image == f"{OPERATOR_REPO}:{NEXT}"
+                    and runs_logged(installed, pods[0].metadata.name, tenant) >= 1)
+
+        installed.wait(f"the {NEXT} operator reconciled {tenant}", new_operator_reconciled, 180)
+        load.wait_ops(20)
+    assert load.failures == [], f"the tenant client failed during the upgrade: {load.failures[:3]}"
+    # The new operator found everything as it should be: no certificate re-issued, no object rewritten.
+    assert what_the_operator_wrote(api, tenant) == before
+    # And it works with the new CSV's permissions: a second tenant comes up.
+    etcdstorage(installed.cp, "olm-b", "olm-b")
+    wait_ready(installed.cp, "olm-b")
+    (WORKDIR / "timings.json").write_text(json.dumps(installed.timings))
