@@ -10,19 +10,17 @@ second tenant's API server sees none of it. KEEP=1 leaves it all running (`make 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 import yaml
-from kubernetes import client
 
 from localcp.admin import OPERATOR_NAMESPACE, kubectl_apply
 from localcp.cluster import ControlPlane
 from localcp.config import BIN_DIR
 from localcp.dns import install_dns
 from localcp.incluster import install_operator
-from localcp.narrate import kubectl, step
+from localcp.narrate import kubectl, run_demo, step
 from localcp.probes import StartError
 from localcp.wardle import (
     apiservice_available,
@@ -36,67 +34,53 @@ from localcp.wardle import (
 SECOND = "wardle-b"  # a second tenant with its own API server, to show what it cannot see
 
 
-def main() -> int:
-    keep = os.environ.get("KEEP") == "1"
+def demo(cp: ControlPlane) -> None:
     t0 = time.monotonic()
+    step("a local cluster with a real node (etcd, kube-apiserver, controllers, containerd, kubelet, kube-proxy)")
+    cp.start()
+    install_dns(cp)
+    print(f"up in {time.monotonic() - t0:.1f}s", flush=True)
+    step("the operator, installed in-cluster from config/default (image built here)")
+    install_operator(cp)
+    kubectl(cp, "-n", OPERATOR_NAMESPACE, "get", "deployment,pods", "-o", "wide")
+    step("the sample EtcdStorage `wardle` (config/samples), delivering to namespace wardle")
+    applied = time.monotonic()
+    etcdstorage(cp, "wardle", "wardle")
+    wait_ready(cp, "wardle")
+    print(f"Ready {time.monotonic() - applied:.1f}s after apply", flush=True)
+    kubectl(cp, "get", "etcdstorage", "-o", "wide")
+    kubectl(cp, "-n", OPERATOR_NAMESPACE, "get", "pods,service", "-l", "app.kubernetes.io/name=etcd-proxy",
+            "-o", "wide")
+    step("k8s.io/sample-apiserver in namespace wardle, on only what was delivered there (config/samples/wardle)")
+    tenant_apiserver(cp, "wardle", register=True)
+    apiservice_available(cp)
+    kubectl(cp, "get", "apiservice", "v1alpha1.wardle.example.com")
+    step("a Flunder, created and listed through the main kube-apiserver")
+    flunder = {"apiVersion": "wardle.example.com/v1alpha1", "kind": "Flunder",
+               "metadata": {"name": "my-first-flunder", "namespace": "wardle"}, "spec": {}}
+    kubectl_apply(cp, yaml.safe_dump(flunder), "the Flunder")
+    kubectl(cp, "-n", "wardle", "get", "flunders", check=True)
+    step("its key in the core etcd, under /wardle/")
+    keys = core_keys(cp, "/wardle/")
+    print(keys, flush=True)
+    if "flunders/wardle/my-first-flunder" not in keys:
+        raise StartError("the Flunder is not under /wardle/ in the core etcd")
+    step(f"a second tenant `{SECOND}` with its own sample-apiserver: it sees none of wardle's objects")
+    etcdstorage(cp, SECOND, SECOND)
+    wait_ready(cp, SECOND)
+    tenant_apiserver(cp, SECOND, register=False)
+    seen = flunders_seen_by(cp, SECOND)
+    if seen:
+        raise StartError(f"{SECOND}'s API server sees objects it must not: {seen}")
+    print(f"$ kubectl --server=https://<{SECOND}/api> get flunders -A\n(none: {SECOND}'s API server lists no "
+          "flunders)", flush=True)
+
+
+def main() -> int:
     cp = ControlPlane(node="real")
-    succeeded = False
-    try:
-        step("a local cluster with a real node (etcd, kube-apiserver, controllers, containerd, kubelet, kube-proxy)")
-        cp.start()
-        install_dns(cp)
-        print(f"up in {time.monotonic() - t0:.1f}s", flush=True)
-        step("the operator, installed in-cluster from config/default (image built here)")
-        install_operator(cp)
-        kubectl(cp, "-n", OPERATOR_NAMESPACE, "get", "deployment,pods", "-o", "wide")
-        step("the sample EtcdStorage `wardle` (config/samples), delivering to namespace wardle")
-        applied = time.monotonic()
-        etcdstorage(cp, "wardle", "wardle")
-        wait_ready(cp, "wardle")
-        print(f"Ready {time.monotonic() - applied:.1f}s after apply", flush=True)
-        kubectl(cp, "get", "etcdstorage", "-o", "wide")
-        kubectl(cp, "-n", OPERATOR_NAMESPACE, "get", "pods,service", "-l", "app.kubernetes.io/name=etcd-proxy",
-                "-o", "wide")
-        step("k8s.io/sample-apiserver in namespace wardle, on only what was delivered there (config/samples/wardle)")
-        tenant_apiserver(cp, "wardle", register=True)
-        apiservice_available(cp)
-        kubectl(cp, "get", "apiservice", "v1alpha1.wardle.example.com")
-        step("a Flunder, created and listed through the main kube-apiserver")
-        flunder = {"apiVersion": "wardle.example.com/v1alpha1", "kind": "Flunder",
-                   "metadata": {"name": "my-first-flunder", "namespace": "wardle"}, "spec": {}}
-        kubectl_apply(cp, yaml.safe_dump(flunder), "the Flunder")
-        kubectl(cp, "-n", "wardle", "get", "flunders", check=True)
-        step("its key in the core etcd, under /wardle/")
-        keys = core_keys(cp, "/wardle/")
-        print(keys, flush=True)
-        if "flunders/wardle/my-first-flunder" not in keys:
-            raise StartError("the Flunder is not under /wardle/ in the core etcd")
-        step(f"a second tenant `{SECOND}` with its own sample-apiserver: it sees none of wardle's objects")
-        etcdstorage(cp, SECOND, SECOND)
-        wait_ready(cp, SECOND)
-        tenant_apiserver(cp, SECOND, register=False)
-        seen = flunders_seen_by(cp, SECOND)
-        if seen:
-            raise StartError(f"{SECOND}'s API server sees objects it must not: {seen}")
-        print(f"$ kubectl --server=https://<{SECOND}/api> get flunders -A\n(none: {SECOND}'s API server lists no "
-              "flunders)", flush=True)
-        print(f"\ndemo finished in {time.monotonic() - t0:.1f}s", flush=True)
-        succeeded = True
-        if keep:
-            netns = os.environ.get("ETCDPROXY_NETNS", "")
-            print(f"\nKEEP=1: still running, inside network namespace {netns}. Look at it with\n"
-                  f"  hack/in-netns.sh demo {BIN_DIR / 'kubectl'} --kubeconfig {cp.kubeconfig} get pods -A\n"
-                  f"  hack/in-netns.sh demo ctr --address {cp.real_node.socket} -n k8s.io containers ls\n"
-                  "stop it with `make cluster-down`")
-        return 0
-    except (StartError, RuntimeError, client.ApiException) as exc:
-        print(f"\ndemo failed: {exc}", file=sys.stderr)
-        print(cp.log_tails(), file=sys.stderr)
-        return 1
-    finally:
-        if not (keep and succeeded):  # a failed demo cleans up after itself, KEEP=1 or not
-            cp.stop()
-            print("stopped the local cluster", flush=True)
+    return run_demo("demo", cp, lambda: demo(cp), [
+        f"{BIN_DIR / 'kubectl'} --kubeconfig {cp.kubeconfig} get pods -A",
+        f"ctr --address {cp.real_node.socket} -n k8s.io containers ls"])
 
 
 if __name__ == "__main__":
