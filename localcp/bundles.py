@@ -38,7 +38,7 @@ def _run(*argv: str, cwd: Path = REPO, stdin: str | None = None) -> str:
 
 
 def generate(version: str, out: Path, image: str = "", dockerfile: Path | None = None) -> Path:
-    """Write and validate the bundle of ``version`` in ``out``; ``image`` (name:tag) replaces the
+    """Write the bundle of ``version`` in ``out``; ``image`` (name:tag) replaces the
     operator image config/manager names; ``dockerfile``: where to put the bundle.Dockerfile written with it."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -57,8 +57,17 @@ def generate(version: str, out: Path, image: str = "", dockerfile: Path | None =
              "--output-dir", str(out.resolve()), cwd=work, stdin=manifests)
         if dockerfile:
             shutil.copy(work / "bundle.Dockerfile", dockerfile)
-    _run(str(BIN_DIR / "operator-sdk"), "bundle", "validate", str(out), "--select-optional", "suite=operatorframework")
     return out
+
+
+def validate(bundle_dir: Path) -> str:
+    """operator-sdk's validation of a bundle (with the operatorframework suite); its report."""
+    res = subprocess.run([str(BIN_DIR / "operator-sdk"), "bundle", "validate", str(bundle_dir),
+                          "--select-optional", "suite=operatorframework"], capture_output=True, text=True)
+    report = (res.stdout + res.stderr).strip()
+    if res.returncode != 0 or "level=error" in report:
+        raise RuntimeError(f"bundle {bundle_dir} is not valid:\n{report}")
+    return report
 
 
 def write_catalog(out: Path, bundles: dict[str, Path], bundle_ref: str) -> Path:
@@ -88,7 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m localcp.bundles")
     parser.add_argument("--version", default=SHIPPED_VERSION)
     args = parser.parse_args()
-    generate(args.version, REPO / "bundle", dockerfile=REPO / "bundle.Dockerfile")
+    out = generate(args.version, REPO / "bundle", dockerfile=REPO / "bundle.Dockerfile")
+    print(validate(out))
     print(f"bundle/ written and validated ({csv_name(args.version)})")
 
 

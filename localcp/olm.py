@@ -116,6 +116,7 @@ def publish(cp: ControlPlane, workdir: Path) -> Published:
     t0 = time.monotonic()
     for version in VERSIONS:
         bundle_dir = bundles.generate(version, workdir / "bundles" / version, f"{OPERATOR_REPO}:{version}")
+        bundles.validate(bundle_dir)
         out.bundles[version] = bundle_dir
         ref = BUNDLE_REF.format(version=version)
         reg.push(bundle_image(bundle_dir, ref).archive(), ref)

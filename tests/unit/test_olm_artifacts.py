@@ -38,6 +38,7 @@ def test_olm_is_rendered_from_its_chart_with_every_image_from_the_cluster_regist
 
 def test_the_bundle_installs_own_namespace_only(tmp_path: Path):
     out = bundles.generate("0.1.0", tmp_path / "bundle", f"{REGISTRY}/etcdproxy-operator:0.1.0")
+    assert "All validation tests have completed successfully" in bundles.validate(out)
     (csv_file,) = (out / "manifests").glob("*.clusterserviceversion.yaml")
     csv = yaml.safe_load(csv_file.read_text())
     modes = {m["type"]: m["supported"] for m in csv["spec"]["installModes"]}
