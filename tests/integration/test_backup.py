@@ -1,0 +1,221 @@
+"""Backup of one tenant at one revision and restore as a clone, with real etcd and real tenant
+kube-apiservers, through the one-off playbook (playbooks/backup.yml) and the module's library."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import coreetcd, keyspace, prefixcopy
+from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
+
+from localcp import etcdpb
+from localcp.config import REPO
+from localcp.etcdclient import Client
+from localcp.tenant import delivered_files, start_proxy
+from localcp.tenant_apiserver import start_tenant_apiserver
+
+OBJECTS = 300
+
+
+def run_backup(cp, name: str, path: Path, action: str = "backup", check: bool = True) -> tuple[int, str]:
+    env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig), K8S_AUTH_KUBECONFIG=str(cp.kubeconfig),
+               ETCDPROXY_CORE_ENDPOINTS=",".join(cp.etcd_endpoints), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1")
+    out = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "playbooks/backup.yml",
+                          "-e", f"etcdstorage_name={name}", "-e", f"backup_path={path}",
+                          "-e", f"backup_action={action}"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    return out.returncode, out.stdout + out.stderr
+
+
+def core_client(cp) -> Client:
+    p = cp.pki
+    return Client(cp.etcd_endpoints[0], p.path("etcd-ca"), p.path("apiserver-etcd-client"),
+                  p.path("apiserver-etcd-client", "key"))
+
+
+def core_kvs(core: Client, name: str, revision: int = 0) -> list[etcdpb.KeyValue]:
+    key, end = keyspace.prefix_range(keyspace.tenant_prefix(name))
+    raw = core.unary("/etcdserverpb.KV/Range", etcdpb.RangeRequest(key=key, range_end=end, revision=revision)
+                     .SerializeToString())
+    return list(etcdpb.RangeResponse.FromString(raw).kvs)
+
+
+def artifact(path: Path) -> tuple[dict, list[tuple[bytes, bytes]], dict]:
+    with open(path, "rb") as f:
+        reader = Reader(f)
+        records = list(reader.records())
+        return reader.header, records, reader.trailer or {}
+
+
+@pytest.fixture
+def tenant(storages, cp, tmp_path):
+    """A Ready tenant with a real kube-apiserver holding OBJECTS ConfigMaps, and a neighbour whose name
+    extends the tenant's (``/<name>x/`` starts like ``/<name>``) with an object of its own."""
+    name, _ = storages.create_ready_tenant("bk")
+    neighbour, ns = name + "x", name + "x-ns"
+    storages.create(neighbour, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                                "clientCertSecret": [{"name": "etcd-client", "namespace": ns}]})
+    storages.wait_condition(neighbour, "Ready", "True")
+    made, started = {}, []
+    try:
+        for label, n in (("bk", name), ("neighbour", neighbour)):
+            proxy = start_proxy(storages.core, storages.deployment(n), cp.logs)
+            started.append(proxy)
+            server = start_tenant_apiserver(cp, proxy, delivered_files(storages.core, f"{n}-ns", tmp_path), tmp_path,
+                                            n)
+            started.append(server)
+            made[label] = (n, server, proxy)
+        made["neighbour"][1].core().create_namespaced_config_map(
+            "default", {"metadata": {"name": "only-in-the-neighbour"}, "data": {"k": "v"}})
+        api = made["bk"][1].core()
+        for i in range(OBJECTS):
+            api.create_namespaced_config_map("default", {"metadata": {"name": f"cm-{i:04d}"}, "data": {"i": str(i)}})
+        yield made
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+def test_backup_holds_exactly_the_tenants_keys_at_its_revision_while_writes_go_on(cp, tenant, tmp_path):
+    name, server, _ = tenant["bk"]
+    api = server.core()
+    stop = threading.Event()
+    written = []
+
+    def writer() -> None:  # the tenant keeps working during the backup
+        i = 0
+        while not stop.is_set():
+            api.create_namespaced_config_map("default", {"metadata": {"name": f"during-{i}"}})
+            written.append(i)
+            i += 1
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        _, out = run_backup(cp, name, tmp_path / "bk.etcdbackup")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert written, "the writer made no progress during the backup"
+    assert "PRIVATE KEY" not in out
+    header, records, trailer = artifact(tmp_path / "bk.etcdbackup")
+    with core_client(cp) as core:
+        at_revision = core_kvs(core, name, header["revision"])
+        now = core_kvs(core, name)
+    prefix = f"/{name}/".encode()
+    expected = [(kv.key[len(prefix):], kv.value) for kv in at_revision if not kv.lease]
+    assert records == expected  # exactly the keys at the recorded revision, relative to the prefix
+    assert len(now) > len(at_revision)  # writes went on after it
+    assert trailer["keys"] == len(expected) and header["storage"] == name and header["restarts"] == 0
+    assert trailer["leasedKeysSkipped"] == sum(1 for kv in at_revision if kv.lease)
+    configmaps = {k for k, _ in records if k.startswith(b"/registry/configmaps/default/cm-")}
+    assert len(configmaps) == OBJECTS
+    assert not any(b"only-in-the-neighbour" in k for k, _ in records)  # never another tenant's keys
+
+
+def test_a_clone_serves_the_same_objects_and_the_original_is_untouched(cp, storages, tenant, tmp_path):
+    name, server, _ = tenant["bk"]
+    run_backup(cp, name, tmp_path / "bk.etcdbackup")
+    _, records, _ = artifact(tmp_path / "bk.etcdbackup")
+    def originals(core: Client) -> list[tuple[bytes, bytes, int]]:  # (its API server renews leases itself)
+        return [(kv.key, kv.value, kv.mod_revision) for kv in core_kvs(core, name)
+                if kv.key.startswith(f"/{name}//registry/configmaps/default/".encode())]
+
+    with core_client(cp) as core:
+        original_before = originals(core)
+    clone, ns = storages.create_ready_tenant("clone")
+    _, out = run_backup(cp, clone, tmp_path / "bk.etcdbackup", "restore")
+    assert f"/{clone}/" in out
+    with core_client(cp) as core:
+        assert originals(core) == original_before
+        assert len(core_kvs(core, clone)) == len(records)
+    proxy = start_proxy(storages.core, storages.deployment(clone), cp.logs)
+    clone_server = None
+    try:
+        clone_server = start_tenant_apiserver(cp, proxy, delivered_files(storages.core, ns, tmp_path), tmp_path,
+                                              clone)
+        listed = sorted(c.metadata.name for c in clone_server.core().list_namespaced_config_map("default").items)
+        in_backup = sorted(k.rsplit(b"/", 1)[1].decode() for k, _ in records
+                           if k.startswith(b"/registry/configmaps/default/"))
+        assert listed == in_backup and len([n for n in listed if n.startswith("cm-")]) == OBJECTS
+        original = {c.metadata.name: c.data for c in server.core().list_namespaced_config_map("default").items}
+        cloned = {c.metadata.name: c.data for c in clone_server.core().list_namespaced_config_map("default").items}
+        assert all(cloned[n] == original[n] for n in cloned)
+    finally:
+        if clone_server:
+            clone_server.stop()
+        proxy.stop()
+
+
+def test_damaged_artifacts_and_a_used_prefix_write_nothing(cp, storages, tenant, tmp_path):
+    name = tenant["bk"][0]
+    good = tmp_path / "bk.etcdbackup"
+    run_backup(cp, name, good)
+    raw = gzip.decompress(good.read_bytes())
+    cases = {
+        "truncated": good.read_bytes()[: len(good.read_bytes()) // 2],
+        "altered": gzip.compress(raw.replace(b"cm-0001", b"cm-9999", 1)),
+        "not a backup": b"hello",
+    }
+    target, _ = storages.create_ready_tenant("target")
+    for label, data in cases.items():
+        bad = tmp_path / f"{label.replace(' ', '-')}.etcdbackup"
+        bad.write_bytes(data)
+        rc, out = run_backup(cp, target, bad, "restore", check=False)
+        assert rc != 0, label
+        assert re.search(r"is not a usable backup: .+; nothing was written", out), (label, out)
+    rc, out = run_backup(cp, target, tmp_path / "missing.etcdbackup", "restore", check=False)
+    assert rc != 0 and "no artifact at" in out
+    with core_client(cp) as core:
+        assert core_kvs(core, target) == []
+        before = [(kv.key, kv.mod_revision) for kv in core_kvs(core, name)]
+    # The source itself already has keys: a restore never overwrites a tenant in place.
+    rc, out = run_backup(cp, name, good, "restore", check=False)
+    assert rc != 0 and "already has keys" in out
+    with core_client(cp) as core:
+        assert [(kv.key, kv.mod_revision) for kv in core_kvs(core, name)] == before
+
+
+class CompactingSession:
+    """A real session to the core that compacts the core once, after the backup's second page."""
+
+    def __init__(self, sess, base: str) -> None:
+        self.sess, self.base, self.ranges = sess, base, 0
+
+    def post(self, url: str, json, timeout: float):
+        resp = self.sess.post(url, json=json, timeout=timeout)
+        if url.endswith("/v3/kv/range") and json.get("revision"):
+            self.ranges += 1
+            if self.ranges == 2:
+                # A write outside every tenant, so the core's revision moves past the backup's; then compact.
+                put = self.sess.post(self.base + "/v3/kv/put", json={"key": "AGNvbXBhY3Rpb24tdGVzdA==", "value": ""},
+                                     timeout=timeout).json()
+                self.sess.post(self.base + "/v3/kv/compaction", json={"revision": put["header"]["revision"]},
+                               timeout=timeout).raise_for_status()
+        return resp
+
+
+def test_a_compaction_mid_backup_starts_it_again_at_a_newer_revision(cp, tenant, tmp_path):
+    name = tenant["bk"][0]
+    p = cp.pki
+    base = cp.etcd_endpoints[0]
+    with coreetcd.session(p.path("etcd-ca").read_text(), p.path("apiserver-etcd-client").read_text(),
+                          p.path("apiserver-etcd-client", "key").read_text()) as sess:
+        summary = prefixcopy.backup(CompactingSession(sess, base), base, name, str(tmp_path / "c.etcdbackup"),
+                                    page_keys=50)
+    assert summary["restarts"] == 1
+    header, records, _ = artifact(tmp_path / "c.etcdbackup")
+    assert header["restarts"] == 1
+    with core_client(cp) as core:
+        at_revision = core_kvs(core, name, header["revision"])
+    assert records == [(kv.key[len(f"/{name}/"):], kv.value) for kv in at_revision if not kv.lease]
+    assert not list(tmp_path.glob(".backup-*"))  # the abandoned attempt left no file
