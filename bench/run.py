@@ -13,7 +13,9 @@
   each module's wall time inside a reconcile (ansible-runner's own task durations);
 - the data path (bench/datapath.py): core etcd direct vs stock grpc-proxy vs the guard, same client;
 - the real node (bench/node.py): cluster start, the operator Ready in-cluster, apply -> Ready with
-  real proxy pods (the sample's 2 replicas, probes and all).
+  real proxy pods (the sample's 2 replicas, probes and all);
+- per-tenant backup and restore (bench/backup.py): throughput beside `etcdctl get --prefix` of the same
+  ~100 MB tenant, and peak memory at two sizes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from bench.backup import backup_figures
 from bench.node import node_figures
 from bench.stats import pct, rss_mib
 from localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
@@ -259,6 +262,7 @@ def main() -> int:
             op.stop()
         cp.stop()
     node_figures(results)
+    backup_figures(results)
 
     width = max(len(k) for k in results)
     print("\nbenchmark (figures only; nothing here gates CI)")

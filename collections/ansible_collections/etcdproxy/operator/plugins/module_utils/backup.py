@@ -38,7 +38,7 @@ class Writer:
     """Writes an artifact to a binary file object: ``header`` first, then ``add`` per key, then ``close``."""
 
     def __init__(self, out: IO[bytes], header: dict[str, Any]) -> None:
-        self._gz = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0)
+        self._gz = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0)
         self._sha = hashlib.sha256()
         self.keys = 0
         self.bytes = 0

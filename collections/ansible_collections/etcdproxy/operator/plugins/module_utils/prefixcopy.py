@@ -8,12 +8,15 @@ header says how often. Keys attached to a lease (Kubernetes attaches them to Eve
 and counted: they would expire anyway, and a restored copy must not outlive its TTL (docs/backup.md).
 
 Restore: the artifact is read through once to check it (format, checksum, counts) before anything is
-written; then, into a prefix that must be empty, in transactions of at most ``TXN_OPS`` puts.
+written; then, into a prefix that must be empty, in transactions of at most ``TXN_OPS`` puts, a few in
+flight at once.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
+import concurrent.futures
 import datetime
 import os
 import tempfile
@@ -27,6 +30,7 @@ PAGE_KEYS = 1000
 MAX_RESTARTS = 5
 TXN_OPS = 128  # etcd's default --max-txn-ops
 TXN_BYTES = 1 << 20  # raw key+value bytes per transaction, well under etcd's 1.5 MiB request limit
+TXN_IN_FLIGHT = 4  # transactions sent at once (etcd commits them in one raft batch); memory: 4 x TXN_BYTES
 
 
 class CompactedError(RuntimeError):
@@ -53,17 +57,25 @@ def _post(sess: Any, base: str, path: str, body: dict[str, Any], timeout: float)
 def pages(sess: Any, base: str, prefix: bytes, revision: int = 0, page_keys: int = PAGE_KEYS,
           timeout: float = 30.0) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(revision, kvs) page after page of the keys under ``prefix``; ``revision`` 0 means "now", fixed by
-    the first page for all the others."""
+    the first page for all the others. The next page is fetched while the caller works on this one (one
+    page ahead, so memory stays at two pages)."""
     start: bytes | None = None
-    while True:
-        body = keyspace.range_body(prefix, start=start, limit=page_keys, revision=revision)
-        answer = _post(sess, base, "/v3/kv/range", body, timeout)
-        revision = revision or int(answer["header"]["revision"])
-        kvs = answer.get("kvs") or []
-        yield revision, kvs
-        if not answer.get("more") or not kvs:
-            return
-        start = base64.b64decode(kvs[-1]["key"]) + b"\x00"
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ahead:
+        answer = _post(sess, base, "/v3/kv/range",
+                       keyspace.range_body(prefix, limit=page_keys, revision=revision), timeout)
+        while True:
+            revision = revision or int(answer["header"]["revision"])
+            kvs = answer.get("kvs") or []
+            following = None
+            if answer.get("more") and kvs:
+                start = base64.b64decode(kvs[-1]["key"]) + b"\x00"
+                following = ahead.submit(_post, sess, base, "/v3/kv/range",
+                                         keyspace.range_body(prefix, start=start, limit=page_keys, revision=revision),
+                                         timeout)
+            yield revision, kvs
+            if following is None:
+                return
+            answer = following.result()
 
 
 def backup(sess: Any, base: str, name: str, out_path: str, page_keys: int = PAGE_KEYS) -> dict[str, Any]:
@@ -124,7 +136,18 @@ def restore(sess: Any, base: str, name: str, path: str, timeout: float = 30.0) -
     if count(sess, base, prefix, timeout):
         raise PrefixNotEmptyError(f"the prefix {prefix.decode()} already has keys: a restore fills an empty one")
     written = 0
-    with open(path, "rb") as src:
+    in_flight: collections.deque[concurrent.futures.Future] = collections.deque()
+
+    def settle(limit: int) -> None:  # wait for all but ``limit`` transactions; their errors surface here
+        nonlocal written
+        while len(in_flight) > limit:
+            written += in_flight.popleft().result()
+
+    def send(ops: list[dict[str, Any]]) -> int:
+        _post(sess, base, "/v3/kv/txn", {"success": ops}, timeout)
+        return len(ops)
+
+    with open(path, "rb") as src, concurrent.futures.ThreadPoolExecutor(max_workers=TXN_IN_FLIGHT) as pool:
         reader = Reader(src)
         ops: list[dict[str, Any]] = []
         size = 0
@@ -133,12 +156,12 @@ def restore(sess: Any, base: str, name: str, path: str, timeout: float = 30.0) -
                                         "value": base64.b64encode(value).decode()}})
             size += len(key) + len(value)
             if len(ops) >= TXN_OPS or size >= TXN_BYTES:
-                _post(sess, base, "/v3/kv/txn", {"success": ops}, timeout)
-                written += len(ops)
+                settle(TXN_IN_FLIGHT - 1)
+                in_flight.append(pool.submit(send, ops))
                 ops, size = [], 0
         if ops:
-            _post(sess, base, "/v3/kv/txn", {"success": ops}, timeout)
-            written += len(ops)
+            in_flight.append(pool.submit(send, ops))
+        settle(0)
     if written != summary["keys"]:
         raise ArtifactError(f"wrote {written} keys, the artifact holds {summary['keys']}")
     return {**summary, "restoredTo": prefix.decode(), "written": written}
