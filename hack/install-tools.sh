@@ -71,6 +71,8 @@ if [[ $only == all ]]; then
   build grpc_health_probe olm github.com/grpc-ecosystem/grpc-health-probe
   build crane olm github.com/google/go-containerregistry/cmd/crane
   build helm helm helm.sh/helm/v3/cmd/helm
+  # The S3-compatible server the backup tests and benchmark store artifacts in (localcp/s3server.py).
+  build versitygw versitygw github.com/versity/versitygw/cmd/versitygw
 fi
 
 # Our own tenant endpoint (guard/), pinned by guard/go.mod; rebuilt when its sources change.

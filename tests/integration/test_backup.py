@@ -4,6 +4,7 @@ kube-apiservers, through the one-off playbook (playbooks/backup.yml) and the mod
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -15,20 +16,24 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils import coreetcd
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
 
 from localcp import etcdpb
+from localcp.admin import OPERATOR_NAMESPACE, apply
 from localcp.config import REPO
 from localcp.etcdclient import Client
+from localcp.s3server import S3Server
 from localcp.tenant import delivered_files, start_proxy
 from localcp.tenant_apiserver import start_tenant_apiserver
 
 OBJECTS = 300
 
 
-def run_backup(cp, name: str, path: Path, action: str = "backup", check: bool = True) -> tuple[int, str]:
+def run_backup(cp, name: str, where: Path | dict, action: str = "backup", check: bool = True) -> tuple[int, str]:
+    """playbooks/backup.yml; ``where``: a file, or the ``backup_s3`` settings."""
     env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig), K8S_AUTH_KUBECONFIG=str(cp.kubeconfig),
                ETCDPROXY_CORE_ENDPOINTS=",".join(cp.etcd_endpoints), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                ANSIBLE_NOCOLOR="1")
+    target = json.dumps({"backup_s3": where}) if isinstance(where, dict) else f"backup_path={where}"
     out = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "playbooks/backup.yml",
-                          "-e", f"etcdstorage_name={name}", "-e", f"backup_path={path}",
+                          "-e", f"etcdstorage_name={name}", "-e", target,
                           "-e", f"backup_action={action}"], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=300)
     if check:
@@ -219,3 +224,64 @@ def test_a_compaction_mid_backup_starts_it_again_at_a_newer_revision(cp, tenant,
         at_revision = core_kvs(core, name, header["revision"])
     assert records == [(kv.key[len(f"/{name}/"):], kv.value) for kv in at_revision if not kv.lease]
     assert not list(tmp_path.glob(".backup-*"))  # the abandoned attempt left no file
+
+
+@pytest.fixture
+def s3(cp, api, tmp_path):
+    """versitygw over TLS with a bucket; its credentials and CA where the module reads them."""
+    server = S3Server(tmp_path / "s3", cp.pki).start()
+    try:
+        server.client().create_bucket(Bucket="etcd-backups")
+        apply(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backup-s3", "namespace":
+                                                                      OPERATOR_NAMESPACE},
+                    "stringData": {"AWS_ACCESS_KEY_ID": server.access_key,
+                                   "AWS_SECRET_ACCESS_KEY": server.secret_key}})
+        apply(api, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backup-s3-wrong", "namespace":
+                                                                      OPERATOR_NAMESPACE},
+                    "stringData": {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": "not-it"}})
+        apply(api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "backup-s3-ca", "namespace":
+                                                                         OPERATOR_NAMESPACE},
+                    "data": {"ca.crt": server.ca.read_text()}})
+        yield server
+    finally:
+        server.stop()
+
+
+def test_backup_to_s3_and_a_clone_from_it(cp, storages, tenant, s3, tmp_path):
+    name = tenant["bk"][0]
+    where = {"endpoint": s3.endpoint, "bucket": "etcd-backups", "key": f"{name}/one.etcdbackup",
+             "credentials_secret": "backup-s3", "ca_configmap": "backup-s3-ca"}
+    _, out = run_backup(cp, name, where)
+    assert "PRIVATE KEY" not in out and s3.secret_key not in out
+    fetched = tmp_path / "fetched.etcdbackup"
+    s3.client().download_file("etcd-backups", f"{name}/one.etcdbackup", str(fetched))
+    header, records, _ = artifact(fetched)
+    with core_client(cp) as core:
+        at_revision = core_kvs(core, name, header["revision"])
+    assert records == [(kv.key[len(f"/{name}/"):], kv.value) for kv in at_revision if not kv.lease]
+    clone, _ = storages.create_ready_tenant("s3clone")
+    run_backup(cp, clone, where, "restore")
+    with core_client(cp) as core:
+        assert [(kv.key[len(f"/{clone}/"):], kv.value) for kv in core_kvs(core, clone)] == records
+
+
+def test_s3_faults_name_the_problem_and_write_nothing(cp, storages, tenant, s3):
+    name = tenant["bk"][0]
+    good = {"endpoint": s3.endpoint, "bucket": "etcd-backups", "key": "x.etcdbackup",
+            "credentials_secret": "backup-s3", "ca_configmap": "backup-s3-ca"}
+    target, _ = storages.create_ready_tenant("s3target")
+    cases = [
+        ("backup", name, {**good, "bucket": "no-such-bucket"}, "the bucket no-such-bucket does not exist"),
+        ("backup", name, {**good, "credentials_secret": "backup-s3-wrong"}, "refused the credentials"),
+        ("backup", name, {**good, "ca_configmap": None}, "TLS with"),
+        ("restore", target, {**good, "key": "never-written.etcdbackup"}, "no backup at"),
+        ("restore", target, {**good, "credentials_secret": "backup-s3-wrong"}, "refused the credentials"),
+    ]
+    for action, who, where, expected in cases:
+        rc, out = run_backup(cp, who, {k: v for k, v in where.items() if v is not None}, action, check=False)
+        assert rc != 0 and expected in out, (action, where, out[-1500:])
+        assert s3.secret_key not in out
+    listed = s3.client().list_objects_v2(Bucket="etcd-backups").get("Contents", [])
+    assert listed == []  # no backup stored by a failed one
+    with core_client(cp) as core:
+        assert core_kvs(core, target) == []

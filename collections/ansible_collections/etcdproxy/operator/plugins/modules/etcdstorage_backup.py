@@ -25,9 +25,39 @@ options:
     choices: [backup, restore]
     required: true
   path:
-    description: The artifact file (written by O(action=backup), read by O(action=restore)).
+    description:
+      - The artifact as a local file (written by O(action=backup), read by O(action=restore)).
+      - Exactly one of O(path) and O(s3).
     type: path
-    required: true
+  s3:
+    description:
+      - The artifact as an object in S3-compatible storage (uploaded after the backup is complete, downloaded
+        to a temporary file before a restore).
+    type: dict
+    suboptions:
+      endpoint:
+        description: The endpoint URL, e.g. C(https://s3.example.com:9000).
+        type: str
+        required: true
+      bucket:
+        description: The bucket; it must exist.
+        type: str
+        required: true
+      key:
+        description: The object key of the artifact.
+        type: str
+        required: true
+      region:
+        description: The region to sign requests for.
+        type: str
+        default: us-east-1
+      credentials_secret:
+        description: Secret in O(namespace) with keys C(AWS_ACCESS_KEY_ID) and C(AWS_SECRET_ACCESS_KEY).
+        type: str
+        required: true
+      ca_configmap:
+        description: ConfigMap in O(namespace) whose C(ca.crt) is the endpoint's CA, when it is not publicly trusted.
+        type: str
 attributes:
   check_mode:
     support: full
@@ -46,6 +76,23 @@ EXAMPLES = r"""
     name: wardle
     namespace: kube-apiserver-storage
     path: /backups/wardle.etcdbackup
+    core_endpoints: ["https://10.0.0.10:2379"]
+    core_ca_configmap: etcd-coreserving-ca
+    core_ca_key: ca.crt
+    core_client_secret: etcd-coreserving-cert
+  no_log: true
+
+- name: Back up tenant wardle to S3-compatible storage
+  etcdproxy.operator.etcdstorage_backup:
+    action: backup
+    name: wardle
+    namespace: kube-apiserver-storage
+    s3:
+      endpoint: https://s3.example.com:9000
+      bucket: etcd-backups
+      key: wardle/2026-11-28.etcdbackup
+      credentials_secret: backup-s3-credentials
+      ca_configmap: backup-s3-ca
     core_endpoints: ["https://10.0.0.10:2379"]
     core_ca_configmap: etcd-coreserving-ca
     core_ca_key: ca.crt
@@ -83,9 +130,14 @@ backup:
     leasedKeysSkipped: {description: Lease-attached keys left out., type: int}
     restoredTo: {description: With O(action=restore), the prefix filled., type: str}
     written: {description: With O(action=restore), keys written., type: int}
+location:
+  description: Where the artifact is (the file, or C(s3://bucket/key at endpoint)).
+  returned: success
+  type: str
 """
 
 import os
+import tempfile
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -99,6 +151,10 @@ try:
     from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import (
         PrefixNotEmptyError, backup, count, restore, verify,
     )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
+        DestinationError, Location, check, credentials, download, upload,
+    )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import secret_text
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
@@ -107,32 +163,61 @@ except ImportError:
 
 def run(module: AnsibleModule) -> dict:
     p = module.params
-    name, path = p["name"], p["path"]
+    name = p["name"]
     if not p["core_endpoints"]:
         raise ValueError("core_endpoints is empty: set the core etcd client URLs (ETCDPROXY_CORE_ENDPOINTS)")
-    if p["action"] == "backup" and module.check_mode:
-        return {"changed": True}
-    if p["action"] == "restore" and not os.path.isfile(path):
-        raise ValueError(f"no artifact at {path}")
     kube = Kube(api_client(p["kubeconfig"]))
+    s3 = p["s3"]
+    location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"]) if s3 else None
+    where = location.url() if location else p["path"]
+    if p["action"] == "backup" and module.check_mode:
+        return {"changed": True, "location": where}
+    if not location and p["action"] == "restore" and not os.path.isfile(p["path"]):
+        raise ValueError(f"no artifact at {p['path']}")
     ca, cert, key = material(kube.get_configmap(p["namespace"], p["core_ca_configmap"]),
                              kube.get_secret(p["namespace"], p["core_client_secret"]), p["core_ca_key"])
     if not (ca and cert and key):
         raise ValueError(f"the core etcd CA ConfigMap {p['core_ca_configmap']} or client Secret "
                          f"{p['core_client_secret']} in {p['namespace']} is missing")
+    with tempfile.TemporaryDirectory(prefix="etcdproxy-backup-") as tmp:
+        s3_ca = access = None
+        if location:
+            access = credentials(secret_text(kube.get_secret(p["namespace"], s3["credentials_secret"])),
+                                 s3["credentials_secret"])
+            if s3["ca_configmap"]:
+                bundle = ((kube.get_configmap(p["namespace"], s3["ca_configmap"]) or {}).get("data") or {})
+                if not bundle.get("ca.crt"):
+                    raise DestinationError(f"the ConfigMap {s3['ca_configmap']} in {p['namespace']} has no ca.crt")
+                s3_ca = os.path.join(tmp, "s3-ca.crt")
+                with open(s3_ca, "w") as fh:
+                    fh.write(bundle["ca.crt"])
+        if location:
+            check(location, access, s3_ca, need_object=p["action"] == "restore")
+        path = os.path.join(tmp, "artifact") if location else p["path"]
+        if location and p["action"] == "restore":
+            download(location, access, path, s3_ca)
+        summary = on_core(module, name, path, ca, cert, key)
+        if location and p["action"] == "backup":
+            upload(path, location, access, s3_ca)
+    return {"changed": True, "backup": summary, "location": where}
+
+
+def on_core(module: AnsibleModule, name: str, path: str, ca: str, cert: str, key: str) -> dict:
+    """The backup to, or the restore from, the local file ``path``, on the first core endpoint that answers."""
+    p = module.params
     errors = []
     with session(ca, cert, key) as sess:
         for endpoint in p["core_endpoints"]:
             base = endpoint.rstrip("/")
             try:
                 if p["action"] == "backup":
-                    return {"changed": True, "backup": backup(sess, base, name, path)}
+                    return backup(sess, base, name, path)
                 if module.check_mode:
                     summary = verify(path)
                     if count(sess, base, keyspace.tenant_prefix(name)):
                         raise PrefixNotEmptyError(f"the prefix /{name}/ already has keys")
-                    return {"changed": True, "backup": summary}
-                return {"changed": True, "backup": restore(sess, base, name, path)}
+                    return summary
+                return restore(sess, base, name, path)
             except (ArtifactError, PrefixNotEmptyError):
                 raise
             except Exception as exc:  # this endpoint failed: try the next one
@@ -144,15 +229,28 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(**COMMON_OPTIONS, **CORE_OPTIONS,
                            action=dict(type="str", choices=["backup", "restore"], required=True),
-                           path=dict(type="path", required=True)),
+                           path=dict(type="path"),
+                           s3=dict(type="dict", options=dict(
+                               endpoint=dict(type="str", required=True), bucket=dict(type="str", required=True),
+                               key=dict(type="str", required=True, no_log=False),
+                               region=dict(type="str", default="us-east-1"),
+                               credentials_secret=dict(type="str", required=True, no_log=False),
+                               ca_configmap=dict(type="str")))),
+        required_one_of=[("path", "s3")],
+        mutually_exclusive=[("path", "s3")],
         supports_check_mode=True,
     )
     if IMPORT_ERROR:
-        module.fail_json(msg="etcdstorage_backup needs the kubernetes and requests libraries", exception=IMPORT_ERROR)
+        module.fail_json(msg="etcdstorage_backup needs the kubernetes, requests and boto3 libraries",
+                         exception=IMPORT_ERROR)
     try:
         module.exit_json(**run(module))
     except ArtifactError as exc:
-        module.fail_json(msg=f"{module.params['path']} is not a usable backup: {exc}; nothing was written")
+        where = module.params["path"] or "the downloaded artifact"
+        module.fail_json(msg=f"{where} is not a usable backup: {exc}; nothing was written")
+    except DestinationError as exc:
+        outcome = "nothing was written" if module.params["action"] == "restore" else "no artifact was stored"
+        module.fail_json(msg=f"{module.params['action']} of {module.params['name']}: {exc}; {outcome}")
     except PrefixNotEmptyError as exc:
         module.fail_json(msg=f"{exc}; nothing was written (restore into a new EtcdStorage, or delete the keys "
                              "first: deletionPolicy Delete)")

@@ -1,0 +1,112 @@
+"""Backup artifacts in S3-compatible object storage, with boto3 (multipart for large files, retries).
+
+Credentials come from a Secret (keys ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``, as most S3 tools
+name them), the endpoint's CA from a ConfigMap when it is not publicly trusted. Every failure becomes a
+``DestinationError`` that says what to fix (bucket, credentials, TLS, endpoint), never the secret key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+class DestinationError(RuntimeError):
+    """The object store refused or could not be reached (the message names the fix)."""
+
+
+@dataclass(frozen=True)
+class Location:
+    endpoint: str
+    bucket: str
+    key: str
+    region: str = "us-east-1"
+
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key} at {self.endpoint}"
+
+
+def credentials(secret_text: dict[str, str], secret_name: str) -> tuple[str, str]:
+    missing = [k for k in CREDENTIAL_KEYS if not secret_text.get(k)]
+    if missing:
+        raise DestinationError(f"the Secret {secret_name} lacks {', '.join(missing)}: put the S3 access key ID "
+                               "and secret access key there")
+    return secret_text[CREDENTIAL_KEYS[0]], secret_text[CREDENTIAL_KEYS[1]]
+
+
+def _client(loc: Location, access: tuple[str, str], ca_file: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=loc.endpoint, region_name=loc.region, aws_access_key_id=access[0],
+                        aws_secret_access_key=access[1], verify=ca_file if ca_file else True,
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"},
+                                      connect_timeout=10, read_timeout=60))
+
+
+def _explain(exc: BaseException, loc: Location) -> DestinationError:
+    from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+    from botocore.exceptions import ClientError, EndpointConnectionError, SSLError
+
+    # boto3's transfer layer wraps the client's error: look at that one.
+    if isinstance(exc, S3UploadFailedError) and exc.__context__ is not None:
+        exc = exc.__context__
+    if isinstance(exc, RetriesExceededError) and exc.last_exception is not None:
+        exc = exc.last_exception
+
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket",):
+            return DestinationError(f"the bucket {loc.bucket} does not exist at {loc.endpoint}: create it, or fix "
+                                    "the bucket name")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return DestinationError(f"no backup at {loc.url()}")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
+            return DestinationError(f"{loc.endpoint} refused the credentials ({code}): check the access key ID and "
+                                    f"secret access key, and that they may use bucket {loc.bucket}")
+        return DestinationError(f"{loc.endpoint} answered {code or 'an error'} for {loc.url()}")
+    if isinstance(exc, SSLError):
+        return DestinationError(f"TLS with {loc.endpoint} failed: give the endpoint's CA (a ConfigMap with ca.crt)")
+    if isinstance(exc, EndpointConnectionError):
+        return DestinationError(f"cannot reach {loc.endpoint}: check the endpoint URL")
+    return DestinationError(f"{type(exc).__name__} with {loc.url()}")
+
+
+def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, need_object: bool = False) -> None:
+    """Before any work: the endpoint answers over TLS, takes the credentials, has the bucket (and, for a
+    restore, the object). Some servers cut an upload into a missing bucket short instead of answering."""
+    from botocore.exceptions import ClientError
+
+    client = _client(loc, access, ca_file)
+    try:
+        client.head_bucket(Bucket=loc.bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            raise DestinationError(f"the bucket {loc.bucket} does not exist at {loc.endpoint}: create it, or fix "
+                                   "the bucket name") from None
+        raise _explain(exc, loc) from None
+    except Exception as exc:
+        raise _explain(exc, loc) from None
+    if need_object:
+        try:
+            client.head_object(Bucket=loc.bucket, Key=loc.key)
+        except Exception as exc:
+            raise _explain(exc, loc) from None
+
+
+def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | None = None) -> None:
+    """Store the file at ``path`` as ``loc`` (multipart above 8 MiB)."""
+    try:
+        _client(loc, access, ca_file).upload_file(path, loc.bucket, loc.key)
+    except Exception as exc:
+        raise _explain(exc, loc) from None
+
+
+def download(loc: Location, access: tuple[str, str], dest: str, ca_file: str | None = None) -> None:
+    """Fetch ``loc`` into the file ``dest``."""
+    try:
+        _client(loc, access, ca_file).download_file(loc.bucket, loc.key, dest)
+    except Exception as exc:
+        raise _explain(exc, loc) from None

@@ -1,0 +1,71 @@
+"""An S3-compatible server for the backup tests and benchmark: versitygw (its Go module, hack/tools/versitygw)
+serving a local directory over TLS on 127.0.0.1, with a certificate of the cluster CA, started and stopped
+like every process of the harness. Its root access key is the test's credential."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import BIN_DIR
+from .pki import Pki
+from .probes import free_port, https_get, wait_for
+from .processes import stop_pid
+
+
+@dataclass
+class S3Server:
+    dir: Path
+    pki: Pki
+    access_key: str = field(default_factory=lambda: "epo" + secrets.token_hex(6))
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path:
+        return self.pki.path("kube-ca")
+
+    def start(self) -> S3Server:
+        self.port = free_port()
+        data = self.dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        (self.dir / "meta").mkdir(exist_ok=True)
+        log = self.dir / "versitygw.log"
+        with open(log, "ab") as fh:
+            self.proc = subprocess.Popen(
+                [str(BIN_DIR / "versitygw"), "--port", f"127.0.0.1:{self.port}",
+                 "--cert", str(self.pki.path("serving-localhost")),
+                 "--key", str(self.pki.path("serving-localhost", "key")),
+                 "posix", "--sidecar", str(self.dir / "meta"), str(data)],
+                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                env={"ROOT_ACCESS_KEY_ID": self.access_key, "ROOT_SECRET_ACCESS_KEY": self.secret_key,
+                     "PATH": "/usr/bin:/bin"})
+
+        def answers() -> bool:  # any S3 answer (403 without a signature) means it serves
+            try:
+                return https_get(self.port, "/", self.ca)[0] in (200, 403)
+            except OSError:
+                return False
+
+        wait_for("versitygw", answers, 30, self.proc, log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_pid(self.proc.pid)
+            self.proc = None
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+                            verify=str(self.ca), config=Config(s3={"addressing_style": "path"}))
