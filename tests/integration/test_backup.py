@@ -3,7 +3,7 @@ kube-apiservers, through the one-off playbook (playbooks/backup.yml) and the mod
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import os
 import re
@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import zstandard
 from ansible_collections.etcdproxy.operator.plugins.module_utils import coreetcd, keyspace, prefixcopy
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
 
@@ -22,6 +23,8 @@ from localcp.etcdclient import Client
 from localcp.s3server import S3Server
 from localcp.tenant import delivered_files, start_proxy
 from localcp.tenant_apiserver import start_tenant_apiserver
+
+from .conftest import Storages
 
 OBJECTS = 300
 
@@ -61,10 +64,13 @@ def artifact(path: Path) -> tuple[dict, list[tuple[bytes, bytes]], dict]:
         return reader.header, records, reader.trailer or {}
 
 
-@pytest.fixture
-def tenant(storages, cp, tmp_path):
+@pytest.fixture(scope="module")
+def tenant(api, operator, cp, tmp_path_factory):
     """A Ready tenant with a real kube-apiserver holding OBJECTS ConfigMaps, and a neighbour whose name
-    extends the tenant's (``/<name>x/`` starts like ``/<name>``) with an object of its own."""
+    extends the tenant's (``/<name>x/`` starts like ``/<name>``) with an object of its own. Shared by this
+    module's tests (they only read it, or write ConfigMaps named otherwise)."""
+    tmp_path = tmp_path_factory.mktemp("tenant")
+    storages = Storages(api, operator)
     name, _ = storages.create_ready_tenant("bk")
     neighbour, ns = name + "x", name + "x-ns"
     storages.create(neighbour, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
@@ -88,6 +94,7 @@ def tenant(storages, cp, tmp_path):
     finally:
         for process in reversed(started):
             process.stop()
+        storages.cleanup()
 
 
 def test_backup_holds_exactly_the_tenants_keys_at_its_revision_while_writes_go_on(cp, tenant, tmp_path):
@@ -165,10 +172,10 @@ def test_damaged_artifacts_and_a_used_prefix_write_nothing(cp, storages, tenant,
     name = tenant["bk"][0]
     good = tmp_path / "bk.etcdbackup"
     run_backup(cp, name, good)
-    raw = gzip.decompress(good.read_bytes())
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(good.read_bytes())).read()
     cases = {
         "truncated": good.read_bytes()[: len(good.read_bytes()) // 2],
-        "altered": gzip.compress(raw.replace(b"cm-0001", b"cm-9999", 1)),
+        "altered": zstandard.ZstdCompressor().compress(raw.replace(b"cm-0001", b"cm-9999", 1)),
         "not a backup": b"hello",
     }
     target, _ = storages.create_ready_tenant("target")

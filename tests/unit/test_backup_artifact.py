@@ -3,15 +3,23 @@ damage is refused with a message saying what is wrong, before the caller could a
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 
 import pytest
+import zstandard
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import MAGIC, ArtifactError, Reader, Writer
 
 KEYS = [(b"registry/configmaps/default/a", b"x" * 100), (b"registry/configmaps/default/b", b""),
         (b"registry/secrets/ns/\xff\x00binary", bytes(range(256)) * 10)]
+
+
+def z(data: bytes) -> bytes:
+    return zstandard.ZstdCompressor(write_checksum=True).compress(data)
+
+
+def unz(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
 
 
 def artifact(keys=KEYS) -> bytes:
@@ -56,31 +64,38 @@ def test_a_flipped_byte_in_the_compressed_stream_is_refused():
 
 
 def test_records_altered_under_a_valid_compression_fail_the_checksum():
-    raw = gzip.decompress(artifact())
+    raw = unz(artifact())
     altered = raw.replace(b"x" * 100, b"y" * 100)  # same lengths, so only the checksum can tell
     with pytest.raises(ArtifactError, match="checksum mismatch"):
-        read_all(gzip.compress(altered))
+        read_all(z(altered))
 
 
 def test_a_trailer_with_wrong_counts_is_refused_even_with_a_matching_checksum():
-    raw = gzip.decompress(artifact())
+    raw = unz(artifact())
     body_at = raw.rindex(b"E" + len(raw[raw.rindex(b'{"bytes"'):]).to_bytes(4, "big"))
     trailer = json.loads(raw[body_at + 5:])
     trailer["keys"] = 2
     body = json.dumps(trailer).encode()
     with pytest.raises(ArtifactError, match="counts disagree"):
-        read_all(gzip.compress(raw[:body_at] + b"E" + len(body).to_bytes(4, "big") + body))
+        read_all(z(raw[:body_at] + b"E" + len(body).to_bytes(4, "big") + body))
 
 
 def test_something_else_is_not_taken_for_a_backup():
     with pytest.raises(ArtifactError, match=r"damaged or truncated|not an etcdproxy backup"):
         read_all(b"PK\x03\x04 a zip file")
     with pytest.raises(ArtifactError, match="not an etcdproxy backup"):
-        read_all(gzip.compress(b"hello world, not a backup at all"))
+        read_all(z(b"hello world, not a backup at all"))
     with pytest.raises(ArtifactError, match="unsupported format"):
-        read_all(gzip.compress(MAGIC + b'{"format": "etcdproxy-backup/v9"}\n'))
+        read_all(z(MAGIC + b'{"format": "etcdproxy-backup/v9"}\n'))
 
 
 def test_data_after_the_trailer_is_refused():
     with pytest.raises(ArtifactError, match="after the trailer"):
-        read_all(gzip.compress(gzip.decompress(artifact()) + b"K"))
+        read_all(z(unz(artifact()) + b"K"))
+
+
+def test_records_across_many_compressed_chunks_read_back():
+    import os
+
+    keys = [(f"registry/k/{i:06d}".encode(), os.urandom(i % 700)) for i in range(20000)]  # ~7 MB, incompressible
+    assert read_all(artifact(keys))[1] == keys

@@ -1,6 +1,7 @@
 """The backup artifact of one tenant: its keys at one revision of the core etcd, relative to its prefix.
 
-One gzip stream (compressed; gzip checks each member's CRC) holding, uncompressed:
+One zstd frame (compressed with zstandard at level 1, ~3x faster than gzip at the same ratio here; the
+frame carries its own content checksum) holding, uncompressed:
 
     ETCDPROXY-BACKUP 1\\n
     <header: one line of JSON>\\n          format, storage, prefix, revision, startedAt, restarts, ...
@@ -15,12 +16,13 @@ Keys are stored relative to the prefix, so an artifact restores under any name (
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import struct
 from collections.abc import Iterator
 from typing import IO, Any
+
+import zstandard
 
 MAGIC = b"ETCDPROXY-BACKUP 1\n"
 FORMAT = "etcdproxy-backup/v1"
@@ -28,6 +30,7 @@ RECORD, END = b"K", b"E"
 MAX_KEY = 1 << 20  # etcd's keys are far shorter; a larger length means a damaged artifact
 MAX_VALUE = 64 << 20  # above etcd's largest request (--max-request-bytes tops out well below)
 _U32 = struct.Struct(">I")
+CHUNK = 1 << 20  # compressed bytes read at a time
 
 
 class ArtifactError(ValueError):
@@ -38,7 +41,7 @@ class Writer:
     """Writes an artifact to a binary file object: ``header`` first, then ``add`` per key, then ``close``."""
 
     def __init__(self, out: IO[bytes], header: dict[str, Any]) -> None:
-        self._gz = gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0)
+        self._z = zstandard.ZstdCompressor(level=1, write_checksum=True).stream_writer(out, closefd=False)
         self._sha = hashlib.sha256()
         self.keys = 0
         self.bytes = 0
@@ -46,7 +49,7 @@ class Writer:
 
     def _write(self, data: bytes) -> None:
         self._sha.update(data)
-        self._gz.write(data)
+        self._z.write(data)
 
     def add(self, key: bytes, value: bytes) -> None:
         """One key, relative to the prefix."""
@@ -58,8 +61,8 @@ class Writer:
         """Write the trailer (``trailer`` plus counts and checksum); returns it."""
         full = {**trailer, "keys": self.keys, "bytes": self.bytes, "sha256": self._sha.hexdigest()}
         body = json.dumps(full, sort_keys=True).encode()
-        self._gz.write(END + _U32.pack(len(body)) + body)
-        self._gz.close()
+        self._z.write(END + _U32.pack(len(body)) + body)
+        self._z.close()  # ends the frame (and its checksum); the caller's file stays open
         return full
 
 
@@ -67,7 +70,10 @@ class Reader:
     """Reads an artifact: ``header`` at once, ``records()`` one by one, ``trailer`` after the last."""
 
     def __init__(self, src: IO[bytes]) -> None:
-        self._gz = gzip.GzipFile(fileobj=src, mode="rb")
+        self._src = src
+        self._z = zstandard.ZstdDecompressor().decompressobj()
+        self._buf = bytearray()
+        self._pos = 0  # read up to here in _buf
         self._sha = hashlib.sha256()
         self.trailer: dict[str, Any] | None = None
         magic = self._read(len(MAGIC), "the format line")
@@ -82,12 +88,21 @@ class Reader:
             raise ArtifactError(f"unsupported format {self.header.get('format')!r} (this reads {FORMAT})")
 
     def _raw(self, n: int, what: str) -> bytes:
-        try:
-            data = self._gz.read(n)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:  # bad CRC, bad deflate data, cut short
-            raise ArtifactError(f"damaged or truncated while reading {what}: {exc}") from None
-        if len(data) != n:
-            raise ArtifactError(f"truncated while reading {what}")
+        if len(self._buf) - self._pos < n:
+            del self._buf[:self._pos]  # drop what was read, once per refill (not once per record)
+            self._pos = 0
+            try:
+                while len(self._buf) < n and not self._z.eof:
+                    chunk = self._src.read(CHUNK)
+                    if not chunk:
+                        break
+                    self._buf += self._z.decompress(chunk)
+            except zstandard.ZstdError as exc:  # not zstd, damaged data, a wrong frame checksum
+                raise ArtifactError(f"damaged or truncated while reading {what}: {exc}") from None
+            if len(self._buf) < n:
+                raise ArtifactError(f"truncated while reading {what}")
+        data = bytes(self._buf[self._pos:self._pos + n])
+        self._pos += n
         return data
 
     def _read(self, n: int, what: str) -> bytes:
@@ -128,12 +143,20 @@ class Reader:
             raise ArtifactError("checksum mismatch: the artifact was altered or damaged")
         if (trailer.get("keys"), trailer.get("bytes")) != (keys, size):
             raise ArtifactError(f"counts disagree: trailer says {trailer.get('keys')} keys, read {keys}")
-        try:  # reading on checks the gzip stream's own end (CRC and length)
-            rest = self._gz.read(1)
-        except (OSError, EOFError) as exc:
-            raise ArtifactError(f"damaged or truncated after the trailer: {exc}") from None
-        if rest:
+        try:  # the frame must end here, its own checksum read and checked
+            del self._buf[:self._pos]
+            self._pos = 0
+            while not self._z.eof and not self._buf:
+                chunk = self._src.read(CHUNK)
+                if not chunk:
+                    break
+                self._buf += self._z.decompress(chunk)
+        except zstandard.ZstdError as exc:
+            raise ArtifactError(f"damaged after the trailer: {exc}") from None
+        if self._buf or (self._z.eof and (self._z.unused_data or self._src.read(1))):
             raise ArtifactError("data after the trailer")
+        if not self._z.eof:
+            raise ArtifactError("truncated after the trailer (the compressed frame does not end)")
         self.trailer = trailer
 
     def _length(self, limit: int, what: str) -> int:

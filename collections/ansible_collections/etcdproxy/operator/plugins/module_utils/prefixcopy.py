@@ -30,7 +30,7 @@ PAGE_KEYS = 1000
 MAX_RESTARTS = 5
 TXN_OPS = 128  # etcd's default --max-txn-ops
 TXN_BYTES = 1 << 20  # raw key+value bytes per transaction, well under etcd's 1.5 MiB request limit
-TXN_IN_FLIGHT = 4  # transactions sent at once (etcd commits them in one raft batch); memory: 4 x TXN_BYTES
+TXN_IN_FLIGHT = 8  # transactions sent at once (etcd commits them in one raft batch); memory: 8 x TXN_BYTES
 
 
 class CompactedError(RuntimeError):
