@@ -16,6 +16,7 @@ Keys are stored relative to the prefix, so an artifact restores under any name (
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import struct
@@ -31,6 +32,7 @@ MAX_KEY = 1 << 20  # etcd's keys are far shorter; a larger length means a damage
 MAX_VALUE = 64 << 20  # above etcd's largest request (--max-request-bytes tops out well below)
 _U32 = struct.Struct(">I")
 CHUNK = 1 << 20  # compressed bytes read at a time
+BLOCK = 1 << 20  # uncompressed bytes hashed and compressed at a time
 
 
 class ArtifactError(ValueError):
@@ -38,27 +40,45 @@ class ArtifactError(ValueError):
 
 
 class Writer:
-    """Writes an artifact to a binary file object: ``header`` first, then ``add`` per key, then ``close``."""
+    """Writes an artifact to a binary file object: ``header`` first, then ``add`` per key, then ``close``.
+
+    Records are gathered into blocks of ``BLOCK`` bytes; hashing and compressing a block (both release the
+    GIL) happen on a thread of their own while the caller decodes the next keys: at most two blocks in
+    memory."""
 
     def __init__(self, out: IO[bytes], header: dict[str, Any]) -> None:
         self._z = zstandard.ZstdCompressor(level=1, write_checksum=True).stream_writer(out, closefd=False)
         self._sha = hashlib.sha256()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._pending: concurrent.futures.Future | None = None
+        self._block = bytearray()
         self.keys = 0
         self.bytes = 0
-        self._write(MAGIC + json.dumps({"format": FORMAT, **header}, sort_keys=True).encode() + b"\n")
+        self._block += MAGIC + json.dumps({"format": FORMAT, **header}, sort_keys=True).encode() + b"\n"
 
     def _write(self, data: bytes) -> None:
         self._sha.update(data)
         self._z.write(data)
 
+    def _flush(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # the previous block is written (and its errors raised) first
+        self._pending = self._pool.submit(self._write, bytes(self._block))
+        self._block = bytearray()
+
     def add(self, key: bytes, value: bytes) -> None:
         """One key, relative to the prefix."""
-        self._write(RECORD + _U32.pack(len(key)) + key + _U32.pack(len(value)) + value)
+        self._block += RECORD + _U32.pack(len(key)) + key + _U32.pack(len(value)) + value
         self.keys += 1
         self.bytes += len(key) + len(value)
+        if len(self._block) >= BLOCK:
+            self._flush()
 
     def close(self, trailer: dict[str, Any]) -> dict[str, Any]:
         """Write the trailer (``trailer`` plus counts and checksum); returns it."""
+        self._flush()
+        self._pending.result()  # type: ignore[union-attr]
+        self._pool.shutdown()
         full = {**trailer, "keys": self.keys, "bytes": self.bytes, "sha256": self._sha.hexdigest()}
         body = json.dumps(full, sort_keys=True).encode()
         self._z.write(END + _U32.pack(len(body)) + body)
