@@ -104,6 +104,7 @@ class Node:
         wait_for("containerd", lambda: self._ctr("version").returncode == 0, 30, containerd,
                  self.dir.parent / "logs" / "containerd.log")
         self.import_images(list(IMAGES))
+        self.forget_pulled_images()
         kubelet = spawn("kubelet", [str(BIN_DIR / "kubelet"), f"--config={self._kubelet_config(pki)}",
                                     f"--kubeconfig={kubeconfig_for('node')}", f"--root-dir={self.dir / 'kubelet'}",
                                     f"--node-ip={NODE_IP}", f"--hostname-override={NODE_NAME}", "--v=1"])
@@ -123,6 +124,17 @@ class Node:
         """containerd's root (content, snapshots, metadata): kept between clusters, so an unchanged
         image is not imported again (the operator's takes ~10 s)."""
         return self.dir.parent / "containerd-root"
+
+    def forget_pulled_images(self) -> None:
+        """Drop what earlier clusters pulled from the cluster's registry: the store outlives clusters, and a
+        tag pushed again with new content (a rebuilt operator, a new bundle) would otherwise be served
+        stale to every pull with IfNotPresent. Layers shared with imported images stay unpacked."""
+        listed = self._ctr("images", "ls", "-q")
+        stale = [name for name in listed.stdout.split() if name.startswith(f"{REGISTRY}/")]
+        if stale:
+            res = self._ctr("images", "rm", *stale)
+            if res.returncode != 0:
+                raise StartError(f"removing images pulled by an earlier cluster failed: {res.stderr.strip()}")
 
     def import_images(self, images: list[str]) -> None:
         """Import the archives `make images` built (building needs the package archives; this does not)."""

@@ -16,7 +16,7 @@ from localcp.admin import OPERATOR_NAMESPACE
 from localcp.bundles import csv_name
 from localcp.config import OPERATOR_USER
 from localcp.load import Load
-from localcp.olm import OPERATOR_REPO, VERSIONS, csv_phase, upgrade
+from localcp.olm import OPERATOR_REPO, VERSIONS, csv_phase, operator_env, subscribe, upgrade
 from localcp.wardle import GROUP, PLURAL, VERSION, etcdstorage, service_client, wait_ready
 
 from .conftest import WORKDIR, Olm
@@ -108,6 +108,11 @@ def what_the_operator_wrote(api: client.ApiClient, name: str) -> dict[str, str]:
     return seen
 
 
+def assert_unchanged(before: dict[str, str], after: dict[str, str]) -> None:
+    changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert not changed, "rewritten: " + json.dumps(changed, indent=1)
+
+
 def runs_logged(installed: Olm, pod: str, name: str) -> int:
     """Completed reconciles of ``name`` in one operator pod's log."""
     try:
@@ -138,8 +143,37 @@ def test_upgrade_keeps_tenants_serving_and_issues_nothing_anew(installed: Olm, t
         load.wait_ops(20)
     assert load.failures == [], f"the tenant client failed during the upgrade: {load.failures[:3]}"
     # The new operator found everything as it should be: no certificate re-issued, no object rewritten.
-    assert what_the_operator_wrote(api, tenant) == before
+    assert_unchanged(before, what_the_operator_wrote(api, tenant))
     # And it works with the new CSV's permissions: a second tenant comes up.
     etcdstorage(installed.cp, "olm-b", "olm-b")
     wait_ready(installed.cp, "olm-b")
     (WORKDIR / "timings.json").write_text(json.dumps(installed.timings))
+
+
+def test_uninstall_keeps_tenants_and_a_reinstall_rewrites_nothing(installed: Olm, tenant: str,
+                                                                   tmp_path: Path) -> None:
+    """OLM first creates a new CSV's Deployment without the Subscription's config (it applies it once the
+    Subscription names that CSV): an operator started that way must not touch a tenant."""
+    api = installed.api
+    custom = client.CustomObjectsApi(api)
+    before = what_the_operator_wrote(api, tenant)
+    custom.delete_namespaced_custom_object("operators.coreos.com", "v1alpha1", OPERATOR_NAMESPACE,
+                                           "subscriptions", "etcdproxy-operator")
+    custom.delete_namespaced_custom_object("operators.coreos.com", "v1alpha1", OPERATOR_NAMESPACE,
+                                           "clusterserviceversions", csv_name(NEXT))
+    installed.wait("the operator uninstalled", lambda: not installed.operator_pods())
+    with Load(service_client(installed.cp, tenant, tenant, tmp_path)) as load:  # still served without it
+        load.wait_ops(20)
+        subscribe(installed.cp, installed.published.catalogs[NEXT], operator_env(installed.cp))
+        installed.wait_csv(NEXT)
+
+        def configured_operator_reconciled() -> bool:
+            pods = installed.operator_pods()
+            env = {e.name: e.value for e in pods[0].spec.containers[0].env} if len(pods) == 1 else {}
+            return (env.get("ETCDPROXY_CORE_ENDPOINTS") == operator_env(installed.cp)["ETCDPROXY_CORE_ENDPOINTS"]
+                    and runs_logged(installed, pods[0].metadata.name, tenant) >= 1)
+
+        installed.wait("the reinstalled operator reconciled the tenant", configured_operator_reconciled, 180)
+        load.wait_ops(20)
+    assert load.failures == []
+    assert_unchanged(before, what_the_operator_wrote(api, tenant))
