@@ -161,10 +161,11 @@ def upgrade(cp: ControlPlane, catalog: str) -> None:
         GROUP, VERSION, OLM_NAMESPACE, "catalogsources", CATALOG, {"spec": {"image": catalog}})
 
 
-def csv_phase(cp: ControlPlane, namespace: str, name: str) -> str:
+def csv_phase(cp: ControlPlane, namespace: str, name: str, custom: client.CustomObjectsApi | None = None) -> str:
+    """The CSV's status.phase ("" when there is no such CSV); ``custom``: a client to reuse when polling."""
+    custom = custom or client.CustomObjectsApi(cp.api())
     try:
-        csv = client.CustomObjectsApi(cp.api()).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "clusterserviceversions", name)
+        csv = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "clusterserviceversions", name)
     except ApiException as exc:
         if exc.status == 404:
             return ""
@@ -177,7 +178,7 @@ def wait_csv(cp: ControlPlane, namespace: str, name: str, timeout: float = 180) 
     custom = client.CustomObjectsApi(cp.api())
 
     def succeeded() -> bool:
-        return csv_phase(cp, namespace, name) == "Succeeded"
+        return csv_phase(cp, namespace, name, custom) == "Succeeded"
 
     try:
         wait_for(f"CSV {namespace}/{name} Succeeded", succeeded, timeout, None, cp.logs / "kubelet.log",

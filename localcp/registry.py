@@ -75,8 +75,3 @@ class Registry:
                              capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"crane push {ref} failed: {res.stderr.strip()}")
-
-    def digest(self, ref: str) -> str:
-        env = {**os.environ, "SSL_CERT_FILE": str(self.pki.path("kube-ca"))}
-        return subprocess.run([str(BIN_DIR / "crane"), "digest", ref], env=env, check=True,
-                              capture_output=True, text=True).stdout.strip()

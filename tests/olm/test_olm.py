@@ -131,8 +131,9 @@ def test_upgrade_keeps_tenants_serving_and_issues_nothing_anew(installed: Olm, t
         upgrade(installed.cp, installed.published.catalogs[NEXT])
         installed.wait_csv(NEXT)
         installed.timings["upgrade_s"] = round(time.monotonic() - t0, 1)
-        installed.wait(f"{csv_name(FIRST)} replaced", lambda: csv_phase(installed.cp, OPERATOR_NAMESPACE,
-                                                                          csv_name(FIRST)) == "")
+        custom = client.CustomObjectsApi(api)
+        installed.wait(f"{csv_name(FIRST)} replaced",
+                       lambda: csv_phase(installed.cp, OPERATOR_NAMESPACE, csv_name(FIRST), custom) == "")
 
         def new_operator_reconciled() -> bool:
             pods = installed.operator_pods()
