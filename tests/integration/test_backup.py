@@ -3,6 +3,7 @@ kube-apiservers, through the one-off playbook (playbooks/backup.yml) and the mod
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -12,14 +13,17 @@ import threading
 from pathlib import Path
 
 import pytest
+import requests
 import zstandard
-from ansible_collections.etcdproxy.operator.plugins.module_utils import coreetcd, keyspace, prefixcopy
+from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, prefixcopy
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
 
 from localcp import etcdpb
 from localcp.admin import OPERATOR_NAMESPACE, apply
-from localcp.config import REPO
+from localcp.config import BIN_DIR, REPO
 from localcp.etcdclient import Client
+from localcp.probes import free_port, http_get, wait_for
+from localcp.processes import stop_pid
 from localcp.s3server import S3Server
 from localcp.tenant import delivered_files, start_proxy
 from localcp.tenant_apiserver import start_tenant_apiserver
@@ -198,7 +202,7 @@ def test_damaged_artifacts_and_a_used_prefix_write_nothing(cp, storages, tenant,
 
 
 class CompactingSession:
-    """A real session to the core that compacts the core once, after the backup's second page."""
+    """A session that compacts the etcd it talks to once, after the backup's second page at its revision."""
 
     def __init__(self, sess, base: str) -> None:
         self.sess, self.base, self.ranges = sess, base, 0
@@ -208,7 +212,7 @@ class CompactingSession:
         if url.endswith("/v3/kv/range") and json.get("revision"):
             self.ranges += 1
             if self.ranges == 2:
-                # A write outside every tenant, so the core's revision moves past the backup's; then compact.
+                # A write outside the tenant, so the revision moves past the backup's; then compact.
                 put = self.sess.post(self.base + "/v3/kv/put", json={"key": "AGNvbXBhY3Rpb24tdGVzdA==", "value": ""},
                                      timeout=timeout).json()
                 self.sess.post(self.base + "/v3/kv/compaction", json={"revision": put["header"]["revision"]},
@@ -216,20 +220,46 @@ class CompactingSession:
         return resp
 
 
-def test_a_compaction_mid_backup_starts_it_again_at_a_newer_revision(cp, tenant, tmp_path):
-    name = tenant["bk"][0]
-    p = cp.pki
-    base = cp.etcd_endpoints[0]
-    with coreetcd.session(p.path("etcd-ca").read_text(), p.path("apiserver-etcd-client").read_text(),
-                          p.path("apiserver-etcd-client", "key").read_text()) as sess:
-        summary = prefixcopy.backup(CompactingSession(sess, base), base, name, str(tmp_path / "c.etcdbackup"),
+@pytest.fixture
+def own_etcd(tmp_path):
+    """An etcd of this test's own (plain HTTP on loopback): compacting the shared core would break every
+    later test that watches from an old revision."""
+    client_port, peer_port = free_port(), free_port()
+    log = tmp_path / "etcd.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen([str(BIN_DIR / "etcd"), f"--data-dir={tmp_path / 'etcd'}",
+                                 f"--listen-client-urls=http://127.0.0.1:{client_port}",
+                                 f"--advertise-client-urls=http://127.0.0.1:{client_port}",
+                                 f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+                                 f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                                 f"--initial-cluster=default=http://127.0.0.1:{peer_port}"],
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for("etcd", lambda: http_get(client_port, "/health")[0] == 200, 30, proc, log)
+        yield f"http://127.0.0.1:{client_port}"
+    finally:
+        stop_pid(proc.pid)
+
+
+def test_a_compaction_mid_backup_starts_it_again_at_a_newer_revision(own_etcd, tmp_path):
+    base = own_etcd
+    with requests.Session() as sess:
+        for i in range(300):
+            for tenant_name in ("bk", "bkx"):
+                key = base64.b64encode(f"/{tenant_name}//registry/things/{i:04d}".encode()).decode()
+                sess.post(base + "/v3/kv/put", json={"key": key, "value": base64.b64encode(b"v" * i).decode()},
+                          timeout=10).raise_for_status()
+        summary = prefixcopy.backup(CompactingSession(sess, base), base, "bk", str(tmp_path / "c.etcdbackup"),
                                     page_keys=50)
     assert summary["restarts"] == 1
     header, records, _ = artifact(tmp_path / "c.etcdbackup")
     assert header["restarts"] == 1
-    with core_client(cp) as core:
-        at_revision = core_kvs(core, name, header["revision"])
-    assert records == [(kv.key[len(f"/{name}/"):], kv.value) for kv in at_revision if not kv.lease]
+    listed = subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={base}", "get", "--prefix", "/bk/",
+                             f"--rev={header['revision']}", "-w", "json"], check=True, capture_output=True,
+                            text=True).stdout
+    at_revision = [(base64.b64decode(kv["key"])[len(b"/bk/"):], base64.b64decode(kv.get("value", "")))
+                   for kv in json.loads(listed)["kvs"]]
+    assert records == at_revision and len(records) == 300  # the neighbour /bkx/ is not in it
     assert not list(tmp_path.glob(".backup-*"))  # the abandoned attempt left no file
 
 
