@@ -12,7 +12,7 @@ from kubernetes import client, utils
 from kubernetes.client.rest import ApiException
 
 from .cluster import ControlPlane
-from .config import BIN_DIR, REPO
+from .config import BIN_DIR, OPERATOR_USER, REPO
 from .probes import wait_for
 
 OPERATOR_NAMESPACE = "kube-apiserver-storage"
@@ -143,3 +143,13 @@ def install_crd(cp: ControlPlane) -> None:
             return
         except ApiException:
             time.sleep(0.1)
+
+
+def operator_may(api: client.ApiClient, verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
+    """Whether the API server authorizes the operator's ServiceAccount (a SubjectAccessReview)."""
+    review = {"spec": {"user": OPERATOR_USER, "groups": ["system:serviceaccounts",
+                                                        f"system:serviceaccounts:{OPERATOR_NAMESPACE}",
+                                                        "system:authenticated"],
+                       "resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace,
+                                              "group": group}}}
+    return client.AuthorizationV1Api(api).create_subject_access_review(review).status.allowed

@@ -43,6 +43,11 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def completed_runs(log: str, name: str) -> int:
+    """Completed ansible-runner runs (reconciles) of EtcdStorage ``name`` in an operator's log."""
+    return sum(1 for line in log.splitlines() if '"Ansible-runner exited' in line and f'"name":"{name}"' in line)
+
+
 def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env.update({

@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crd, install_rbac, seed_operator_namespace
 from localcp.cluster import ControlPlane
 from localcp.config import REPO
-from localcp.operator import Operator, start_operator
+from localcp.operator import Operator, completed_runs, start_operator
 from localcp.probes import StartError, wait_for
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
@@ -148,11 +148,7 @@ class Storages:
 
     def reconciles(self, name: str) -> int:
         """Completed ansible-runner runs for ``name``, from the operator's log."""
-        count = 0
-        for line in self.op.log.read_text(errors="replace").splitlines():
-            if '"Ansible-runner exited' in line and f'"name":"{name}"' in line:
-                count += 1
-        return count
+        return completed_runs(self.op.log.read_text(errors="replace"), name)
 
     def cleanup(self) -> None:
         for name in self.created:

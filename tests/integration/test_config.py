@@ -6,7 +6,7 @@ import subprocess
 
 from kubernetes import client
 
-from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, kustomize_apply
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, kustomize_apply, operator_may
 from localcp.config import BIN_DIR, REPO
 
 
@@ -40,14 +40,8 @@ def test_destination_role_example_is_valid(cp, api):
 
 
 def test_operator_rbac_denies_what_it_does_not_need(cp, api):
-    authz = client.AuthorizationV1Api(api)
-
     def can(verb, resource, namespace="", group=""):
-        review = {"spec": {"user": "system:serviceaccount:kube-apiserver-storage:etcdproxy-operator",
-                           "groups": ["system:serviceaccounts", "system:authenticated"],
-                           "resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace,
-                                                  "group": group}}}
-        return authz.create_subject_access_review(review).status.allowed
+        return operator_may(api, verb, resource, namespace, group)
 
     assert can("list", "secrets", OPERATOR_NAMESPACE)
     assert can("patch", "etcdstorages", group="etcd.etcdproxy.dev")

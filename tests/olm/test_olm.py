@@ -12,28 +12,17 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from localcp.admin import OPERATOR_NAMESPACE
+from localcp.admin import OPERATOR_NAMESPACE, operator_may
 from localcp.bundles import csv_name
-from localcp.config import OPERATOR_USER
 from localcp.load import Load
 from localcp.olm import OPERATOR_REPO, VERSIONS, csv_phase, operator_env, subscribe, upgrade
+from localcp.operator import completed_runs
 from localcp.wardle import GROUP, PLURAL, VERSION, etcdstorage, service_client, wait_ready
 
 from .conftest import WORKDIR, Olm
 
 FIRST, NEXT = VERSIONS
 SA = ("ServiceAccount", "etcdproxy-operator", OPERATOR_NAMESPACE)
-
-
-def allowed(api: client.ApiClient, verb: str, resource: str, namespace: str = "", group: str = "") -> bool:
-    """Whether the API server authorizes the operator's ServiceAccount (a SubjectAccessReview)."""
-    review = client.AuthorizationV1Api(api).create_subject_access_review({
-        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-        "spec": {"user": OPERATOR_USER, "groups": ["system:serviceaccounts",
-                                                   f"system:serviceaccounts:{OPERATOR_NAMESPACE}"],
-                 "resourceAttributes": {"verb": verb, "resource": resource, "group": group,
-                                        "namespace": namespace}}})
-    return review.status.allowed
 
 
 def bindings_of_operator(api: client.ApiClient) -> list[tuple[str, dict[str, str]]]:
@@ -60,13 +49,13 @@ def test_the_operator_runs_with_exactly_what_its_csv_grants(installed: Olm) -> N
         assert labels.get("olm.owner") == csv_name(FIRST), f"{what} is not OLM's: {labels}"
     # OwnNamespace: its namespaced permissions hold in its namespace only (AllNamespaces would grant
     # every namespace's Secrets); delivery elsewhere needs a grant from that namespace's admin.
-    assert allowed(api, "list", "secrets", OPERATOR_NAMESPACE)
-    assert allowed(api, "create", "deployments", OPERATOR_NAMESPACE, "apps")
-    assert allowed(api, "update", "etcdstorages/status", group="etcd.etcdproxy.dev")
-    assert not allowed(api, "list", "secrets", "default")
-    assert not allowed(api, "get", "secrets", "kube-system")
-    assert not allowed(api, "create", "deployments", "default", "apps")
-    assert not allowed(api, "list", "secrets")  # cluster-wide
+    assert operator_may(api, "list", "secrets", OPERATOR_NAMESPACE)
+    assert operator_may(api, "create", "deployments", OPERATOR_NAMESPACE, "apps")
+    assert operator_may(api, "update", "etcdstorages/status", group="etcd.etcdproxy.dev")
+    assert not operator_may(api, "list", "secrets", "default")
+    assert not operator_may(api, "get", "secrets", "kube-system")
+    assert not operator_may(api, "create", "deployments", "default", "apps")
+    assert not operator_may(api, "list", "secrets")  # cluster-wide
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +108,7 @@ def runs_logged(installed: Olm, pod: str, name: str) -> int:
         log = client.CoreV1Api(installed.api).read_namespaced_pod_log(pod, OPERATOR_NAMESPACE, container="manager")
     except ApiException:
         return 0
-    return sum(1 for line in log.splitlines() if '"Ansible-runner exited' in line and f'"name":"{name}"' in line)
+    return completed_runs(log, name)
 
 
 def test_upgrade_keeps_tenants_serving_and_issues_nothing_anew(installed: Olm, tenant: str, tmp_path: Path) -> None:
