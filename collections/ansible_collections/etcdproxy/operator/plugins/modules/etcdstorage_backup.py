@@ -136,93 +136,55 @@ location:
   type: str
 """
 
-import os
-import tempfile
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import COMMON_OPTIONS, CORE_OPTIONS
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import ArtifactError
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import material, session
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import material
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import (
-        PrefixNotEmptyError, backup, count, restore, verify,
-    )
     from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
-        DestinationError, Location, check, credentials, download, upload,
+        DestinationError, Location, credentials,
     )
     from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import secret_text
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.transfer import (
+        Core, Destination, execute, explain,
+    )
     IMPORT_ERROR = None
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
     COMMON_OPTIONS = CORE_OPTIONS = {}
 
 
+def destination(kube: Kube, namespace: str, path: str | None, s3: dict | None) -> Destination:
+    """The file, or the S3 object with its credentials and CA read from the operator namespace."""
+    if not s3:
+        return Destination(path=path)
+    location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"])
+    access = credentials(secret_text(kube.get_secret(namespace, s3["credentials_secret"])), s3["credentials_secret"])
+    s3_ca = None
+    if s3["ca_configmap"]:
+        s3_ca = ((kube.get_configmap(namespace, s3["ca_configmap"]) or {}).get("data") or {}).get("ca.crt")
+        if not s3_ca:
+            raise DestinationError(f"the ConfigMap {s3['ca_configmap']} in {namespace} has no ca.crt")
+    return Destination(s3=location, access=access, s3_ca=s3_ca)
+
+
 def run(module: AnsibleModule) -> dict:
     p = module.params
-    name = p["name"]
-    if not p["core_endpoints"]:
-        raise ValueError("core_endpoints is empty: set the core etcd client URLs (ETCDPROXY_CORE_ENDPOINTS)")
     kube = Kube(api_client(p["kubeconfig"]))
-    s3 = p["s3"]
-    location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"]) if s3 else None
-    where = location.url() if location else p["path"]
-    if p["action"] == "backup" and module.check_mode:
-        return {"changed": True, "location": where}
-    if not location and p["action"] == "restore" and not os.path.isfile(p["path"]):
-        raise ValueError(f"no artifact at {p['path']}")
     ca, cert, key = material(kube.get_configmap(p["namespace"], p["core_ca_configmap"]),
                              kube.get_secret(p["namespace"], p["core_client_secret"]), p["core_ca_key"])
-    if not (ca and cert and key):
+    if p["core_endpoints"] and not (ca and cert and key):
         raise ValueError(f"the core etcd CA ConfigMap {p['core_ca_configmap']} or client Secret "
                          f"{p['core_client_secret']} in {p['namespace']} is missing")
-    with tempfile.TemporaryDirectory(prefix="etcdproxy-backup-") as tmp:
-        s3_ca = access = None
-        if location:
-            access = credentials(secret_text(kube.get_secret(p["namespace"], s3["credentials_secret"])),
-                                 s3["credentials_secret"])
-            if s3["ca_configmap"]:
-                bundle = ((kube.get_configmap(p["namespace"], s3["ca_configmap"]) or {}).get("data") or {})
-                if not bundle.get("ca.crt"):
-                    raise DestinationError(f"the ConfigMap {s3['ca_configmap']} in {p['namespace']} has no ca.crt")
-                s3_ca = os.path.join(tmp, "s3-ca.crt")
-                with open(s3_ca, "w") as fh:
-                    fh.write(bundle["ca.crt"])
-        if location:
-            check(location, access, s3_ca, need_object=p["action"] == "restore")
-        path = os.path.join(tmp, "artifact") if location else p["path"]
-        if location and p["action"] == "restore":
-            download(location, access, path, s3_ca)
-        summary = on_core(module, name, path, ca, cert, key)
-        if location and p["action"] == "backup":
-            upload(path, location, access, s3_ca)
-    return {"changed": True, "backup": summary, "location": where}
-
-
-def on_core(module: AnsibleModule, name: str, path: str, ca: str, cert: str, key: str) -> dict:
-    """The backup to, or the restore from, the local file ``path``, on the first core endpoint that answers."""
-    p = module.params
-    errors = []
-    with session(ca, cert, key) as sess:
-        for endpoint in p["core_endpoints"]:
-            base = endpoint.rstrip("/")
-            try:
-                if p["action"] == "backup":
-                    return backup(sess, base, name, path)
-                if module.check_mode:
-                    summary = verify(path)
-                    if count(sess, base, keyspace.tenant_prefix(name)):
-                        raise PrefixNotEmptyError(f"the prefix /{name}/ already has keys")
-                    return summary
-                return restore(sess, base, name, path)
-            except (ArtifactError, PrefixNotEmptyError):
-                raise
-            except Exception as exc:  # this endpoint failed: try the next one
-                errors.append(f"{endpoint}: {exc}")
-    raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))
+    dest = destination(kube, p["namespace"], p["path"], p["s3"])
+    summary = execute(p["action"], p["name"], Core(p["core_endpoints"], ca, cert, key), dest, module.check_mode)
+    result = {"changed": True, "location": dest.where()}
+    if summary:
+        result["backup"] = summary
+    return result
 
 
 def main() -> None:
@@ -243,19 +205,12 @@ def main() -> None:
     if IMPORT_ERROR:
         module.fail_json(msg="etcdstorage_backup needs the kubernetes, requests and boto3 libraries",
                          exception=IMPORT_ERROR)
+    p = module.params
     try:
         module.exit_json(**run(module))
-    except ArtifactError as exc:
-        where = module.params["path"] or "the downloaded artifact"
-        module.fail_json(msg=f"{where} is not a usable backup: {exc}; nothing was written")
-    except DestinationError as exc:
-        outcome = "nothing was written" if module.params["action"] == "restore" else "no artifact was stored"
-        module.fail_json(msg=f"{module.params['action']} of {module.params['name']}: {exc}; {outcome}")
-    except PrefixNotEmptyError as exc:
-        module.fail_json(msg=f"{exc}; nothing was written (restore into a new EtcdStorage, or delete the keys "
-                             "first: deletionPolicy Delete)")
-    except Exception as exc:
-        module.fail_json(msg=f"{module.params['action']} of {module.params['name']}: {exc}")
+    except Exception as exc:  # what failed, what was (not) written, what to do; never a traceback alone
+        where = p["path"] or "the downloaded artifact"
+        module.fail_json(msg=explain(p["action"], p["name"], where, exc)[1])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,126 @@
+"""One backup or restore of one tenant, end to end, and what to say when it fails.
+
+The one recipe for the module ``etcdstorage_backup`` (one-off playbook) and for the backup and restore Jobs
+(``backupjob``): check the destination before any work, then read or fill the prefix on the first core
+endpoint that answers, through a local file (an S3 object is uploaded once complete, or downloaded before a
+restore). The callers differ only in where the core material and credentials come from (Secrets read with
+the API, or files a Job mounts).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
+from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import ArtifactError
+from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import session
+from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import (
+    PrefixNotEmptyError,
+    backup,
+    count,
+    restore,
+    verify,
+)
+from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
+    DestinationError,
+    Location,
+    check,
+    download,
+    upload,
+)
+
+# Why a backup or restore failed, as a condition reason (docs/backup.md).
+ARTIFACT_DAMAGED = "ArtifactDamaged"
+DESTINATION_FAILED = "DestinationFailed"
+PREFIX_NOT_EMPTY = "PrefixNotEmpty"
+CORE_FAILED = "CoreEtcdFailed"
+
+
+@dataclass(frozen=True)
+class Core:
+    """The core etcd: client URLs, and the CA, certificate and key as PEM text."""
+
+    endpoints: list[str]
+    ca: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A local file (``path``) or an S3 object (``s3`` with ``access`` = key ID and secret, ``s3_ca`` = the
+    endpoint's CA as PEM text when it is private)."""
+
+    path: str | None = None
+    s3: Location | None = None
+    access: tuple[str, str] | None = None
+    s3_ca: str | None = None
+
+    def where(self) -> str:
+        return self.s3.url() if self.s3 else str(self.path)
+
+
+def execute(action: str, name: str, core: Core, dest: Destination, check_mode: bool = False) -> dict[str, Any]:
+    """Back up tenant ``name`` to ``dest``, or restore ``dest`` into its empty prefix. Returns the artifact's
+    summary. Raises ArtifactError, DestinationError, PrefixNotEmptyError, or RuntimeError (no core answered)."""
+    if not core.endpoints:
+        raise ValueError("no core etcd endpoints: set the core etcd client URLs (ETCDPROXY_CORE_ENDPOINTS)")
+    if not (core.ca and core.cert and core.key):
+        raise ValueError("the core etcd CA, client certificate or key is missing")
+    if action == "backup" and check_mode:
+        return {}
+    if not dest.s3 and action == "restore" and not os.path.isfile(str(dest.path)):
+        raise ValueError(f"no artifact at {dest.path}")
+    with tempfile.TemporaryDirectory(prefix="etcdproxy-backup-") as tmp:
+        s3_ca = None
+        if dest.s3:
+            assert dest.access is not None
+            if dest.s3_ca:
+                s3_ca = os.path.join(tmp, "s3-ca.crt")
+                with open(s3_ca, "w") as fh:
+                    fh.write(dest.s3_ca)
+            check(dest.s3, dest.access, s3_ca, need_object=action == "restore")
+        path = os.path.join(tmp, "artifact") if dest.s3 else str(dest.path)
+        if dest.s3 and action == "restore":
+            download(dest.s3, dest.access, path, s3_ca)
+        summary = _on_core(action, name, core, path, check_mode)
+        if dest.s3 and action == "backup":
+            upload(path, dest.s3, dest.access, s3_ca)
+    return summary
+
+
+def _on_core(action: str, name: str, core: Core, path: str, check_mode: bool) -> dict[str, Any]:
+    errors = []
+    with session(core.ca, core.cert, core.key) as sess:
+        for endpoint in core.endpoints:
+            base = endpoint.rstrip("/")
+            try:
+                if action == "backup":
+                    return backup(sess, base, name, path)
+                if check_mode:
+                    summary = verify(path)
+                    if count(sess, base, keyspace.tenant_prefix(name)):
+                        raise PrefixNotEmptyError(f"the prefix /{name}/ already has keys")
+                    return summary
+                return restore(sess, base, name, path)
+            except (ArtifactError, PrefixNotEmptyError):
+                raise
+            except Exception as exc:  # this endpoint failed: try the next one
+                errors.append(f"{endpoint}: {exc}")
+    raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))
+
+
+def explain(action: str, name: str, where: str, exc: BaseException) -> tuple[str, str]:
+    """(reason, message) for a failed ``execute``: what went wrong, what was (not) written, what to do."""
+    if isinstance(exc, ArtifactError):
+        return ARTIFACT_DAMAGED, f"{where} is not a usable backup: {exc}; nothing was written"
+    if isinstance(exc, DestinationError):
+        outcome = "nothing was written" if action == "restore" else "no artifact was stored"
+        return DESTINATION_FAILED, f"{action} of {name}: {exc}; {outcome}"
+    if isinstance(exc, PrefixNotEmptyError):
+        return PREFIX_NOT_EMPTY, (f"{exc}; nothing was written (restore into a new EtcdStorage, or delete the "
+                                  "keys first: deletionPolicy Delete)")
+    return CORE_FAILED, f"{action} of {name}: {exc}"
