@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import BIN_DIR, DEFAULT_WORKDIR, NODE_IP, REPO, SERVICE_CIDR
+from .etcdclient import Client
 from .fakenode import create_fake_node
 from .kubeconfigs import write_kubeconfig
 from .node import Node, wait_node_ready
@@ -73,6 +74,12 @@ class ControlPlane:
     def pod_etcd_endpoints(self) -> list[str]:
         """The core etcd as pods on the real node reach it (the node IP on the bridge)."""
         return [f"https://{NODE_IP}:{self.ports[f'etcd{i}']}" for i in range(self.etcd_members)]
+
+    def core_client(self, member: int = 0) -> Client:
+        """A gRPC client of the core etcd with the main cluster's own etcd client certificate (what an
+        admin holds: the operator's core material is the same CA and a certificate like it)."""
+        return Client(self.etcd_endpoints[member], self.pki.path("etcd-ca"), self.pki.path("apiserver-etcd-client"),
+                      self.pki.path("apiserver-etcd-client", "key"))
 
     @property
     def real_node(self) -> Node:

@@ -75,6 +75,10 @@ class Pki:
                                                              organization="system:masters", usage="client")),
             # The cluster's image registry (localcp/registry.py), which the node's containerd pulls from.
             "registry": ("kube-ca", CertSpec(common_name="registry", usage="server", ip_addresses=(NODE_IP,))),
+            # The S3-compatible server of the backup tests (localcp/s3server.py): on loopback, or on the node
+            # IP where backup Jobs' pods reach it.
+            "s3": ("kube-ca", CertSpec(common_name="s3", usage="server", dns_names=("localhost",),
+                                       ip_addresses=("127.0.0.1", NODE_IP))),
             "serving-localhost": ("kube-ca", CertSpec(common_name="localhost", usage="server",
                                                       dns_names=("localhost",), ip_addresses=("127.0.0.1",))),
         }

@@ -1,6 +1,7 @@
 """An S3-compatible server for the backup tests and benchmark: versitygw (its Go module, hack/tools/versitygw)
-serving a local directory over TLS on 127.0.0.1, with a certificate of the cluster CA, started and stopped
-like every process of the harness. Its root access key is the test's credential."""
+serving a local directory over TLS on 127.0.0.1 (or on the node IP, where pods reach it), with a certificate
+of the cluster CA, started and stopped like every process of the harness. Its root access key is the test's
+credential."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ class S3Server:
     pki: Pki
     access_key: str = field(default_factory=lambda: "epo" + secrets.token_hex(6))
     secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    host: str = "127.0.0.1"
     port: int = 0
     proc: subprocess.Popen | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def ca(self) -> Path:
@@ -40,9 +42,8 @@ class S3Server:
         log = self.dir / "versitygw.log"
         with open(log, "ab") as fh:
             self.proc = subprocess.Popen(
-                [str(BIN_DIR / "versitygw"), "--port", f"127.0.0.1:{self.port}",
-                 "--cert", str(self.pki.path("serving-localhost")),
-                 "--key", str(self.pki.path("serving-localhost", "key")),
+                [str(BIN_DIR / "versitygw"), "--port", f"{self.host}:{self.port}",
+                 "--cert", str(self.pki.path("s3")), "--key", str(self.pki.path("s3", "key")),
                  "posix", "--sidecar", str(self.dir / "meta"), str(data)],
                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
                 env={"ROOT_ACCESS_KEY_ID": self.access_key, "ROOT_SECRET_ACCESS_KEY": self.secret_key,
@@ -50,7 +51,7 @@ class S3Server:
 
         def answers() -> bool:  # any S3 answer (403 without a signature) means it serves
             try:
-                return https_get(self.port, "/", self.ca)[0] in (200, 403)
+                return https_get(self.port, "/", self.ca, host=self.host)[0] in (200, 403)
             except OSError:
                 return False
 

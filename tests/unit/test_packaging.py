@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,19 +51,22 @@ def test_image_finds_the_collections_it_copies_first():
     assert "galaxy.ansible.com" not in (REPO / "Dockerfile").read_text()
 
 
-def test_argument_specs_match_defaults():
-    defaults = yaml.safe_load((REPO / "roles/etcdstorage/defaults/main.yml").read_text())
-    specs = yaml.safe_load((REPO / "roles/etcdstorage/meta/argument_specs.yml").read_text())
+@pytest.mark.parametrize("role", ["etcdstorage", "etcdstoragebackup"])
+def test_argument_specs_match_defaults(role):
+    defaults = yaml.safe_load((REPO / f"roles/{role}/defaults/main.yml").read_text())
+    specs = yaml.safe_load((REPO / f"roles/{role}/meta/argument_specs.yml").read_text())
     options = specs["argument_specs"]["main"]["options"]
     assert set(options) == set(defaults)
     for key, opt in options.items():
         assert opt.get("description"), key
 
 
-def test_watches_points_at_the_role():
-    (watch,) = yaml.safe_load((REPO / "watches.yaml").read_text())
-    assert (REPO / "roles" / watch["role"] / "tasks" / "main.yml").exists()
-    assert watch["manageStatus"] is False
+def test_watches_point_at_the_roles():
+    watches = yaml.safe_load((REPO / "watches.yaml").read_text())
+    assert [w["kind"] for w in watches] == ["EtcdStorage", "EtcdStorageBackup"]
+    for watch in watches:
+        assert (REPO / "roles" / watch["role"] / "tasks" / "main.yml").exists()
+        assert watch["manageStatus"] is False
 
 
 def guard_dockerfile_lines() -> list[str]:

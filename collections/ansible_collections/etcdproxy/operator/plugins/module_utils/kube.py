@@ -13,6 +13,7 @@ from typing import Any
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils.names import (
     API_VERSION,
+    BACKUP_PLURAL,
     COMPONENT,
     EVENT_NAMESPACE,
     GROUP,
@@ -42,6 +43,7 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.batch = client.BatchV1Api(api)
         self._reads: dict[tuple[str, str, str], dict[str, Any] | None] | None = {} if reuse_reads else None
 
     def _read(self, kind: str, fn: Any, namespace: str, name: str) -> dict[str, Any] | None:
@@ -92,6 +94,37 @@ class Kube:
     def get_etcdstorage(self, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_cluster_custom_object, GROUP, VERSION, PLURAL, name)
 
+    def get_backup(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, BACKUP_PLURAL, name)
+
+    def patch_backup_status(self, namespace: str, name: str, status_patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of an EtcdStorageBackup's .status (null deletes a key)."""
+        return self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, BACKUP_PLURAL, name,
+                                                                 {"status": status_patch})
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.core.read_namespaced_pod, name, namespace)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.batch.read_namespaced_job, name, namespace)
+
+    def create_job(self, body: dict[str, Any]) -> None:
+        """POST, so ansible-operator's proxy adds the owner reference (and watches Jobs for us)."""
+        self.batch.create_namespaced_job(body["metadata"]["namespace"], body)
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and its pods now (a Job's own default leaves the pods orphaned)."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        resp = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job}",
+                                             _preload_content=False)
+        return self._json(resp).get("items") or []
+
     def write(self, kind: str, namespace: str, name: str, existing: dict[str, Any] | None,
               body: dict[str, Any]) -> None:
         """Create ``body`` (POST, so ansible-operator's proxy adds the owner reference) or merge-patch it
@@ -133,14 +166,18 @@ class Kube:
 
     def create_event(self, owner: dict[str, Any], event_type: str, reason: str, message: str,
                      now_rfc3339: str) -> None:
-        """An Event about a cluster-scoped EtcdStorage; the API server requires those in "default"."""
-        namespace = EVENT_NAMESPACE
+        """An Event about an EtcdStorage (cluster-scoped: the API server requires those in "default") or, when
+        ``owner`` has a kind and namespace, about that object, in its namespace."""
         meta = owner.get("metadata") or {}
+        namespace = meta.get("namespace") or EVENT_NAMESPACE
+        involved = {"apiVersion": API_VERSION, "kind": owner.get("kind") or KIND, "name": meta.get("name"),
+                    "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}
+        if meta.get("namespace"):
+            involved["namespace"] = namespace
         body = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta.get('name')}.", "namespace": namespace},
-            "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": meta.get("name"),
-                               "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+            "involvedObject": involved,
             "type": event_type, "reason": reason, "message": message[:1024],
             "firstTimestamp": now_rfc3339, "lastTimestamp": now_rfc3339, "count": 1,
             "source": {"component": COMPONENT},

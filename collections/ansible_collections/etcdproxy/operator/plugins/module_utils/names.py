@@ -11,6 +11,9 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 PLURAL = "etcdstorages"
 KIND = "EtcdStorage"
+# Backups of one EtcdStorage: namespaced, in the operator namespace (docs/backup.md).
+BACKUP_KIND = "EtcdStorageBackup"
+BACKUP_PLURAL = "etcdstoragebackups"
 COMPONENT = "etcdproxy-operator"
 # Events about cluster-scoped objects must be in this namespace (API validation).
 EVENT_NAMESPACE = "default"
@@ -25,6 +28,9 @@ ROTATE_ANNOTATION = f"{GROUP}/rotate"
 ROTATE_CA_ANNOTATION = f"{GROUP}/rotate-ca"
 # Label on the proxy objects and pods: the EtcdStorage they serve.
 STORAGE_LABEL = f"{GROUP}/storage"
+
+# On backup Jobs and their pods: what they do (backup or restore).
+ACTION_LABEL = f"{GROUP}/action"
 
 # The proxy's ports: the tenant endpoint (container and Service) and its health/metrics listener.
 CLIENT_PORT = 2379
@@ -49,6 +55,26 @@ def serving(name: str) -> str:
 def client_ca(name: str) -> str:
     """The ConfigMap with the client CA bundle the proxy trusts."""
     return f"etcd-{name}-client-ca"
+
+
+def backup_job(name: str) -> str:
+    """The Job that runs the EtcdStorageBackup ``name`` (a Job name must also be a valid label value, so
+    long names end in a hash of the whole instead of being cut)."""
+    return bounded(f"etcdproxy-backup-{name}")
+
+
+def restore_job(name: str) -> str:
+    """The Job that fills the EtcdStorage ``name`` from its spec.restoreFrom."""
+    return bounded(f"etcdproxy-restore-{name}")
+
+
+def bounded(text: str, limit: int = 63) -> str:
+    if len(text) <= limit:
+        return text
+    import hashlib
+
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{text[:limit - 11].rstrip('-.')}-{digest}"
 
 
 def endpoint(name: str, namespace: str) -> str:

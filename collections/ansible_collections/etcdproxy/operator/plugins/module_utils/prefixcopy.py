@@ -20,7 +20,7 @@ import concurrent.futures
 import datetime
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
@@ -30,6 +30,7 @@ PAGE_KEYS = 1000
 MAX_RESTARTS = 5
 TXN_OPS = 128  # etcd's default --max-txn-ops
 TXN_BYTES = 1 << 20  # raw key+value bytes per transaction, well under etcd's 1.5 MiB request limit
+PROGRESS_KEYS = 10_000  # a progress report (keys, bytes so far) after this many keys
 TXN_IN_FLIGHT = 8  # transactions sent at once (etcd commits them in one raft batch); memory: 8 x TXN_BYTES
 
 
@@ -78,9 +79,14 @@ def pages(sess: Any, base: str, prefix: bytes, revision: int = 0, page_keys: int
             answer = following.result()
 
 
-def backup(sess: Any, base: str, name: str, out_path: str, page_keys: int = PAGE_KEYS) -> dict[str, Any]:
+Progress = Callable[[int, int], None]  # (keys, bytes) so far
+
+
+def backup(sess: Any, base: str, name: str, out_path: str, page_keys: int = PAGE_KEYS,
+           progress: Progress | None = None) -> dict[str, Any]:
     """Write tenant ``name``'s keys at one revision to ``out_path`` (atomically: a temporary file renamed
-    at the end). Returns the artifact's summary (header and trailer)."""
+    at the end). Returns the artifact's summary (header and trailer). ``progress`` hears every
+    PROGRESS_KEYS keys."""
     prefix = keyspace.tenant_prefix(name)
     restarts = 0
     while True:
@@ -88,7 +94,7 @@ def backup(sess: Any, base: str, name: str, out_path: str, page_keys: int = PAGE
         fd, tmp = tempfile.mkstemp(prefix=".backup-", dir=os.path.dirname(os.path.abspath(out_path)))
         try:
             with os.fdopen(fd, "wb") as out:
-                summary = _write_artifact(sess, base, name, prefix, out, started, restarts, page_keys)
+                summary = _write_artifact(sess, base, name, prefix, out, started, restarts, page_keys, progress)
             os.replace(tmp, out_path)
             return summary
         except CompactedError:
@@ -101,9 +107,9 @@ def backup(sess: Any, base: str, name: str, out_path: str, page_keys: int = PAGE
 
 
 def _write_artifact(sess: Any, base: str, name: str, prefix: bytes, out: Any, started: str, restarts: int,
-                    page_keys: int) -> dict[str, Any]:
+                    page_keys: int, progress: Progress | None) -> dict[str, Any]:
     writer: Writer | None = None
-    leased = 0
+    leased = kept = size = 0
     revision = 0
     for revision, kvs in pages(sess, base, prefix, page_keys=page_keys):
         if writer is None:  # the header names the revision, known from the first page
@@ -114,7 +120,12 @@ def _write_artifact(sess: Any, base: str, name: str, prefix: bytes, out: Any, st
                 leased += 1
                 continue
             key = base64.b64decode(kv["key"])
-            writer.add(key[len(prefix):], base64.b64decode(kv.get("value") or ""))
+            value = base64.b64decode(kv.get("value") or "")
+            writer.add(key[len(prefix):], value)
+            kept += 1
+            size += len(key) - len(prefix) + len(value)
+            if progress and kept % PROGRESS_KEYS == 0:
+                progress(kept, size)
     assert writer is not None  # the first page always comes
     trailer = writer.close({"finishedAt": _now(), "leasedKeysSkipped": leased})
     return {"storage": name, "revision": revision, "restarts": restarts, "startedAt": started, **trailer}
@@ -129,8 +140,10 @@ def verify(path: str) -> dict[str, Any]:
         return {**reader.header, **(reader.trailer or {})}
 
 
-def restore(sess: Any, base: str, name: str, path: str, timeout: float = 30.0) -> dict[str, Any]:
-    """Fill the empty prefix of tenant ``name`` from the artifact at ``path`` (checked first)."""
+def restore(sess: Any, base: str, name: str, path: str, timeout: float = 30.0,
+            progress: Progress | None = None) -> dict[str, Any]:
+    """Fill the empty prefix of tenant ``name`` from the artifact at ``path`` (checked first); ``progress``
+    hears about every PROGRESS_KEYS keys written."""
     summary = verify(path)
     prefix = keyspace.tenant_prefix(name)
     if count(sess, base, prefix, timeout):
@@ -141,7 +154,10 @@ def restore(sess: Any, base: str, name: str, path: str, timeout: float = 30.0) -
     def settle(limit: int) -> None:  # wait for all but ``limit`` transactions; their errors surface here
         nonlocal written
         while len(in_flight) > limit:
+            before = written
             written += in_flight.popleft().result()
+            if progress and written // PROGRESS_KEYS > before // PROGRESS_KEYS:
+                progress(written, 0)
 
     def send(ops: list[dict[str, Any]]) -> int:
         _post(sess, base, "/v3/kv/txn", {"success": ops}, timeout)

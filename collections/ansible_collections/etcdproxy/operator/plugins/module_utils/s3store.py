@@ -110,3 +110,11 @@ def download(loc: Location, access: tuple[str, str], dest: str, ca_file: str | N
         _client(loc, access, ca_file).download_file(loc.bucket, loc.key, dest)
     except Exception as exc:
         raise _explain(exc, loc) from None
+
+
+def delete(loc: Location, access: tuple[str, str], ca_file: str | None = None) -> None:
+    """Remove the object ``loc`` (an absent object is fine: S3 answers a delete of one with success)."""
+    try:
+        _client(loc, access, ca_file).delete_object(Bucket=loc.bucket, Key=loc.key)
+    except Exception as exc:
+        raise _explain(exc, loc) from None

@@ -19,6 +19,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import A
 from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import session
 from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import (
     PrefixNotEmptyError,
+    Progress,
     backup,
     count,
     restore,
@@ -63,7 +64,8 @@ class Destination:
         return self.s3.url() if self.s3 else str(self.path)
 
 
-def execute(action: str, name: str, core: Core, dest: Destination, check_mode: bool = False) -> dict[str, Any]:
+def execute(action: str, name: str, core: Core, dest: Destination, check_mode: bool = False,
+            progress: Progress | None = None) -> dict[str, Any]:
     """Back up tenant ``name`` to ``dest``, or restore ``dest`` into its empty prefix. Returns the artifact's
     summary. Raises ArtifactError, DestinationError, PrefixNotEmptyError, or RuntimeError (no core answered)."""
     if not core.endpoints:
@@ -86,26 +88,27 @@ def execute(action: str, name: str, core: Core, dest: Destination, check_mode: b
         path = os.path.join(tmp, "artifact") if dest.s3 else str(dest.path)
         if dest.s3 and action == "restore":
             download(dest.s3, dest.access, path, s3_ca)
-        summary = _on_core(action, name, core, path, check_mode)
+        summary = _on_core(action, name, core, path, check_mode, progress)
         if dest.s3 and action == "backup":
             upload(path, dest.s3, dest.access, s3_ca)
     return summary
 
 
-def _on_core(action: str, name: str, core: Core, path: str, check_mode: bool) -> dict[str, Any]:
+def _on_core(action: str, name: str, core: Core, path: str, check_mode: bool,
+             progress: Progress | None) -> dict[str, Any]:
     errors = []
     with session(core.ca, core.cert, core.key) as sess:
         for endpoint in core.endpoints:
             base = endpoint.rstrip("/")
             try:
                 if action == "backup":
-                    return backup(sess, base, name, path)
+                    return backup(sess, base, name, path, progress=progress)
                 if check_mode:
                     summary = verify(path)
                     if count(sess, base, keyspace.tenant_prefix(name)):
                         raise PrefixNotEmptyError(f"the prefix /{name}/ already has keys")
                     return summary
-                return restore(sess, base, name, path)
+                return restore(sess, base, name, path, progress=progress)
             except (ArtifactError, PrefixNotEmptyError):
                 raise
             except Exception as exc:  # this endpoint failed: try the next one

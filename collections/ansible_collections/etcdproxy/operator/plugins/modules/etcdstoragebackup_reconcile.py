@@ -1,0 +1,229 @@
+#!/usr/bin/python
+"""Ansible module: one reconcile of an EtcdStorageBackup (its Job, its status, its artifact on deletion)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: etcdstoragebackup_reconcile
+short_description: Run an EtcdStorageBackup as a Job and record how it ended
+description:
+  - Checks what the backup needs (the EtcdStorage, the credentials Secret, the CA ConfigMap, the operator's own
+    image); while something is missing the backup stays C(Pending) and the C(Complete) condition and an Event
+    name the field and the fix.
+  - Creates the Job that runs the backup (the operator's image, the core etcd material and the S3 credentials
+    mounted, no API access), and copies its result (revision, keys, bytes, sha256, times) into the status once
+    it ends. A Job that ended without a result (pod killed, evicted) is started again, up to three times; a
+    reported failure is final.
+  - With O(finalizing=true) (the finalizer), deletes the stored artifact when C(spec.deletionPolicy=Delete).
+  - Writes status and Events only on change: an unchanged EtcdStorageBackup costs no write.
+version_added: 0.2.0
+author: etcdproxy-operator developers
+options:
+  finalizing:
+    description: The EtcdStorageBackup is being deleted; apply its deletion policy to the artifact.
+    type: bool
+    default: false
+  job_image:
+    description:
+      - The image of the backup Job; empty means the operator's own (its pod is named by C(ETCDPROXY_POD_NAME)).
+    type: str
+    default: ""
+  retry_period:
+    description: How soon to look again while something the backup needs is missing (Go duration).
+    type: str
+    default: 30s
+attributes:
+  check_mode:
+    support: full
+notes:
+  - Reads S3 credentials on deletion; the task calling it must set C(no_log).
+extends_documentation_fragment:
+  - etcdproxy.operator.etcdstorage
+  - etcdproxy.operator.etcdstorage.core
+"""
+
+EXAMPLES = r"""
+- name: Run the backup, record its result
+  etcdproxy.operator.etcdstoragebackup_reconcile:
+    name: wardle-nightly
+    namespace: kube-apiserver-storage
+    core_endpoints: ["https://10.0.0.10:2379"]
+    core_ca_configmap: etcd-coreserving-ca
+    core_ca_key: ca.crt
+    core_client_secret: etcd-coreserving-cert
+  no_log: true
+"""
+
+RETURN = r"""
+phase:
+  description: Pending, Running, Succeeded or Failed (empty when the EtcdStorageBackup is gone).
+  returned: always
+  type: str
+requeue_after:
+  description: Go duration after which to reconcile again, or an empty string.
+  returned: always
+  type: str
+events:
+  description: Events emitted, as type, reason and message.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+import datetime
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from ansible_collections.etcdproxy.operator.plugins.module_utils import backupjob, names
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.args import COMMON_OPTIONS, CORE_OPTIONS
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.backupstatus import (
+        SUCCEEDED, decide, job_state, with_times,
+    )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
+        CREDENTIAL_KEYS, Location, credentials, delete,
+    )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import secret_text
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
+    IMPORT_ERROR = None
+except ImportError:
+    IMPORT_ERROR = traceback.format_exc()
+    COMMON_OPTIONS = CORE_OPTIONS = {}
+
+
+def s3_settings(cr: dict) -> dict:
+    """spec.s3 with its default key."""
+    s3 = dict((cr.get("spec") or {}).get("s3") or {})
+    s3.setdefault("key", f"{cr['spec']['storageName']}/{cr['metadata']['name']}.etcdbackup")
+    s3.setdefault("region", "us-east-1")
+    return s3
+
+
+def problem_of(kube: Kube, namespace: str, cr: dict, image: str) -> tuple[str, str] | None:
+    """The first thing the backup needs that is missing: (reason, message naming the field and the fix)."""
+    spec = cr.get("spec") or {}
+    s3 = spec.get("s3") or {}
+    if kube.get_etcdstorage(spec.get("storageName", "")) is None:
+        return "StorageNotFound", (f"spec.storageName: there is no EtcdStorage {spec.get('storageName')!r}; "
+                                   "create it, or name an existing one")
+    secret = kube.get_secret(namespace, s3.get("credentialsSecret", ""))
+    if secret is None:
+        return "CredentialsNotFound", (f"spec.s3.credentialsSecret: there is no Secret {s3.get('credentialsSecret')!r} "
+                                       f"in {namespace}; create it with {' and '.join(CREDENTIAL_KEYS)}")
+    missing = [k for k in CREDENTIAL_KEYS if not secret_text(secret).get(k)]
+    if missing:
+        return "CredentialsIncomplete", (f"spec.s3.credentialsSecret: the Secret {s3['credentialsSecret']} lacks "
+                                         f"{', '.join(missing)}")
+    if s3.get("caConfigMap"):
+        data = (kube.get_configmap(namespace, s3["caConfigMap"]) or {}).get("data") or {}
+        if not data.get("ca.crt"):
+            return "CANotFound", (f"spec.s3.caConfigMap: the ConfigMap {s3['caConfigMap']} in {namespace} is missing "
+                                  "or has no ca.crt; put the endpoint's CA certificate there")
+    if not image:
+        return "OperatorImageUnknown", ("the operator cannot tell its own image for the backup Job: set "
+                                        "ETCDPROXY_POD_NAME (config/manager does) or ETCDPROXY_JOB_IMAGE")
+    return None
+
+
+def own_image(kube: Kube, namespace: str) -> str:
+    """The image of the operator's container, read from its own pod (so a backup runs the same code)."""
+    pod_name = os.environ.get("ETCDPROXY_POD_NAME", "")
+    pod = kube.get_pod(namespace, pod_name) if pod_name else None
+    containers = ((pod or {}).get("spec") or {}).get("containers") or []
+    return next((c.get("image", "") for c in containers if c.get("name") == "manager"), "")
+
+
+def finalize(kube: Kube, namespace: str, cr: dict, check_mode: bool) -> dict:
+    spec, status = cr.get("spec") or {}, cr.get("status") or {}
+    if spec.get("deletionPolicy") != "Delete" or status.get("phase") != SUCCEEDED:
+        return {"changed": False, "phase": status.get("phase", ""), "events": [], "requeue_after": ""}
+    s3 = s3_settings(cr)
+    access = credentials(secret_text(kube.get_secret(namespace, s3["credentialsSecret"])), s3["credentialsSecret"])
+    location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"])
+    event = ("Normal", "ArtifactDeleted", f"deleted {location.url()} (deletionPolicy Delete)")
+    if not check_mode:
+        import tempfile
+
+        ca = ((kube.get_configmap(namespace, s3["caConfigMap"]) or {}).get("data") or {}).get("ca.crt") \
+            if s3.get("caConfigMap") else None
+        with tempfile.NamedTemporaryFile("w", suffix=".crt") as fh:
+            if ca:
+                fh.write(ca)
+                fh.flush()
+            delete(location, access, fh.name if ca else None)
+        kube.create_event(cr, *event, rfc3339(datetime.datetime.now(datetime.UTC)))
+    return {"changed": True, "phase": status.get("phase", ""), "requeue_after": "",
+            "events": [dict(zip(("type", "reason", "message"), event, strict=True))]}
+
+
+def run(module: AnsibleModule) -> dict:
+    p = module.params
+    kube = Kube(api_client(p["kubeconfig"]))
+    namespace, name = p["namespace"], p["name"]
+    cr = kube.get_backup(namespace, name)
+    if cr is None:
+        return {"changed": False, "phase": "", "events": [], "requeue_after": ""}
+    if p["finalizing"]:
+        return finalize(kube, namespace, cr, module.check_mode)
+    old = cr.get("status") or {}
+    job_name = names.backup_job(name)
+    s3 = s3_settings(cr)
+    location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"]).url()
+    if old.get("phase") in ("Succeeded", "Failed"):  # final: no reads, no writes
+        return {"changed": False, "phase": old["phase"], "events": [], "requeue_after": ""}
+    job = kube.get_job(namespace, job_name)
+    if job and job["metadata"].get("deletionTimestamp"):  # an interrupted attempt's Job on its way out
+        return {"changed": False, "phase": old.get("phase", ""), "events": [], "requeue_after": "5s"}
+    image = p["job_image"] or own_image(kube, namespace)
+    problem = problem_of(kube, namespace, cr, image) if job is None else None
+    uid = ((job or {}).get("metadata") or {}).get("uid")
+    pods = [pod for pod in kube.job_pods(namespace, job_name)
+            if any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])] if job else []
+    decision = decide(old, int(cr["metadata"].get("generation") or 0), cr["spec"]["storageName"], job_name,
+                      location, problem, job_state(job, pods))
+    now = rfc3339(datetime.datetime.now(datetime.UTC))
+    new = with_times(decision.status, old, now)
+    changed = new != old
+    if not module.check_mode:
+        if decision.delete_job:
+            kube.delete_job(namespace, job_name)
+        if decision.create_job:
+            kube.create_job(backupjob.manifest(
+                action="backup", job=job_name, namespace=namespace, storage=cr["spec"]["storageName"], image=image,
+                core_endpoints=p["core_endpoints"], core_ca_configmap=p["core_ca_configmap"],
+                core_ca_key=p["core_ca_key"], core_client_secret=p["core_client_secret"], s3=s3,
+                collections_path=os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0],
+                labels={names.STORAGE_LABEL: cr["spec"]["storageName"]}))
+        if changed:
+            for event in decision.events:  # first: if the status write fails, the next run repeats them
+                kube.create_event(cr, *event, now)
+            kube.patch_backup_status(namespace, name, new)
+    events = [dict(zip(("type", "reason", "message"), e, strict=True)) for e in decision.events] if changed else []
+    return {"changed": changed or decision.create_job or decision.delete_job, "phase": new.get("phase", ""),
+            "events": events,
+            "requeue_after": p["retry_period"] if decision.requeue else ""}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(**COMMON_OPTIONS, **CORE_OPTIONS,
+                           finalizing=dict(type="bool", default=False),
+                           job_image=dict(type="str", default=""),
+                           retry_period=dict(type="str", default="30s")),
+        supports_check_mode=True,
+    )
+    if IMPORT_ERROR:
+        module.fail_json(msg="etcdstoragebackup_reconcile needs the kubernetes and boto3 libraries",
+                         exception=IMPORT_ERROR)
+    try:
+        module.exit_json(**run(module))
+    except Exception as exc:  # report, never crash-loop with a traceback as the only message
+        module.fail_json(msg=f"EtcdStorageBackup {module.params['name']}: {exc}", exception=traceback.format_exc())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""EtcdStorageBackup served by the operator in-cluster: each backup runs as a real Job of the operator's image on
+the real node, reads the core etcd from a pod, and stores its artifact in a real S3-compatible server
+(versitygw on the node IP, TLS with the cluster CA). Bad input, an interrupted Job, a restarted operator and
+the deletion policy, as a user meets them."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, names
+from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
+from kubernetes import client
+
+from localcp import etcdpb
+from localcp.admin import OPERATOR_NAMESPACE, apply
+from localcp.config import NODE_IP
+from localcp.probes import StartError, wait_for
+from localcp.s3server import S3Server
+from localcp.wardle import etcdstorage
+
+from .conftest import container_pid
+
+PLURAL = names.BACKUP_PLURAL
+BUCKET = "backups"
+CREDENTIALS = "backup-s3"
+CA = "backup-s3-ca"
+
+
+@pytest.fixture(scope="module")
+def s3(node) -> Iterator[S3Server]:
+    shutil.rmtree(node.cp.workdir / "s3", ignore_errors=True)  # a bucket of an earlier run
+    server = S3Server(node.cp.workdir / "s3", node.cp.pki, host=NODE_IP).start()
+    server.client().create_bucket(Bucket=BUCKET)
+    meta = {"namespace": OPERATOR_NAMESPACE}
+    apply(node.api, {"apiVersion": "v1", "kind": "Secret", "metadata": {**meta, "name": CREDENTIALS},
+                     "stringData": {"AWS_ACCESS_KEY_ID": server.access_key,
+                                    "AWS_SECRET_ACCESS_KEY": server.secret_key}})
+    apply(node.api, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {**meta, "name": CA},
+                     "data": {"ca.crt": server.ca.read_text()}})
+    yield server
+    server.stop()
+
+
+def fill(node, storage: str, keys: int, value_bytes: int = 200) -> None:
+    """An EtcdStorage and ``keys`` keys under its prefix, written to the core directly."""
+    etcdstorage(node.cp, storage, f"{storage}-ns")
+    with node.cp.core_client() as core:
+        for i in range(keys):
+            core.put(f"/{storage}/registry/things/{i:06d}".encode(), os.urandom(value_bytes))
+
+
+def request(node, server: S3Server, name: str, storage: str, **spec: Any) -> None:
+    s3_spec = {"endpoint": server.endpoint, "bucket": BUCKET, "credentialsSecret": CREDENTIALS, "caConfigMap": CA,
+               **spec.pop("s3", {})}
+    client.CustomObjectsApi(node.api).create_namespaced_custom_object(
+        names.GROUP, names.VERSION, OPERATOR_NAMESPACE, PLURAL,
+        {"apiVersion": names.API_VERSION, "kind": names.BACKUP_KIND,
+         "metadata": {"name": name, "namespace": OPERATOR_NAMESPACE},
+         "spec": {"storageName": storage, "s3": s3_spec, **spec}})
+
+
+def get(node, name: str) -> dict[str, Any] | None:
+    try:
+        return client.CustomObjectsApi(node.api).get_namespaced_custom_object(
+            names.GROUP, names.VERSION, OPERATOR_NAMESPACE, PLURAL, name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def status(node, name: str) -> dict[str, Any]:
+    return (get(node, name) or {}).get("status") or {}
+
+
+def wait_phase(node, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
+    try:
+        wait_for(f"EtcdStorageBackup {name} {phase}", lambda: status(node, name).get("phase") == phase, timeout,
+                 interval=0.3)
+    except StartError as exc:
+        pytest.fail(f"{exc}\nstatus: {status(node, name)}\n{pod_logs(node)}")
+    return status(node, name)
+
+
+def pod_logs(node) -> str:
+    """The operator's and the backup Jobs' logs, for a failure message."""
+    out = []
+    for pod in node.core.list_namespaced_pod(OPERATOR_NAMESPACE).items:
+        if pod.metadata.labels.get("app.kubernetes.io/name") in ("etcdproxy-operator", "etcdproxy-backup"):
+            try:
+                text = node.core.read_namespaced_pod_log(pod.metadata.name, OPERATOR_NAMESPACE, tail_lines=40)
+            except client.ApiException as exc:
+                text = str(exc)
+            out.append(f"==> {pod.metadata.name} ({pod.status.phase}) <==\n{text}")
+    return "\n".join(out)
+
+
+def events(node, name: str) -> list[client.CoreV1Event]:
+    return [e for e in node.core.list_namespaced_event(OPERATOR_NAMESPACE).items
+            if e.involved_object.kind == names.BACKUP_KIND and e.involved_object.name == name]
+
+
+def job_pods(node, name: str) -> list[client.V1Pod]:
+    return node.core.list_namespaced_pod(
+        OPERATOR_NAMESPACE, label_selector=f"batch.kubernetes.io/job-name={names.backup_job(name)}").items
+
+
+def operator_pods(node) -> list[client.V1Pod]:
+    return node.core.list_namespaced_pod(OPERATOR_NAMESPACE,
+                                         label_selector="app.kubernetes.io/name=etcdproxy-operator").items
+
+
+def core_at(node, storage: str, revision: int) -> dict[bytes, bytes]:
+    """The tenant's keys and values at ``revision``, read from the core key by key (a gRPC message holds 4 MiB)."""
+    key, end = keyspace.prefix_range(keyspace.tenant_prefix(storage))
+    prefix = f"/{storage}/".encode()
+
+    def at(request: etcdpb.RangeRequest) -> list[etcdpb.KeyValue]:
+        return list(etcdpb.RangeResponse.FromString(
+            core.unary("/etcdserverpb.KV/Range", request.SerializeToString())).kvs)
+
+    with node.cp.core_client() as core:
+        keys = [kv.key for kv in at(etcdpb.RangeRequest(key=key, range_end=end, revision=revision, keys_only=True))]
+        return {k[len(prefix):]: at(etcdpb.RangeRequest(key=k, revision=revision))[0].value for k in keys}
+
+
+def stored(s3: S3Server, key: str) -> tuple[dict[str, Any], dict[bytes, bytes]]:
+    body = s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    reader = Reader(io.BytesIO(body))
+    records = dict(reader.records())
+    return {**reader.header, **(reader.trailer or {})}, records
+
+
+def object_exists(s3: S3Server, key: str) -> bool:
+    return s3.client().list_objects_v2(Bucket=BUCKET, Prefix=key).get("KeyCount", 0) > 0
+
+
+def test_a_backup_runs_as_a_job_and_records_exactly_what_it_stored(node, s3):
+    fill(node, "bk-one", 300)
+    request(node, s3, "one", "bk-one")
+    st = wait_phase(node, "one", "Succeeded")
+    key = "bk-one/one.etcdbackup"
+    assert st["location"] == f"s3://{BUCKET}/{key} at {s3.endpoint}"
+    header, records = stored(s3, key)
+    # The artifact holds exactly the tenant's keys at the recorded revision, and the status says so.
+    assert records == core_at(node, "bk-one", st["revision"])
+    assert (st["keys"], st["sha256"], st["revision"]) == (len(records), header["sha256"], header["revision"])
+    (cond,) = st["conditions"]
+    assert (cond["type"], cond["status"], cond["reason"]) == ("Complete", "True", "Stored")
+    assert any(e.reason == "BackupStored" for e in events(node, "one"))
+    # The Job ran the operator's own image with no API credentials; its log shows what it did.
+    (pod,) = job_pods(node, "one")
+    (operator,) = operator_pods(node)
+    assert pod.spec.containers[0].image == operator.spec.containers[0].image
+    assert pod.spec.automount_service_account_token is False
+    mounts = [m.mount_path for m in pod.spec.containers[0].volume_mounts]
+    assert not any(m.startswith("/var/run/secrets/kubernetes.io") for m in mounts), mounts
+    log = node.core.read_namespaced_pod_log(pod.metadata.name, OPERATOR_NAMESPACE)
+    assert "backup of bk-one" in log and s3.secret_key not in log
+
+
+@pytest.mark.parametrize("case", ["unknown storage", "missing credentials", "missing bucket"])
+def test_bad_input_is_named_in_a_condition_and_an_event_and_stores_nothing(node, s3, case):
+    name = "bad-" + case.split()[1]
+    if case == "unknown storage":
+        request(node, s3, name, "no-such-storage")
+        reason, phase, words = "StorageNotFound", "Pending", "spec.storageName"
+    elif case == "missing credentials":
+        fill(node, "bk-creds", 3)
+        request(node, s3, name, "bk-creds", s3={"credentialsSecret": "not-there"})
+        reason, phase, words = "CredentialsNotFound", "Pending", "spec.s3.credentialsSecret"
+    else:
+        fill(node, "bk-bucket", 3)
+        request(node, s3, name, "bk-bucket", s3={"bucket": "no-such-bucket"})
+        reason, phase, words = "DestinationFailed", "Failed", "no-such-bucket does not exist"
+    st = wait_phase(node, name, phase)
+    (cond,) = st["conditions"]
+    assert cond["reason"] == reason and words in cond["message"], cond
+    node.wait(f"an Event {reason}", lambda: any(words in (e.message or "") for e in events(node, name)))
+    if phase == "Pending":
+        assert job_pods(node, name) == []
+    assert s3.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{name}").get("KeyCount", 0) == 0
+
+
+def test_an_interrupted_backup_starts_again_and_a_restarted_operator_picks_it_up(node, s3):
+    # Large enough (48 MiB of incompressible values) that the backup is still running when it is killed.
+    fill(node, "bk-big", 48, value_bytes=1 << 20)
+    request(node, s3, "big", "bk-big")
+
+    def running_pid() -> int | None:
+        for pod in job_pods(node, "big"):
+            states = pod.status.container_statuses or []
+            if states and states[0].state.running:
+                return container_pid(pod, "backup")
+        return None
+
+    node.wait("the backup Job's container running", lambda: running_pid() is not None)
+    os.kill(running_pid(), signal.SIGKILL)
+    node.wait("the interruption reported",
+              lambda: (status(node, "big").get("attempts") or 0) >= 2 or any(
+                  c.get("reason") == "Interrupted" for c in status(node, "big").get("conditions") or []))
+    # The operator itself restarts while the second attempt runs.
+    for pod in operator_pods(node):
+        node.core.delete_namespaced_pod(pod.metadata.name, OPERATOR_NAMESPACE, grace_period_seconds=0)
+    st = wait_phase(node, "big", "Succeeded", timeout=240)
+    assert st["attempts"] == 2
+    assert any(e.reason == "BackupInterrupted" for e in events(node, "big"))
+    _, records = stored(s3, "bk-big/big.etcdbackup")
+    assert records == core_at(node, "bk-big", st["revision"])
+
+
+def test_deleting_a_backup_keeps_or_removes_its_artifact_as_its_spec_says(node, s3):
+    fill(node, "bk-del", 5)
+    for name, policy in (("kept", "Retain"), ("removed", "Delete")):
+        request(node, s3, name, "bk-del", deletionPolicy=policy)
+        wait_phase(node, name, "Succeeded")
+        assert object_exists(s3, f"bk-del/{name}.etcdbackup")
+        client.CustomObjectsApi(node.api).delete_namespaced_custom_object(
+            names.GROUP, names.VERSION, OPERATOR_NAMESPACE, PLURAL, name)
+        node.wait(f"EtcdStorageBackup {name} gone", lambda n=name: get(node, n) is None)
+    assert object_exists(s3, "bk-del/kept.etcdbackup")
+    assert not object_exists(s3, "bk-del/removed.etcdbackup")
+    assert any(e.reason == "ArtifactDeleted" for e in events(node, "removed"))
