@@ -48,6 +48,13 @@ def test_operator_rbac_denies_what_it_does_not_need(cp, api):
     assert not can("list", "secrets")  # no cluster-wide Secret access
     assert not can("get", "secrets", "kube-system")
     assert not can("create", "deployments", "default", group="apps")
+    # Backups: Jobs and a look at pods in its own namespace only (a Job with a pod template is a way to run
+    # anything as any ServiceAccount of that namespace).
+    assert can("create", "jobs", OPERATOR_NAMESPACE, group="batch")
+    assert can("patch", "etcdstoragebackups/status", OPERATOR_NAMESPACE, group="etcd.etcdproxy.dev")
+    assert not can("create", "jobs", "default", group="batch")
+    assert not can("create", "pods", OPERATOR_NAMESPACE)
+    assert not can("list", "pods", "kube-system")
 
 
 def test_missing_delivery_rbac_is_reported(storages, api):

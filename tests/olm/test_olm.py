@@ -56,6 +56,8 @@ def test_the_operator_runs_with_exactly_what_its_csv_grants(installed: Olm) -> N
     assert not operator_may(api, "get", "secrets", "kube-system")
     assert not operator_may(api, "create", "deployments", "default", "apps")
     assert not operator_may(api, "list", "secrets")  # cluster-wide
+    assert operator_may(api, "create", "jobs", OPERATOR_NAMESPACE, "batch")  # backups
+    assert not operator_may(api, "create", "jobs", "default", "batch")
 
 
 @pytest.fixture(scope="session")
