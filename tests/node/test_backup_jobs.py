@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +23,7 @@ from localcp.admin import OPERATOR_NAMESPACE, apply
 from localcp.config import NODE_IP
 from localcp.probes import StartError, wait_for
 from localcp.s3server import S3Server
-from localcp.wardle import etcdstorage
+from localcp.wardle import etcdstorage, wait_ready
 
 from .conftest import container_pid
 
@@ -227,3 +228,95 @@ def test_deleting_a_backup_keeps_or_removes_its_artifact_as_its_spec_says(node, 
     assert object_exists(s3, "bk-del/kept.etcdbackup")
     assert not object_exists(s3, "bk-del/removed.etcdbackup")
     assert any(e.reason == "ArtifactDeleted" for e in events(node, "removed"))
+
+
+# --- An EtcdStorage created from a backup (spec.restoreFrom) ---
+
+def storage(node, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(node.api).get_cluster_custom_object(names.GROUP, names.VERSION, "etcdstorages", name)
+
+
+def condition(node, name: str, ctype: str) -> dict[str, Any]:
+    conds = (storage(node, name).get("status") or {}).get("conditions") or []
+    return next((c for c in conds if c["type"] == ctype), {})
+
+
+def proxy_exists(node, name: str) -> bool:
+    return bool(client.AppsV1Api(node.api).list_namespaced_deployment(
+        OPERATOR_NAMESPACE, field_selector=f"metadata.name={names.proxy(name)}").items)
+
+
+def prefix_count(node, name: str) -> int:
+    key, end = keyspace.prefix_range(keyspace.tenant_prefix(name))
+    with node.cp.core_client() as core:
+        raw = core.unary("/etcdserverpb.KV/Range", etcdpb.RangeRequest(key=key, range_end=end, count_only=True)
+                         .SerializeToString())
+    return etcdpb.RangeResponse.FromString(raw).count
+
+
+def restore_pid(node, name: str) -> int | None:
+    pods = node.core.list_namespaced_pod(
+        OPERATOR_NAMESPACE, label_selector=f"batch.kubernetes.io/job-name={names.restore_job(name)}").items
+    for pod in pods:
+        states = pod.status.container_statuses or []
+        if states and states[0].state.running:
+            return container_pid(pod, "backup")
+    return None
+
+
+def test_a_clone_is_served_only_once_filled_even_when_its_fill_is_interrupted(node, s3):
+    fill(node, "bk-src", 40, value_bytes=1 << 20)
+    request(node, s3, "src", "bk-src")
+    backup = wait_phase(node, "src", "Succeeded")
+    expected = core_at(node, "bk-src", backup["revision"])
+    seen: list[tuple[bool, bool, int]] = []  # (Ready, proxy Deployment exists, keys in the prefix)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                ready = condition(node, "bk-clone", "Ready").get("status") == "True"
+                seen.append((ready, proxy_exists(node, "bk-clone"), prefix_count(node, "bk-clone")))
+            except client.ApiException:
+                pass
+            stop.wait(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        etcdstorage(node.cp, "bk-clone", "bk-clone-ns", {"restoreFrom": {"backupName": "src"}})
+        node.wait("the restore Job's container running", lambda: restore_pid(node, "bk-clone") is not None)
+        node.wait("the fill under way", lambda: prefix_count(node, "bk-clone") > 0, timeout=60)
+        os.kill(restore_pid(node, "bk-clone"), signal.SIGKILL)
+        wait_ready(node.cp, "bk-clone")
+    finally:
+        stop.set()
+        watcher.join()
+    status_ = storage(node, "bk-clone")["status"]
+    assert status_["restore"]["attempts"] == 2 and status_["restore"]["phase"] == "Restored"
+    assert any(0 < keys < len(expected) for _, _, keys in seen), "never saw a half-filled prefix: not interrupted"
+    half = [s for s in seen if s[2] != len(expected) and (s[0] or s[1])]
+    assert not half, f"served while not filled (Ready, Deployment, keys): {half[:5]}"
+    assert core_at(node, "bk-clone", 0) == expected
+    assert core_at(node, "bk-src", 0) == expected  # the source untouched
+
+
+def test_a_clone_never_writes_into_a_prefix_that_holds_keys_or_from_a_missing_backup(node, s3):
+    with node.cp.core_client() as core:
+        core.put(b"/bk-kept/registry/left/behind", b"retained by an earlier tenant")
+    etcdstorage(node.cp, "bk-kept", "bk-kept-ns", {"restoreFrom": {"backupName": "src"}})
+    etcdstorage(node.cp, "bk-nobackup", "bk-nobackup-ns", {"restoreFrom": {"backupName": "no-such-backup"}})
+    node.wait("PrefixNotEmpty", lambda: condition(node, "bk-kept", "Restored").get("reason") == "PrefixNotEmpty")
+    node.wait("BackupNotFound", lambda: condition(node, "bk-nobackup", "Restored").get("reason") == "BackupNotFound")
+    assert "spec.restoreFrom.backupName" in condition(node, "bk-nobackup", "Restored")["message"]
+    for name in ("bk-kept", "bk-nobackup"):
+        assert condition(node, name, "Ready")["status"] == "False" and not proxy_exists(node, name)
+    with node.cp.core_client() as core:
+        assert core.range(b"/bk-kept/", b"/bk-kept0") == [(b"/bk-kept/registry/left/behind",
+                                                            b"retained by an earlier tenant")]
+    # Admission: restoreFrom only at creation, so an existing tenant is never overwritten in place.
+    etcdstorage(node.cp, "bk-plain", "bk-plain-ns")
+    with pytest.raises(client.ApiException) as refused:
+        client.CustomObjectsApi(node.api).patch_cluster_custom_object(
+            names.GROUP, names.VERSION, "etcdstorages", "bk-plain", {"spec": {"restoreFrom": {"backupName": "src"}}})
+    assert "restoreFrom can be set only when the EtcdStorage is created" in refused.value.body

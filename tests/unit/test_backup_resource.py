@@ -138,3 +138,66 @@ def test_the_program_reports_a_failure_by_reason_in_its_termination_message(tmp_
     result = json.loads(log.read_text())
     assert result["result"] == "Failed" and result["reason"] and "w" in result["message"]
     assert backupjob.result_of(pod(log.read_text())) == result
+
+
+# --- An EtcdStorage created from a backup (module_utils/clone.py) ---
+
+SUCCEEDED_BACKUP = {"metadata": {"name": "nightly"}, "status": {"phase": SUCCEEDED}}
+
+
+def clone(old: dict | None, state: JobState, prefix_keys: int | None = 0, backup: dict | None = SUCCEEDED_BACKUP):
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.clone import decide as decide_clone
+
+    return decide_clone("copy", "ns", old, "nightly", backup, state, prefix_keys)
+
+
+def test_a_clone_first_counts_its_prefix_then_fills_it_and_is_not_served_meanwhile():
+    first = clone(None, JobState("absent"), prefix_keys=None)
+    assert first.count_prefix and not first.create_job and not first.done
+    start = clone(None, JobState("absent"))
+    assert start.create_job and not start.clear_prefix and not start.done
+    assert start.status["attempts"] == 1 and start.condition.reason == "Restoring"
+    running = clone(start.status, JobState("running"))
+    assert not running.done and not running.create_job and running.status == start.status
+
+
+def test_a_prefix_with_keys_before_the_first_attempt_is_never_touched():
+    d = clone(None, JobState("absent"), prefix_keys=12)
+    assert not d.create_job and not d.clear_prefix and d.requeue
+    assert d.condition.reason == "PrefixNotEmpty" and "12 keys" in d.condition.message
+
+
+@pytest.mark.parametrize("backup,reason", [(None, "BackupNotFound"),
+                                           ({"status": {"phase": RUNNING}}, "BackupNotSucceeded")])
+def test_a_clone_waits_for_its_backup(backup, reason):
+    d = clone(None, JobState("absent"), backup=backup)
+    assert not d.create_job and d.requeue and d.condition.reason == reason
+    assert "spec.restoreFrom.backupName" in d.condition.message
+
+
+def test_done_when_the_job_reports_success_with_figures():
+    result = {"result": "Succeeded", "summary": SUMMARY}
+    d = clone({"phase": "Filling", "attempts": 1}, job_state(job("Complete"), [pod(json.dumps(result))]))
+    assert d.done and d.status["phase"] == "Restored" and d.status["keys"] == 7 and d.status["revision"] == 42
+    again = clone(d.status, JobState("absent"), prefix_keys=None)
+    assert again.done and not again.create_job and not again.count_prefix
+
+
+@pytest.mark.parametrize("message", [None, json.dumps({"result": "Failed", "reason": "CoreEtcdFailed",
+                                                       "message": "no core etcd endpoint answered"})])
+def test_an_interrupted_fill_is_cleared_and_started_again_never_done(message):
+    state = job_state(job("Failed", "BackoffLimitExceeded"), [pod(message)])
+    d = clone({"phase": "Filling", "attempts": 1}, state)
+    assert d.delete_job and not d.done and d.condition.reason == "RestoreInterrupted"
+    retry = clone(d.status, JobState("absent"), prefix_keys=None)
+    # Keys of the first attempt are ours (nothing else could write): cleared without counting, then refilled.
+    assert retry.create_job and retry.clear_prefix and not retry.count_prefix and retry.status["attempts"] == 2
+    assert clone({"phase": "Filling", "attempts": MAX_ATTEMPTS}, state).status["phase"] == "Failed"
+
+
+def test_a_damaged_artifact_is_final_and_nothing_is_cleared():
+    result = {"result": "Failed", "reason": "ArtifactDamaged", "message": "the checksum does not match"}
+    d = clone({"phase": "Filling", "attempts": 1}, job_state(job("Failed"), [pod(json.dumps(result))]))
+    assert d.status["phase"] == "Failed" and not d.delete_job and not d.clear_prefix
+    assert d.condition.reason == "ArtifactDamaged"
+    assert clone(d.status, JobState("absent")).condition.reason == "ArtifactDamaged"

@@ -100,6 +100,38 @@ def manifest(*, action: str, job: str, namespace: str, storage: str, image: str,
     }
 
 
+def s3_settings(backup: dict[str, Any]) -> dict[str, Any]:
+    """An EtcdStorageBackup's spec.s3 with its defaults (the key: <storageName>/<backup name>.etcdbackup)."""
+    spec = backup.get("spec") or {}
+    s3 = dict(spec.get("s3") or {})
+    s3.setdefault("key", f"{spec.get('storageName')}/{backup['metadata']['name']}.etcdbackup")
+    s3.setdefault("region", "us-east-1")
+    return s3
+
+
+def own_image(kube: Any, namespace: str) -> str:
+    """The image of the operator's container, read from its own pod (ETCDPROXY_POD_NAME), so a Job runs the
+    same code as the operator; empty when it does not run in a pod."""
+    pod_name = os.environ.get("ETCDPROXY_POD_NAME", "")
+    pod = kube.get_pod(namespace, pod_name) if pod_name else None
+    containers = ((pod or {}).get("spec") or {}).get("containers") or []
+    return next((c.get("image", "") for c in containers if c.get("name") == "manager"), "")
+
+
+def collections_path() -> str:
+    """Where the operator's image keeps the collection (its first ANSIBLE_COLLECTIONS_PATH entry)."""
+    return os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0]
+
+
+def job_pods(kube: Any, namespace: str, job: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The pods of this very Job (by owner uid: a deleted Job's pods may linger under the same name)."""
+    if not job:
+        return []
+    uid = job["metadata"].get("uid")
+    return [pod for pod in kube.job_pods(namespace, job["metadata"]["name"])
+            if any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])]
+
+
 def result_of(pod: dict[str, Any]) -> dict[str, Any] | None:
     """What the program wrote as its termination message, or None (killed, evicted, never started)."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:

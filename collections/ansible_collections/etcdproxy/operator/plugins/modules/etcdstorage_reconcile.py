@@ -15,6 +15,9 @@ description:
   - Sets the annotation C(etcd.etcdproxy.dev/client-ca-hash) on the pod template of the proxy Deployment
     in O(proxy_objects) to the hash of the client CA bundle the proxy must trust, so the proxy restarts
     when (and only when) that bundle changes.
+  - For an EtcdStorage with C(spec.restoreFrom), first fills its prefix from that EtcdStorageBackup with a
+    restore Job (docs/backup.md); until the fill is done the C(Restored) condition blocks Ready and no proxy
+    object is returned to apply.
   - Writes nothing when nothing changed. Returns the proxy objects that differ from the cluster,
     for C(kubernetes.core.k8s) to apply.
 version_added: 0.1.0
@@ -56,6 +59,10 @@ options:
     description: Read the EtcdStorage and write its status and Events (off for the one-off playbook).
     type: bool
     default: true
+  job_image:
+    description: The restore Job's image; empty means the operator's own (its pod is named by C(ETCDPROXY_POD_NAME)).
+    type: str
+    default: ''
 attributes:
   check_mode:
     support: full
@@ -141,6 +148,11 @@ try:
         CERT_OPTIONS, failed_result, reconcile_certificates,
     )
     from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.clone import (
+        RESTORED, CloneDecision, reconcile_clone,
+    )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import material
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import Condition
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import (
         STATUS_OPTIONS, reconcile_status,
@@ -157,7 +169,25 @@ def options() -> dict:
     spec = {k: v for k, v in {**CERT_OPTIONS, **STATUS_OPTIONS}.items() if k not in STEP_ONLY}
     spec["spec"] = dict(type="dict", default={})
     spec["manage_certificates"] = dict(type="bool", default=True)
+    spec["job_image"] = dict(type="str", default="")
     return spec
+
+
+def clone_step(kube: Kube, p: dict, check_mode: bool) -> CloneDecision | None:
+    """For an EtcdStorage created from a backup: fill its prefix first (module_utils/clone.py)."""
+    if not (p["spec"].get("restoreFrom") and p["manage_status"]):
+        return None
+    ns = p["namespace"]
+    core = material(kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"]),
+                    p["core_ca_key"])
+    try:
+        if not all(core) or not p["core_endpoints"]:
+            raise RuntimeError("the core etcd material or endpoints are not usable (see CoreEtcdConfigured)")
+        return reconcile_clone(kube, p, core, check_mode)
+    except Exception as exc:  # reported through the Restored condition, retried
+        old = ((kube.get_etcdstorage(p["name"]) or {}).get("status") or {}).get("restore") or {}
+        return CloneDecision(Condition(RESTORED, "False", "RestoreBlocked", f"cannot fill the prefix yet: {exc}"),
+                             old, requeue=True)
 
 
 def run(module: AnsibleModule) -> dict:
@@ -174,18 +204,26 @@ def run(module: AnsibleModule) -> dict:
             certs = reconcile_certificates(kube, cert_params, module.check_mode)
         except Exception as exc:  # reported through CertificatesReady, retried
             certs = failed_result(exc)
+    clone = clone_step(kube, p, module.check_mode)
     status_params = {k: p.get(k) for k in STATUS_OPTIONS if k not in STEP_ONLY}
+    extra = {"certificates": certs["certificates"]} if certs and certs["certificates"] else {}
+    if clone:
+        extra["restore"] = clone.status
     status_params.update(
         certificate_problems=certs["problems"] if certs else None,
-        extra_status={"certificates": certs["certificates"]} if certs and certs["certificates"] else None,
+        extra_status=extra or None,
         next_check_seconds=certs["next_check_seconds"] if certs else 0,
+        restore_condition=clone.condition if clone else None,
+        # Until the prefix is filled the proxy is not applied: nothing can read or write a half-filled tenant.
+        proxy_objects=p["proxy_objects"] if not clone or clone.done else [],
     )
     hash_value = certs["client_ca_hash"] if certs else ""
     status = reconcile_status(kube, status_params, module.check_mode, (names.HASH_ANNOTATION, hash_value))
+    requeue = status["requeue_after"] or (p["retry_period"] if clone and clone.requeue else "")
     return {
         "changed": bool(status["changed"] or (certs and certs["changed"])),
         "apply": status["apply"], "drift": status["drift"], "ready": status["ready"],
-        "requeue_after": status["requeue_after"],
+        "requeue_after": requeue,
         "problems": certs["problems"] if certs else [],
         "certificates": certs["certificates"] if certs else {},
         "written": certs["written"] if certs else [],

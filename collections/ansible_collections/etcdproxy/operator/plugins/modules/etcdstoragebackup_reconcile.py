@@ -72,7 +72,6 @@ events:
 """
 
 import datetime
-import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -93,14 +92,6 @@ try:
 except ImportError:
     IMPORT_ERROR = traceback.format_exc()
     COMMON_OPTIONS = CORE_OPTIONS = {}
-
-
-def s3_settings(cr: dict) -> dict:
-    """spec.s3 with its default key."""
-    s3 = dict((cr.get("spec") or {}).get("s3") or {})
-    s3.setdefault("key", f"{cr['spec']['storageName']}/{cr['metadata']['name']}.etcdbackup")
-    s3.setdefault("region", "us-east-1")
-    return s3
 
 
 def problem_of(kube: Kube, namespace: str, cr: dict, image: str) -> tuple[str, str] | None:
@@ -129,19 +120,11 @@ def problem_of(kube: Kube, namespace: str, cr: dict, image: str) -> tuple[str, s
     return None
 
 
-def own_image(kube: Kube, namespace: str) -> str:
-    """The image of the operator's container, read from its own pod (so a backup runs the same code)."""
-    pod_name = os.environ.get("ETCDPROXY_POD_NAME", "")
-    pod = kube.get_pod(namespace, pod_name) if pod_name else None
-    containers = ((pod or {}).get("spec") or {}).get("containers") or []
-    return next((c.get("image", "") for c in containers if c.get("name") == "manager"), "")
-
-
 def finalize(kube: Kube, namespace: str, cr: dict, check_mode: bool) -> dict:
     spec, status = cr.get("spec") or {}, cr.get("status") or {}
     if spec.get("deletionPolicy") != "Delete" or status.get("phase") != SUCCEEDED:
         return {"changed": False, "phase": status.get("phase", ""), "events": [], "requeue_after": ""}
-    s3 = s3_settings(cr)
+    s3 = backupjob.s3_settings(cr)
     access = credentials(secret_text(kube.get_secret(namespace, s3["credentialsSecret"])), s3["credentialsSecret"])
     location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"])
     event = ("Normal", "ArtifactDeleted", f"deleted {location.url()} (deletionPolicy Delete)")
@@ -171,18 +154,16 @@ def run(module: AnsibleModule) -> dict:
         return finalize(kube, namespace, cr, module.check_mode)
     old = cr.get("status") or {}
     job_name = names.backup_job(name)
-    s3 = s3_settings(cr)
+    s3 = backupjob.s3_settings(cr)
     location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"]).url()
     if old.get("phase") in ("Succeeded", "Failed"):  # final: no reads, no writes
         return {"changed": False, "phase": old["phase"], "events": [], "requeue_after": ""}
     job = kube.get_job(namespace, job_name)
     if job and job["metadata"].get("deletionTimestamp"):  # an interrupted attempt's Job on its way out
         return {"changed": False, "phase": old.get("phase", ""), "events": [], "requeue_after": "5s"}
-    image = p["job_image"] or own_image(kube, namespace)
+    image = p["job_image"] or backupjob.own_image(kube, namespace)
     problem = problem_of(kube, namespace, cr, image) if job is None else None
-    uid = ((job or {}).get("metadata") or {}).get("uid")
-    pods = [pod for pod in kube.job_pods(namespace, job_name)
-            if any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or [])] if job else []
+    pods = backupjob.job_pods(kube, namespace, job)
     decision = decide(old, int(cr["metadata"].get("generation") or 0), cr["spec"]["storageName"], job_name,
                       location, problem, job_state(job, pods))
     now = rfc3339(datetime.datetime.now(datetime.UTC))
@@ -196,7 +177,7 @@ def run(module: AnsibleModule) -> dict:
                 action="backup", job=job_name, namespace=namespace, storage=cr["spec"]["storageName"], image=image,
                 core_endpoints=p["core_endpoints"], core_ca_configmap=p["core_ca_configmap"],
                 core_ca_key=p["core_ca_key"], core_client_secret=p["core_client_secret"], s3=s3,
-                collections_path=os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(":")[0],
+                collections_path=backupjob.collections_path(),
                 labels={names.STORAGE_LABEL: cr["spec"]["storageName"]}))
         if changed:
             for event in decision.events:  # first: if the status write fails, the next run repeats them

@@ -66,6 +66,8 @@ class Observed:
     limits: Condition | None = None
     # What the API server said when the proxy objects were last applied and refused ("": not refused).
     apply_error: str = ""
+    # For an EtcdStorage created from a backup (spec.restoreFrom): the Restored condition (module_utils/clone.py).
+    restore: Condition | None = None
 
 
 
@@ -155,6 +157,8 @@ def desired_conditions(obs: Observed) -> list[Condition]:
                                    "; ".join(obs.certificate_problems)))
         else:
             conds.append(Condition(CERTIFICATES_READY, "True", "Issued", "certificates issued and delivered"))
+    if obs.restore is not None:  # before the proxy: while not filled, no proxy is applied at all
+        conds.append(obs.restore)
     if obs.apply_error:
         conds.append(Condition(PROXY_AVAILABLE, "False", "ApplyFailed",
                                APPLY_FAILED_PREFIX + obs.apply_error))

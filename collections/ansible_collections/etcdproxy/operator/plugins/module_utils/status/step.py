@@ -125,6 +125,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         certificate_problems=p["certificate_problems"],
         deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
         apply_error=api_message(p["apply_error"]) if p.get("apply_error") else "",
+        restore=p.get("restore_condition"),
     )
     old = cr.get("status") or {}
     if not obs.apply_error and drift:
