@@ -1,8 +1,8 @@
 """Figures of per-tenant backup and restore (`make bench`; also runnable alone: python -m bench.backup).
 
 A tenant of ~100 MB in the core etcd (values half random, half repetitive text, like serialized objects);
-in the same run: `etcdctl get --prefix` of it (the reference), the backup of it at one revision through
-etcd's JSON gateway (module_utils/prefixcopy.py) and the restore of the artifact into an empty prefix.
+in the same run: `etcdctl get --prefix` of it (the reference), the backup of it at one revision over etcd's
+gRPC API (module_utils/prefixcopy.py, coregrpc.py) and the restore of the artifact into an empty prefix.
 Peak memory of backup and of restore is each measured in a child process, at two sizes, to show it does not
 grow with the tenant. Goal (issue "backup"): at least half of etcdctl's throughput; memory flat in size.
 """
@@ -19,23 +19,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from ansible_collections.etcdproxy.operator.plugins.module_utils import coreetcd, keyspace, prefixcopy
+from ansible_collections.etcdproxy.operator.plugins.module_utils import coregrpc, etcdpb, keyspace, prefixcopy
 
-from localcp import etcdpb
 from localcp.cluster import ControlPlane
 from localcp.config import BIN_DIR, REPO
-from localcp.etcdclient import Client
 
 VALUE_BYTES = 4096
 
 
 def fill(cp: ControlPlane, name: str, megabytes: int) -> int:
     """Write ~``megabytes`` MB under /<name>/ in transactions of 128 puts; the bytes written."""
-    p = cp.pki
     keys = megabytes * (1 << 20) // VALUE_BYTES
     written = 0
-    with Client(cp.etcd_endpoints[0], p.path("etcd-ca"), p.path("apiserver-etcd-client"),
-                p.path("apiserver-etcd-client", "key")) as core:
+    with cp.core_client() as core:
         for start in range(0, keys, 128):
             ops = []
             for i in range(start, min(keys, start + 128)):
@@ -56,11 +52,11 @@ def _material(cp: ControlPlane) -> tuple[str, str, str]:
 def _child(action: str, base: str, name: str, path: str, material: tuple[str, str, str], out: object) -> None:
     """Runs in a child process so its peak RSS is its own."""
     t0 = time.monotonic()
-    with coreetcd.session(*material) as sess:
+    with coregrpc.connect(base, *material) as kv:
         if action == "backup":
-            summary = prefixcopy.backup(sess, base, name, path)
+            summary = prefixcopy.backup(kv, name, path)
         else:
-            summary = prefixcopy.restore(sess, base, name, path)
+            summary = prefixcopy.restore(kv, name, path)
     out.put({"seconds": time.monotonic() - t0, "bytes": summary["bytes"],  # type: ignore[attr-defined]
              "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
@@ -108,9 +104,8 @@ def backup_figures(results: dict[str, object], megabytes: int = 100) -> None:
         restore_small = measured("restore", cp, "small-copy", str(tmp / "small.etcdbackup"))
         results[f"restore_peak_rss_mib at {small / 1e6:.0f} / {mb:.0f} MB (goal: flat)"] = (
             f"{restore_small['peak_rss_mib']:.0f} / {restore['peak_rss_mib']:.0f}")
-        with coreetcd.session(*_material(cp)) as sess:  # the copy is complete
-            assert prefixcopy.count(sess, cp.etcd_endpoints[0], keyspace.tenant_prefix("big-copy")) == \
-                prefixcopy.count(sess, cp.etcd_endpoints[0], keyspace.tenant_prefix("big"))
+        with coregrpc.connect(cp.etcd_endpoints[0], *_material(cp)) as kv:  # the copy is complete
+            assert kv.count(keyspace.tenant_prefix("big-copy")) == kv.count(keyspace.tenant_prefix("big"))
     finally:
         cp.stop()
         for f in tmp.iterdir():

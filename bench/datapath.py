@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import grpc
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
 from grpc import aio
 
 from bench.stats import pct, rss_mib
-from localcp import etcdpb
 from localcp.etcdclient import KV, Client
 
 VALUE = b"v" * 256

@@ -13,9 +13,9 @@ import threading
 import time
 
 import grpc
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
 
 from bench.stats import pct, rss_mib
-from localcp import etcdpb
 from localcp.etcdclient import KV, Client
 from localcp.tenant import ProxyProcess
 

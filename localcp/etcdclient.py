@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-
-from . import etcdpb
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
 
 KV = "/etcdserverpb.KV/"
 

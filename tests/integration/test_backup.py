@@ -3,7 +3,6 @@ kube-apiservers, through the one-off playbook (playbooks/backup.yml) and the mod
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -13,16 +12,15 @@ import threading
 from pathlib import Path
 
 import pytest
-import requests
 import zstandard
-from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, prefixcopy
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb, keyspace, prefixcopy
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
+from ansible_collections.etcdproxy.operator.plugins.module_utils.coregrpc import CoreKV
 
-from localcp import etcdpb
 from localcp.admin import OPERATOR_NAMESPACE, apply
 from localcp.config import BIN_DIR, REPO
 from localcp.etcdclient import Client
-from localcp.probes import free_port, http_get, wait_for
+from localcp.probes import free_port, wait_for
 from localcp.processes import stop_pid
 from localcp.s3server import S3Server
 from localcp.tenant import delivered_files, start_proxy
@@ -201,64 +199,80 @@ def test_damaged_artifacts_and_a_used_prefix_write_nothing(cp, storages, tenant,
         assert [(kv.key, kv.mod_revision) for kv in core_kvs(core, name)] == before
 
 
-class CompactingSession:
-    """A session that compacts the etcd it talks to once, after the backup's second page at its revision."""
+class CompactingKV(CoreKV):
+    """The core KV client, but the etcd it talks to is compacted once, right after the backup's second page
+    at its revision (a write outside the tenant first, so the revision moves past the backup's)."""
 
-    def __init__(self, sess, base: str) -> None:
-        self.sess, self.base, self.ranges = sess, base, 0
+    def __init__(self, endpoint: str, material: tuple[str, str, str], admin: Client) -> None:
+        super().__init__(endpoint, *material)
+        self.admin, self.ranges = admin, 0
 
-    def post(self, url: str, json, timeout: float):
-        resp = self.sess.post(url, json=json, timeout=timeout)
-        if url.endswith("/v3/kv/range") and json.get("revision"):
+    def range(self, prefix: bytes, start: bytes | None = None, limit: int = 0, revision: int = 0):
+        page = super().range(prefix, start, limit, revision)
+        if revision:
             self.ranges += 1
             if self.ranges == 2:
-                # A write outside the tenant, so the revision moves past the backup's; then compact.
-                put = self.sess.post(self.base + "/v3/kv/put", json={"key": "AGNvbXBhY3Rpb24tdGVzdA==", "value": ""},
-                                     timeout=timeout).json()
-                self.sess.post(self.base + "/v3/kv/compaction", json={"revision": put["header"]["revision"]},
-                               timeout=timeout).raise_for_status()
-        return resp
+                self.admin.put(b"\x00compaction-test", b"")
+                revision_now = etcdpb.RangeResponse.FromString(self.admin.unary(
+                    "/etcdserverpb.KV/Range", etcdpb.RangeRequest(key=b"\x00compaction-test").SerializeToString())
+                ).header.revision
+                self.admin.unary("/etcdserverpb.KV/Compact",
+                                 etcdpb.CompactionRequest(revision=revision_now).SerializeToString())
+        return page
 
 
 @pytest.fixture
-def own_etcd(tmp_path):
-    """An etcd of this test's own (plain HTTP on loopback): compacting the shared core would break every
-    later test that watches from an old revision."""
+def own_etcd(cp, tmp_path):
+    """An etcd of this test's own (TLS with the core's CA and certificates, on loopback): compacting the shared
+    core would break every later test that watches from an old revision."""
     client_port, peer_port = free_port(), free_port()
     log = tmp_path / "etcd.log"
+    p = cp.pki
     with open(log, "ab") as fh:
         proc = subprocess.Popen([str(BIN_DIR / "etcd"), f"--data-dir={tmp_path / 'etcd'}",
-                                 f"--listen-client-urls=http://127.0.0.1:{client_port}",
-                                 f"--advertise-client-urls=http://127.0.0.1:{client_port}",
+                                 f"--listen-client-urls=https://127.0.0.1:{client_port}",
+                                 f"--advertise-client-urls=https://127.0.0.1:{client_port}",
+                                 f"--cert-file={p.path('etcd-server')}", f"--key-file={p.path('etcd-server', 'key')}",
+                                 f"--trusted-ca-file={p.path('etcd-ca')}", "--client-cert-auth",
                                  f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
                                  f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
                                  f"--initial-cluster=default=http://127.0.0.1:{peer_port}"],
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for("etcd", lambda: http_get(client_port, "/health")[0] == 200, 30, proc, log)
-        yield f"http://127.0.0.1:{client_port}"
+        endpoint = f"https://127.0.0.1:{client_port}"
+        with Client(endpoint, p.path("etcd-ca"), p.path("apiserver-etcd-client"),
+                    p.path("apiserver-etcd-client", "key")) as admin:
+
+            def answers() -> bool:
+                try:
+                    admin.range(b"health")
+                    return True
+                except Exception:
+                    return False
+
+            wait_for("etcd", answers, 30, proc, log)
+            yield endpoint, admin
     finally:
         stop_pid(proc.pid)
 
 
-def test_a_compaction_mid_backup_starts_it_again_at_a_newer_revision(own_etcd, tmp_path):
-    base = own_etcd
-    with requests.Session() as sess:
-        for i in range(300):
-            for tenant_name in ("bk", "bkx"):
-                key = base64.b64encode(f"/{tenant_name}//registry/things/{i:04d}".encode()).decode()
-                sess.post(base + "/v3/kv/put", json={"key": key, "value": base64.b64encode(b"v" * i).decode()},
-                          timeout=10).raise_for_status()
-        summary = prefixcopy.backup(CompactingSession(sess, base), base, "bk", str(tmp_path / "c.etcdbackup"),
-                                    page_keys=50)
+def test_a_compaction_mid_backup_starts_it_again_at_a_newer_revision(cp, own_etcd, tmp_path, monkeypatch):
+    endpoint, admin = own_etcd
+    monkeypatch.setattr(prefixcopy, "PAGE_KEYS", 50)  # several pages of these small keys
+    for i in range(300):
+        for tenant_name in ("bk", "bkx"):
+            admin.put(f"/{tenant_name}//registry/things/{i:04d}".encode(), b"v" * i)
+    material = (cp.pki.path("etcd-ca").read_text(), cp.pki.path("apiserver-etcd-client").read_text(),
+                cp.pki.path("apiserver-etcd-client", "key").read_text())
+    kv = CompactingKV(endpoint, material, admin)
+    try:
+        summary = prefixcopy.backup(kv, "bk", str(tmp_path / "c.etcdbackup"), first_keys=50)
+    finally:
+        kv.close()
     assert summary["restarts"] == 1
     header, records, _ = artifact(tmp_path / "c.etcdbackup")
     assert header["restarts"] == 1
-    listed = subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={base}", "get", "--prefix", "/bk/",
-                             f"--rev={header['revision']}", "-w", "json"], check=True, capture_output=True,
-                            text=True).stdout
-    at_revision = [(base64.b64decode(kv["key"])[len(b"/bk/"):], base64.b64decode(kv.get("value", "")))
-                   for kv in json.loads(listed)["kvs"]]
+    at_revision = [(k[len(b"/bk/"):], v) for k, v in admin.range(b"/bk/", b"/bk0", revision=header["revision"])]
     assert records == at_revision and len(records) == 300  # the neighbour /bkx/ is not in it
     assert not list(tmp_path.glob(".backup-*"))  # the abandoned attempt left no file
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import grpc
 import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
 
-from localcp import etcdpb
 from localcp.cluster import ControlPlane
 from localcp.etcdclient import Client
 from localcp.tenant import ProxyProcess, delivered_files, etcdctl, start_proxy

@@ -11,9 +11,9 @@ import time
 
 import grpc
 import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
 from kubernetes import client
 
-from localcp import etcdpb
 from localcp.etcdclient import Client
 from localcp.probes import https_get
 from localcp.tenant import delivered_files, etcdctl, start_proxy

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, names
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb, keyspace, names
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
 from kubernetes import client
 
-from localcp import etcdpb
 from localcp.admin import OPERATOR_NAMESPACE, apply
 from localcp.config import NODE_IP
 from localcp.probes import StartError, wait_for

@@ -94,7 +94,12 @@ class Reader:
         self._z = zstandard.ZstdDecompressor().decompressobj()
         self._buf = bytearray()
         self._pos = 0  # read up to here in _buf
+        # Everything before the end marker is hashed, in bulk: up to here in _buf so far (-1: done).
+        self._hashed = 0
         self._sha = hashlib.sha256()
+        # Hashing (which releases the GIL) runs on a thread of its own, in order, while records are parsed.
+        self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._hashing: concurrent.futures.Future | None = None
         self.trailer: dict[str, Any] | None = None
         magic = self._read(len(MAGIC), "the format line")
         if magic != MAGIC:
@@ -109,8 +114,10 @@ class Reader:
 
     def _raw(self, n: int, what: str) -> bytes:
         if len(self._buf) - self._pos < n:
+            self._hash_to(self._pos)
             del self._buf[:self._pos]  # drop what was read, once per refill (not once per record)
             self._pos = 0
+            self._hashed = 0 if self._hashed >= 0 else -1
             try:
                 while len(self._buf) < n and not self._z.eof:
                     chunk = self._src.read(CHUNK)
@@ -125,10 +132,20 @@ class Reader:
         self._pos += n
         return data
 
-    def _read(self, n: int, what: str) -> bytes:
-        data = self._raw(n, what)
-        self._sha.update(data)
-        return data
+    def _hash_to(self, end: int) -> None:
+        if self._hashed >= 0 and end > self._hashed:
+            if self._hashing is not None:
+                self._hashing.result()  # at most one block waits: memory stays at two blocks
+            self._hashing = self._hasher.submit(self._sha.update, bytes(self._buf[self._hashed:end]))
+            self._hashed = end
+
+    def _digest(self) -> str:
+        if self._hashing is not None:
+            self._hashing.result()
+        self._hasher.shutdown()
+        return self._sha.hexdigest()
+
+    _read = _raw  # every read before the end marker is hashed (in bulk, by _hash_to)
 
     def _readline(self) -> bytes:
         out = bytearray()
@@ -142,13 +159,29 @@ class Reader:
         """Each (relative key, value); raises ArtifactError on any fault, including a wrong checksum or
         counts that disagree with the trailer (checked after the last record)."""
         keys = size = 0
+        record = RECORD[0]
         while True:
+            # Fast path: a whole record already in the buffer is cut out without a call per field.
+            buf, pos = self._buf, self._pos
+            if len(buf) - pos > 9 and buf[pos] == record:
+                klen = _U32.unpack_from(buf, pos + 1)[0]
+                if klen <= MAX_KEY and len(buf) - pos >= 9 + klen:
+                    vlen = _U32.unpack_from(buf, pos + 5 + klen)[0]
+                    end = pos + 9 + klen + vlen
+                    if vlen <= MAX_VALUE and len(buf) >= end:
+                        key, value = bytes(buf[pos + 5:pos + 5 + klen]), bytes(buf[pos + 9 + klen:end])
+                        self._pos = end
+                        keys += 1
+                        size += klen + vlen
+                        yield key, value
+                        continue
             kind = self._raw(1, "a record")
-            if kind == END:
+            if kind == END:  # the checksum covers everything before this marker
+                self._hash_to(self._pos - 1)
+                self._hashed = -1
                 break
             if kind != RECORD:
                 raise ArtifactError(f"damaged record (unknown record kind {kind!r})")
-            self._sha.update(kind)
             key = self._read(self._length(MAX_KEY, "a key length"), "a key")
             value = self._read(self._length(MAX_VALUE, "a value length"), "a value")
             keys += 1
@@ -159,7 +192,7 @@ class Reader:
             trailer = json.loads(body)
         except ValueError:
             raise ArtifactError("damaged trailer") from None
-        if trailer.get("sha256") != self._sha.hexdigest():
+        if trailer.get("sha256") != self._digest():
             raise ArtifactError("checksum mismatch: the artifact was altered or damaged")
         if (trailer.get("keys"), trailer.get("bytes")) != (keys, size):
             raise ArtifactError(f"counts disagree: trailer says {trailer.get('keys')} keys, read {keys}")

@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import Location
 
 CONTAINER = "backup"
 CORE_DIR = "/etc/etcdproxy/core"
@@ -163,17 +164,21 @@ def _read(path: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import Location
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.transfer import (
-        Core,
-        Destination,
-        execute,
-        explain,
-    )
-
     action = argv[0] if argv else ""
     env = {k: os.environ.get(v, "") for k, v in ENV.items()}
     location = Location(env["s3_endpoint"], env["bucket"], env["key"], env["region"] or "us-east-1")
+    where = location.url()
+    try:
+        from ansible_collections.etcdproxy.operator.plugins.module_utils.transfer import (
+            Core,
+            Destination,
+            execute,
+            explain,
+        )
+    except Exception as exc:  # a broken image: say so in the result instead of leaving none
+        _report({"result": "Failed", "reason": "JobImageBroken",
+                 "message": f"the Job's image cannot run the {action or 'job'}: {type(exc).__name__}: {exc}"})
+        raise
     try:
         if action not in ("backup", "restore"):
             raise ValueError(f"unknown action {action!r}: backup or restore")
@@ -182,14 +187,14 @@ def main(argv: list[str]) -> int:
         s3_ca = _read(f"{S3_CA_DIR}/ca.crt") if os.path.exists(f"{S3_CA_DIR}/ca.crt") else None
         dest = Destination(s3=location, access=(os.environ.get("AWS_ACCESS_KEY_ID", ""),
                                                 os.environ.get("AWS_SECRET_ACCESS_KEY", "")), s3_ca=s3_ca)
-        print(json.dumps({"msg": f"{action} of {env['storage']} with {location.url()} started"}), flush=True)
+        print(json.dumps({"msg": f"{action} of {env['storage']} with {where} started"}), flush=True)
         summary = execute(action, env["storage"], core, dest, progress=_progress)
     except Exception as exc:  # every failure is reported by reason; the message names no secret
-        reason, message = explain(action, env["storage"], location.url(), exc)
+        reason, message = explain(action, env["storage"], where, exc)
         print(json.dumps({"msg": message, "reason": reason}), file=sys.stderr, flush=True)
         _report({"result": "Failed", "reason": reason, "message": message})
         return 1
-    _report({"result": "Succeeded", "location": location.url(), "summary": summary})
+    _report({"result": "Succeeded", "location": where, "summary": summary})
     print(json.dumps({"msg": f"{action} of {env['storage']} done", **summary}), flush=True)
     return 0
 

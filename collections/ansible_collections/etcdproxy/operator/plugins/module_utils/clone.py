@@ -116,8 +116,7 @@ def _failed(base: dict[str, Any], reason: str, message: str) -> CloneDecision:
 def reconcile_clone(kube: Any, p: dict[str, Any], core: tuple[str, str, str], check_mode: bool) -> CloneDecision:
     """Observe and act for one EtcdStorage with spec.restoreFrom. ``core``: the core etcd CA, cert and key."""
     from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_tenant, session
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import count
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_tenant
 
     name, namespace = p["name"], p["namespace"]
     cr = kube.get_etcdstorage(name) or {}
@@ -133,8 +132,7 @@ def reconcile_clone(kube: Any, p: dict[str, Any], core: tuple[str, str, str], ch
     state = job_state(job, backupjob.job_pods(kube, namespace, job))
     decision = decide(name, namespace, old, backup_name, backup, state, None)
     if decision.count_prefix:
-        with session(*core) as sess:
-            keys = _first_answer(p["core_endpoints"], lambda base: count(sess, base, keyspace.tenant_prefix(name)))
+        keys = _first_answer(p["core_endpoints"], lambda endpoint: _count(endpoint, core, keyspace.tenant_prefix(name)))
         decision = decide(name, namespace, old, backup_name, backup, state, keys)
     if check_mode:
         return decision
@@ -157,11 +155,18 @@ def reconcile_clone(kube: Any, p: dict[str, Any], core: tuple[str, str, str], ch
     return decision
 
 
+def _count(endpoint: str, core: tuple[str, str, str], prefix: bytes) -> int:
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.coregrpc import connect
+
+    with connect(endpoint, *core) as kv:
+        return kv.count(prefix)
+
+
 def _first_answer(endpoints: list[str], call: Any) -> Any:
     errors = []
     for endpoint in endpoints:
         try:
-            return call(endpoint.rstrip("/"))
+            return call(endpoint)
         except Exception as exc:  # this endpoint failed: try the next one
             errors.append(f"{endpoint}: {exc}")
     raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))

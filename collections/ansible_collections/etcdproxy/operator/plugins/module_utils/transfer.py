@@ -16,7 +16,7 @@ from typing import Any
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import ArtifactError
-from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import session
+from ansible_collections.etcdproxy.operator.plugins.module_utils.coregrpc import connect
 from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import (
     PrefixNotEmptyError,
     Progress,
@@ -97,22 +97,21 @@ def execute(action: str, name: str, core: Core, dest: Destination, check_mode: b
 def _on_core(action: str, name: str, core: Core, path: str, check_mode: bool,
              progress: Progress | None) -> dict[str, Any]:
     errors = []
-    with session(core.ca, core.cert, core.key) as sess:
-        for endpoint in core.endpoints:
-            base = endpoint.rstrip("/")
-            try:
+    for endpoint in core.endpoints:
+        try:
+            with connect(endpoint, core.ca, core.cert, core.key) as kv:
                 if action == "backup":
-                    return backup(sess, base, name, path, progress=progress)
+                    return backup(kv, name, path, progress=progress)
                 if check_mode:
                     summary = verify(path)
-                    if count(sess, base, keyspace.tenant_prefix(name)):
+                    if count(kv, keyspace.tenant_prefix(name)):
                         raise PrefixNotEmptyError(f"the prefix /{name}/ already has keys")
                     return summary
-                return restore(sess, base, name, path, progress=progress)
-            except (ArtifactError, PrefixNotEmptyError):
-                raise
-            except Exception as exc:  # this endpoint failed: try the next one
-                errors.append(f"{endpoint}: {exc}")
+                return restore(kv, name, path, progress=progress)
+        except (ArtifactError, PrefixNotEmptyError):
+            raise
+        except Exception as exc:  # this endpoint failed: try the next one
+            errors.append(f"{endpoint}: {exc}")
     raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))
 
 

@@ -1,9 +1,10 @@
-"""The etcd v3 API messages the tests and the benchmark encode or decode with raw gRPC.
+"""The etcd v3 API messages the operator (backup and restore, module_utils/coregrpc.py), the tests and the
+benchmark encode or decode with raw gRPC.
 
 Field numbers follow etcd's ``api/etcdserverpb/rpc.proto`` and ``api/mvccpb/kv.proto``
 (v3.6). The schema is declared here with protobuf's descriptor API instead of generated code,
 so there is no build step and no dependency on etcd's gogoproto annotations. Only the messages
-the tests use are declared.
+used are declared. The one home of these messages: localcp and the tests import them from here.
 """
 
 from __future__ import annotations
@@ -162,11 +163,11 @@ _MESSAGES: dict[str, list[_Field]] = {
     ],
 }
 
-_PACKAGE = "etcdproxy_tests.etcdserverpb"
+_PACKAGE = "etcdproxy.etcdserverpb"
 
 
 def _build() -> dict[str, type]:
-    fdp = descriptor_pb2.FileDescriptorProto(name="etcdproxy_tests/etcd_subset.proto", package=_PACKAGE,
+    fdp = descriptor_pb2.FileDescriptorProto(name="etcdproxy/etcd_subset.proto", package=_PACKAGE,
                                              syntax="proto3")
     for name, fields in _MESSAGES.items():
         msg = fdp.message_type.add(name=name)
