@@ -229,6 +229,31 @@ def test_deleting_a_backup_keeps_or_removes_its_artifact_as_its_spec_says(node, 
     assert any(e.reason == "ArtifactDeleted" for e in events(node, "removed"))
 
 
+def test_a_deletion_that_cannot_delete_the_artifact_says_why_and_how_to_let_it_finish(node, s3):
+    fill(node, "bk-stuck", 3)
+    creds = node.core.read_namespaced_secret(CREDENTIALS, OPERATOR_NAMESPACE)
+    apply(node.api, {"apiVersion": "v1", "kind": "Secret",
+                     "metadata": {"name": "backup-s3-once", "namespace": OPERATOR_NAMESPACE}, "data": creds.data})
+    request(node, s3, "stuck", "bk-stuck", deletionPolicy="Delete", s3={"credentialsSecret": "backup-s3-once"})
+    wait_phase(node, "stuck", "Succeeded")
+    node.core.delete_namespaced_secret("backup-s3-once", OPERATOR_NAMESPACE)  # a hand deletion
+    api = client.CustomObjectsApi(node.api)
+    api.delete_namespaced_custom_object(names.GROUP, names.VERSION, OPERATOR_NAMESPACE, PLURAL, "stuck")
+
+    def reported() -> bool:
+        conds = {c["type"]: c for c in status(node, "stuck").get("conditions") or []}
+        return conds.get("Deleted", {}).get("reason") == "ArtifactNotDeleted"
+
+    node.wait("the stuck deletion reported", reported)
+    (deleted,) = [c for c in status(node, "stuck")["conditions"] if c["type"] == "Deleted"]
+    assert "backup-s3-once" in deleted["message"] and "deletionPolicy to Retain" in deleted["message"]
+    assert get(node, "stuck") is not None and object_exists(s3, "bk-stuck/stuck.etcdbackup")
+    api.patch_namespaced_custom_object(names.GROUP, names.VERSION, OPERATOR_NAMESPACE, PLURAL, "stuck",
+                                       {"spec": {"deletionPolicy": "Retain"}})
+    node.wait("the deletion finished", lambda: get(node, "stuck") is None)
+    assert object_exists(s3, "bk-stuck/stuck.etcdbackup")
+
+
 # --- An EtcdStorage created from a backup (spec.restoreFrom) ---
 
 def storage(node, name: str) -> dict[str, Any]:

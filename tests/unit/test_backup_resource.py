@@ -168,7 +168,8 @@ def test_a_prefix_with_keys_before_the_first_attempt_is_never_touched():
 
 
 @pytest.mark.parametrize("backup,reason", [(None, "BackupNotFound"),
-                                           ({"status": {"phase": RUNNING}}, "BackupNotSucceeded")])
+                                           ({"status": {"phase": RUNNING}}, "BackupNotSucceeded"),
+                                           ({"status": {"phase": FAILED}}, "BackupFailed")])
 def test_a_clone_waits_for_its_backup(backup, reason):
     d = clone(None, JobState("absent"), backup=backup)
     assert not d.create_job and d.requeue and d.condition.reason == reason

@@ -61,6 +61,9 @@ def decide(name: str, namespace: str, old: dict[str, Any] | None, backup_name: s
         if backup is None:
             return _waiting(base, "BackupNotFound", f"{where} does not exist; create it or name another")
         phase = (backup.get("status") or {}).get("phase") or "Pending"
+        if phase == "Failed":
+            return _waiting(base, "BackupFailed", f"{where} Failed and never will succeed: delete this EtcdStorage "
+                                                  "and create it again from a backup that succeeded")
         if phase != SUCCEEDED:
             return _waiting(base, "BackupNotSucceeded", f"{where} is {phase}, not Succeeded: the clone waits for it")
         if attempts >= MAX_ATTEMPTS:

@@ -48,7 +48,7 @@ def _client(loc: Location, access: tuple[str, str], ca_file: str | None) -> Any:
 
 def _explain(exc: BaseException, loc: Location) -> DestinationError:
     from boto3.exceptions import RetriesExceededError, S3UploadFailedError
-    from botocore.exceptions import ClientError, EndpointConnectionError, SSLError
+    from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, SSLError
 
     # boto3's transfer layer wraps the client's error: look at that one.
     if isinstance(exc, S3UploadFailedError) and exc.__context__ is not None:
@@ -71,6 +71,9 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
         return DestinationError(f"TLS with {loc.endpoint} failed: give the endpoint's CA (a ConfigMap with ca.crt)")
     if isinstance(exc, EndpointConnectionError):
         return DestinationError(f"cannot reach {loc.endpoint}: check the endpoint URL")
+    if isinstance(exc, ConnectionClosedError):
+        return DestinationError(f"{loc.endpoint} closed the connection without answering: check the endpoint URL "
+                                "(https:// or http://, as the server speaks)")
     return DestinationError(f"{type(exc).__name__} with {loc.url()}")
 
 

@@ -143,6 +143,20 @@ def finalize(kube: Kube, namespace: str, cr: dict, check_mode: bool) -> dict:
             "events": [dict(zip(("type", "reason", "message"), event, strict=True))]}
 
 
+def report_stuck_deletion(kube: Kube, cr: dict, exc: Exception, check_mode: bool) -> None:
+    """A Deleted=False condition and an Event on an EtcdStorageBackup whose artifact could not be deleted."""
+    message = (f"the artifact could not be deleted ({exc}): fix that, or set spec.deletionPolicy to Retain "
+               "to let the deletion finish without deleting it")
+    old = cr.get("status") or {}
+    kept = [c for c in old.get("conditions") or [] if c.get("type") != "Deleted"]
+    now = rfc3339(datetime.datetime.now(datetime.UTC))
+    new = with_times({**old, "conditions": [*kept, {"type": "Deleted", "status": "False",
+                                                      "reason": "ArtifactNotDeleted", "message": message}]}, old, now)
+    if new != old and not check_mode:
+        kube.create_event(cr, "Warning", "ArtifactNotDeleted", message, now)
+        kube.patch_backup_status(cr["metadata"]["namespace"], cr["metadata"]["name"], new)
+
+
 def run(module: AnsibleModule) -> dict:
     p = module.params
     kube = Kube(api_client(p["kubeconfig"]))
@@ -151,7 +165,11 @@ def run(module: AnsibleModule) -> dict:
     if cr is None:
         return {"changed": False, "phase": "", "events": [], "requeue_after": ""}
     if p["finalizing"]:
-        return finalize(kube, namespace, cr, module.check_mode)
+        try:
+            return finalize(kube, namespace, cr, module.check_mode)
+        except Exception as exc:  # the finalizer stays; say why, and how to let the deletion finish
+            report_stuck_deletion(kube, cr, exc, module.check_mode)
+            raise
     old = cr.get("status") or {}
     job_name = names.backup_job(name)
     s3 = backupjob.s3_settings(cr)
