@@ -338,6 +338,9 @@ def test_a_clone_never_writes_into_a_prefix_that_holds_keys_or_from_a_missing_ba
     with node.cp.core_client() as core:
         assert core.range(b"/bk-kept/", b"/bk-kept0") == [(b"/bk-kept/registry/left/behind",
                                                             b"retained by an earlier tenant")]
+    # A backup of a clone that is not filled would hold a part of it: it waits.
+    request(node, s3, "of-unfilled", "bk-kept")
+    assert wait_phase(node, "of-unfilled", "Pending")["conditions"][0]["reason"] == "StorageNotRestored"
     # Admission: restoreFrom only at creation, so an existing tenant is never overwritten in place.
     etcdstorage(node.cp, "bk-plain", "bk-plain-ns")
     with pytest.raises(client.ApiException) as refused:

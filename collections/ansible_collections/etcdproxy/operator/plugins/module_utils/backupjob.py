@@ -27,6 +27,12 @@ TERMINATION_LOG = "/dev/termination-log"
 MESSAGE_LIMIT = 4096  # what kubelet keeps of a termination message
 # A backup or restore that runs longer is stopped and reported (it would otherwise hold its pod forever).
 DEADLINE_SECONDS = 6 * 3600
+# Why a backup or restore failed, as the result's reason and a condition reason (transfer.explain says it).
+ARTIFACT_DAMAGED = "ArtifactDamaged"
+DESTINATION_FAILED = "DestinationFailed"
+PREFIX_NOT_EMPTY = "PrefixNotEmpty"
+CORE_FAILED = "CoreEtcdFailed"
+JOB_IMAGE_BROKEN = "JobImageBroken"
 ENV = {
     "storage": "ETCDPROXY_STORAGE",
     "endpoints": "ETCDPROXY_CORE_ENDPOINTS",
@@ -176,7 +182,7 @@ def main(argv: list[str]) -> int:
             explain,
         )
     except Exception as exc:  # a broken image: say so in the result instead of leaving none
-        _report({"result": "Failed", "reason": "JobImageBroken",
+        _report({"result": "Failed", "reason": JOB_IMAGE_BROKEN,
                  "message": f"the Job's image cannot run the {action or 'job'}: {type(exc).__name__}: {exc}"})
         raise
     try:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.etcdproxy.operator.plugins.module_utils import backupjob, names
+from ansible_collections.etcdproxy.operator.plugins.module_utils import backupjob, keyspace, names
+from ansible_collections.etcdproxy.operator.plugins.module_utils.backupjob import CORE_FAILED
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backupstatus import (
     FIGURES,
     MAX_ATTEMPTS,
@@ -23,8 +24,8 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.backupstatus im
     JobState,
     job_state,
 )
+from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_tenant
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import Condition
-from ansible_collections.etcdproxy.operator.plugins.module_utils.transfer import CORE_FAILED
 
 RESTORED = "Restored"  # the condition type
 FILLING, DONE, FAILED = "Filling", "Restored", "Failed"
@@ -118,9 +119,6 @@ def _failed(base: dict[str, Any], reason: str, message: str) -> CloneDecision:
 
 def reconcile_clone(kube: Any, p: dict[str, Any], core: tuple[str, str, str], check_mode: bool) -> CloneDecision:
     """Observe and act for one EtcdStorage with spec.restoreFrom. ``core``: the core etcd CA, cert and key."""
-    from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_tenant
-
     name, namespace = p["name"], p["namespace"]
     cr = kube.get_etcdstorage(name) or {}
     old = (cr.get("status") or {}).get("restore")
@@ -159,6 +157,7 @@ def reconcile_clone(kube: Any, p: dict[str, Any], core: tuple[str, str, str], ch
 
 
 def _count(endpoint: str, core: tuple[str, str, str], prefix: bytes) -> int:
+    # grpc loads only when a clone needs it: every EtcdStorage reconcile imports this file.
     from ansible_collections.etcdproxy.operator.plugins.module_utils.coregrpc import connect
 
     with connect(endpoint, *core) as kv:

@@ -16,6 +16,12 @@ from typing import Any
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import ArtifactError
+from ansible_collections.etcdproxy.operator.plugins.module_utils.backupjob import (
+    ARTIFACT_DAMAGED,
+    CORE_FAILED,
+    DESTINATION_FAILED,
+    PREFIX_NOT_EMPTY,
+)
 from ansible_collections.etcdproxy.operator.plugins.module_utils.coregrpc import connect
 from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import (
     PrefixNotEmptyError,
@@ -32,12 +38,6 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import 
     download,
     upload,
 )
-
-# Why a backup or restore failed, as a condition reason (docs/backup.md).
-ARTIFACT_DAMAGED = "ArtifactDamaged"
-DESTINATION_FAILED = "DestinationFailed"
-PREFIX_NOT_EMPTY = "PrefixNotEmpty"
-CORE_FAILED = "CoreEtcdFailed"
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,9 @@ try:
     from ansible_collections.etcdproxy.operator.plugins.module_utils import backupjob, names
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import COMMON_OPTIONS, CORE_OPTIONS
     from ansible_collections.etcdproxy.operator.plugins.module_utils.backupstatus import (
-        SUCCEEDED, decide, job_state, with_times,
+        FAILED, SUCCEEDED, decide, job_state, with_times,
     )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.clone import DONE as RESTORED
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
         CREDENTIAL_KEYS, Location, credentials, delete,
@@ -98,9 +99,14 @@ def problem_of(kube: Kube, namespace: str, cr: dict, image: str) -> tuple[str, s
     """The first thing the backup needs that is missing: (reason, message naming the field and the fix)."""
     spec = cr.get("spec") or {}
     s3 = spec.get("s3") or {}
-    if kube.get_etcdstorage(spec.get("storageName", "")) is None:
+    storage = kube.get_etcdstorage(spec.get("storageName", ""))
+    if storage is None:
         return "StorageNotFound", (f"spec.storageName: there is no EtcdStorage {spec.get('storageName')!r}; "
                                    "create it, or name an existing one")
+    restore = (storage.get("status") or {}).get("restore") or {}
+    if (storage.get("spec") or {}).get("restoreFrom") and restore.get("phase") != RESTORED:
+        return "StorageNotRestored", (f"spec.storageName: the EtcdStorage {spec['storageName']} is a clone not yet "
+                                      "filled from its backup; the backup waits for it")
     secret = kube.get_secret(namespace, s3.get("credentialsSecret", ""))
     if secret is None:
         return "CredentialsNotFound", (f"spec.s3.credentialsSecret: there is no Secret {s3.get('credentialsSecret')!r} "
@@ -174,7 +180,7 @@ def run(module: AnsibleModule) -> dict:
     job_name = names.backup_job(name)
     s3 = backupjob.s3_settings(cr)
     location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"]).url()
-    if old.get("phase") in ("Succeeded", "Failed"):  # final: no reads, no writes
+    if old.get("phase") in (SUCCEEDED, FAILED):  # final: no reads, no writes
         return {"changed": False, "phase": old["phase"], "events": [], "requeue_after": ""}
     job = kube.get_job(namespace, job_name)
     if job and job["metadata"].get("deletionTimestamp"):  # an interrupted attempt's Job on its way out
