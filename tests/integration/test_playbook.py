@@ -15,13 +15,16 @@ from localcp.config import REPO
 from .conftest import audit_writes
 
 
-def run_playbook(cp, manifest, *extra):
+def run_playbook(cp, manifest, *extra, ok=True):
     env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig), K8S_AUTH_KUBECONFIG=str(cp.kubeconfig),
                ETCDPROXY_CORE_ENDPOINTS=",".join(cp.etcd_endpoints), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     out = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "playbooks/provision.yml",
                           "-e", f"etcdstorage_manifest={manifest}", *extra],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    if not ok:
+        assert out.returncode != 0, out.stdout[-3000:]
+        return 0, out.stdout + out.stderr
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     recap = re.search(r"localhost\s*:\s*ok=(\d+)\s+changed=(\d+)", out.stdout)
     assert recap, out.stdout[-2000:]
@@ -62,3 +65,14 @@ def test_playbook_check_mode_then_real_run_then_idempotent(cp, api, storages, tm
     changed, _ = run_playbook(cp, manifest)
     assert changed == 0
     assert [w for w in audit_writes(cp.audit_log, "admin", since) if name in w.get("requestURI", "")] == []
+
+
+def test_playbook_refuses_a_clone_it_could_not_fill_before_serving(cp, api, storages, tmp_path):
+    name = storages.unique("oneoffclone")
+    manifest = tmp_path / "es.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "etcd.etcdproxy.dev/v1alpha1", "kind": "EtcdStorage", "metadata": {"name": name},
+        "spec": {"replicas": 1, "restoreFrom": {"backupName": "nightly"}}}))
+    _, out = run_playbook(cp, manifest, ok=False)
+    assert "spec.restoreFrom needs the operator" in out
+    assert storages.deployment(name) is None
