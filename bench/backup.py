@@ -43,12 +43,6 @@ def fill(cp: ControlPlane, name: str, megabytes: int) -> int:
     return written
 
 
-def _material(cp: ControlPlane) -> tuple[str, str, str]:
-    p = cp.pki
-    return (p.path("etcd-ca").read_text(), p.path("apiserver-etcd-client").read_text(),
-            p.path("apiserver-etcd-client", "key").read_text())
-
-
 def _child(action: str, base: str, name: str, path: str, material: tuple[str, str, str], out: object) -> None:
     """Runs in a child process so its peak RSS is its own."""
     t0 = time.monotonic()
@@ -64,7 +58,7 @@ def _child(action: str, base: str, name: str, path: str, material: tuple[str, st
 def measured(action: str, cp: ControlPlane, name: str, path: str) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(action, cp.etcd_endpoints[0], name, path, _material(cp), queue))
+    proc = ctx.Process(target=_child, args=(action, cp.etcd_endpoints[0], name, path, cp.core_material(), queue))
     proc.start()
     result = queue.get(timeout=900)
     proc.join()
@@ -72,11 +66,10 @@ def measured(action: str, cp: ControlPlane, name: str, path: str) -> dict[str, f
 
 
 def etcdctl_get_seconds(cp: ControlPlane, name: str) -> float:
-    p = cp.pki
+    ca, cert, key = cp.core_files()
     t0 = time.monotonic()
-    subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={cp.etcd_endpoints[0]}", f"--cacert={p.path('etcd-ca')}",
-                    f"--cert={p.path('apiserver-etcd-client')}", f"--key={p.path('apiserver-etcd-client', 'key')}",
-                    "--command-timeout=300s", "get", "--prefix", f"/{name}/"],
+    subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={cp.etcd_endpoints[0]}", f"--cacert={ca}",
+                    f"--cert={cert}", f"--key={key}", "--command-timeout=300s", "get", "--prefix", f"/{name}/"],
                    check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - t0
 
@@ -104,7 +97,7 @@ def backup_figures(results: dict[str, object], megabytes: int = 100) -> None:
         restore_small = measured("restore", cp, "small-copy", str(tmp / "small.etcdbackup"))
         results[f"restore_peak_rss_mib at {small / 1e6:.0f} / {mb:.0f} MB (goal: flat)"] = (
             f"{restore_small['peak_rss_mib']:.0f} / {restore['peak_rss_mib']:.0f}")
-        with coregrpc.connect(cp.etcd_endpoints[0], *_material(cp)) as kv:  # the copy is complete
+        with coregrpc.connect(cp.etcd_endpoints[0], *cp.core_material()) as kv:  # the copy is complete
             assert kv.count(keyspace.tenant_prefix("big-copy")) == kv.count(keyspace.tenant_prefix("big"))
     finally:
         cp.stop()

@@ -138,8 +138,7 @@ def datapath_figures(cp: ControlPlane, results: dict[str, object], n: int = 2000
                                                                               "kube-apiserver-storage"))
     tmp = Path(tempfile.mkdtemp(prefix="bench-datapath-"))
     tenant = delivered_files(core, "default", tmp, configmap="etcd-bench-0-ca", secret="etcd-bench-0")
-    p = cp.pki
-    direct = (str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")), str(p.path("apiserver-etcd-client", "key")))
+    direct = cp.core_files()
     stock = start_stock_proxy(core, dep, cp.logs)
     try:
         guard = start_proxy(core, dep, cp.logs)

@@ -75,11 +75,20 @@ class ControlPlane:
         """The core etcd as pods on the real node reach it (the node IP on the bridge)."""
         return [f"https://{NODE_IP}:{self.ports[f'etcd{i}']}" for i in range(self.etcd_members)]
 
+    def core_files(self) -> tuple[str, str, str]:
+        """The core etcd's CA and the main cluster's own etcd client certificate and key (paths): what an
+        admin holds; the operator's core material is the same CA and a certificate like it."""
+        p = self.pki
+        return str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")), str(p.path("apiserver-etcd-client", "key"))
+
+    def core_material(self) -> tuple[str, str, str]:
+        """The same as PEM text."""
+        ca, cert, key = self.core_files()
+        return Path(ca).read_text(), Path(cert).read_text(), Path(key).read_text()
+
     def core_client(self, member: int = 0) -> Client:
-        """A gRPC client of the core etcd with the main cluster's own etcd client certificate (what an
-        admin holds: the operator's core material is the same CA and a certificate like it)."""
-        return Client(self.etcd_endpoints[member], self.pki.path("etcd-ca"), self.pki.path("apiserver-etcd-client"),
-                      self.pki.path("apiserver-etcd-client", "key"))
+        """A gRPC client of the core etcd with the admin's material (core_files)."""
+        return Client(self.etcd_endpoints[member], *self.core_files())
 
     @property
     def real_node(self) -> Node:

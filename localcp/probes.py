@@ -38,7 +38,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, proc: subproc
     raise StartError(f"{what} not ready after {timeout:.0f}s; see {log}")
 
 
-def https_get(port: int, path: str, ca: Path | None, cert: Path | None = None, key: Path | None = None,
+def https_get(port: int, path: str, ca: Path | str | None, cert: Path | str | None = None,
+              key: Path | str | None = None,
               timeout: float = 2.0, host: str = "127.0.0.1") -> tuple[int, bytes]:
     ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl._create_unverified_context()
     if cert:

@@ -84,9 +84,7 @@ def apiservice_available(cp: ControlPlane) -> None:
 
 
 def core_keys(cp: ControlPlane, prefix: str) -> str:
-    p = cp.pki
-    out = etcdctl(cp.etcd_endpoints[0], str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                  str(p.path("apiserver-etcd-client", "key")), "get", "--prefix", "--keys-only", prefix)
+    out = etcdctl(cp.etcd_endpoints[0], *cp.core_files(), "get", "--prefix", "--keys-only", prefix)
     out.check_returncode()
     return "\n".join(line for line in out.stdout.splitlines() if line)
 

@@ -46,12 +46,6 @@ def run_backup(cp, name: str, where: Path | dict, action: str = "backup", check:
     return out.returncode, out.stdout + out.stderr
 
 
-def core_client(cp) -> Client:
-    p = cp.pki
-    return Client(cp.etcd_endpoints[0], p.path("etcd-ca"), p.path("apiserver-etcd-client"),
-                  p.path("apiserver-etcd-client", "key"))
-
-
 def core_kvs(core: Client, name: str, revision: int = 0) -> list[etcdpb.KeyValue]:
     key, end = keyspace.prefix_range(keyspace.tenant_prefix(name))
     raw = core.unary("/etcdserverpb.KV/Range", etcdpb.RangeRequest(key=key, range_end=end, revision=revision)
@@ -122,7 +116,7 @@ def test_backup_holds_exactly_the_tenants_keys_at_its_revision_while_writes_go_o
     assert written, "the writer made no progress during the backup"
     assert "PRIVATE KEY" not in out
     header, records, trailer = artifact(tmp_path / "bk.etcdbackup")
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         at_revision = core_kvs(core, name, header["revision"])
         now = core_kvs(core, name)
     prefix = f"/{name}/".encode()
@@ -144,12 +138,12 @@ def test_a_clone_serves_the_same_objects_and_the_original_is_untouched(cp, stora
         return [(kv.key, kv.value, kv.mod_revision) for kv in core_kvs(core, name)
                 if kv.key.startswith(f"/{name}//registry/configmaps/default/".encode())]
 
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         original_before = originals(core)
     clone, ns = storages.create_ready_tenant("clone")
     _, out = run_backup(cp, clone, tmp_path / "bk.etcdbackup", "restore")
     assert f"/{clone}/" in out
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         assert originals(core) == original_before
         assert len(core_kvs(core, clone)) == len(records)
     proxy = start_proxy(storages.core, storages.deployment(clone), cp.logs)
@@ -189,13 +183,13 @@ def test_damaged_artifacts_and_a_used_prefix_write_nothing(cp, storages, tenant,
         assert re.search(r"is not a usable backup: .+; nothing was written", out), (label, out)
     rc, out = run_backup(cp, target, tmp_path / "missing.etcdbackup", "restore", check=False)
     assert rc != 0 and "no artifact at" in out
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         assert core_kvs(core, target) == []
         before = [(kv.key, kv.mod_revision) for kv in core_kvs(core, name)]
     # The source itself already has keys: a restore never overwrites a tenant in place.
     rc, out = run_backup(cp, name, good, "restore", check=False)
     assert rc != 0 and "already has keys" in out
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         assert [(kv.key, kv.mod_revision) for kv in core_kvs(core, name)] == before
 
 
@@ -240,8 +234,7 @@ def own_etcd(cp, tmp_path):
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         endpoint = f"https://127.0.0.1:{client_port}"
-        with Client(endpoint, p.path("etcd-ca"), p.path("apiserver-etcd-client"),
-                    p.path("apiserver-etcd-client", "key")) as admin:
+        with Client(endpoint, *cp.core_files()) as admin:
 
             def answers() -> bool:
                 try:
@@ -262,9 +255,7 @@ def test_a_compaction_mid_backup_starts_it_again_at_a_newer_revision(cp, own_etc
     for i in range(300):
         for tenant_name in ("bk", "bkx"):
             admin.put(f"/{tenant_name}//registry/things/{i:04d}".encode(), b"v" * i)
-    material = (cp.pki.path("etcd-ca").read_text(), cp.pki.path("apiserver-etcd-client").read_text(),
-                cp.pki.path("apiserver-etcd-client", "key").read_text())
-    kv = CompactingKV(endpoint, material, admin)
+    kv = CompactingKV(endpoint, cp.core_material(), admin)
     try:
         summary = prefixcopy.backup(kv, "bk", str(tmp_path / "c.etcdbackup"), first_keys=50)
     finally:
@@ -307,12 +298,12 @@ def test_backup_to_s3_and_a_clone_from_it(cp, storages, tenant, s3, tmp_path):
     fetched = tmp_path / "fetched.etcdbackup"
     s3.client().download_file("etcd-backups", f"{name}/one.etcdbackup", str(fetched))
     header, records, _ = artifact(fetched)
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         at_revision = core_kvs(core, name, header["revision"])
     assert records == [(kv.key[len(f"/{name}/"):], kv.value) for kv in at_revision if not kv.lease]
     clone, _ = storages.create_ready_tenant("s3clone")
     run_backup(cp, clone, where, "restore")
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         assert [(kv.key[len(f"/{clone}/"):], kv.value) for kv in core_kvs(core, clone)] == records
 
 
@@ -334,5 +325,5 @@ def test_s3_faults_name_the_problem_and_write_nothing(cp, storages, tenant, s3):
         assert s3.secret_key not in out
     listed = s3.client().list_objects_v2(Bucket="etcd-backups").get("Contents", [])
     assert listed == []  # no backup stored by a failed one
-    with core_client(cp) as core:
+    with cp.core_client() as core:
         assert core_kvs(core, target) == []

@@ -36,9 +36,7 @@ class SmallCore:
     storages: Storages
 
     def core(self) -> tuple[str, str, str, str]:
-        p = self.cp.pki
-        return (",".join(self.cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                str(p.path("apiserver-etcd-client", "key")))
+        return (",".join(self.cp.etcd_endpoints), *self.cp.core_files())
 
     def ctl(self, *args: str) -> str:
         out = etcdctl(*self.core(), *args)

@@ -37,9 +37,7 @@ def test_proxy_keeps_serving_while_a_core_member_is_down(operator, tmp_path):
             cp3.start_etcd_member(0)
             put("/after")
             # Nothing lost: every key is there, also when read from the member that was down.
-            p = cp3.pki
-            member0 = (cp3.etcd_endpoints[0], str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                       str(p.path("apiserver-etcd-client", "key")))
+            member0 = (cp3.etcd_endpoints[0], *cp3.core_files())
 
             def member0_has_all() -> bool:
                 out = etcdctl(*member0, "get", "--prefix", f"/{name}/", "--keys-only", "--consistency=s")

@@ -25,9 +25,7 @@ def test_delivered_material_works_through_the_real_proxy(storages, cp, tmp_path)
         assert got.stdout.strip() == "hello"
         # In the core the key lives under the tenant's prefix, and nowhere else. The proxy prepends "/<name>/"
         # to the client's key, so an API server's "/registry/..." lands at "/<name>//registry/...".
-        p = cp.pki
-        core = (",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                str(p.path("apiserver-etcd-client", "key")))
+        core = (",".join(cp.etcd_endpoints), *cp.core_files())
         assert etcdctl(*core, "get", f"/{a}//registry/configmaps/x", "--print-value-only").stdout.strip() == "hello"
         assert etcdctl(*core, "get", "/registry/configmaps/x", "--print-value-only").stdout.strip() == ""
         # Tenant B's proxy refuses tenant A's client certificate (B trusts only its own client CA).

@@ -87,9 +87,7 @@ def setup(api, operator, cp: ControlPlane, tmp_path_factory) -> Iterator[Setup]:
         for name in (a, b):
             storages.wait_condition(name, "Ready", "True")
             guards[name] = start_proxy(storages.core, storages.deployment(name), cp.logs)
-        p = cp.pki
-        core = (",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                str(p.path("apiserver-etcd-client", "key")))
+        core = (",".join(cp.etcd_endpoints), *cp.core_files())
         a_files = delivered_files(storages.core, f"{a}-ns", tmp)
         b_files = delivered_files(storages.core, f"{b}-ns", tmp)
         with Client(guards[b].endpoint, *b_files) as bc:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import base64
-import subprocess
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import fingerprint, load_certs
 
 from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace
-from localcp.config import BIN_DIR
 from localcp.tenant import delivered_files, start_proxy
 from localcp.tenant import etcdctl as tenant_etcdctl
 
 
 def etcdctl(cp, *args: str) -> str:
-    p = cp.pki
-    out = subprocess.run([str(BIN_DIR / "etcdctl"), f"--endpoints={','.join(cp.etcd_endpoints)}",
-                          f"--cacert={p.path('etcd-ca')}", f"--cert={p.path('apiserver-etcd-client')}",
-                          f"--key={p.path('apiserver-etcd-client', 'key')}", *args],
-                         capture_output=True, text=True, timeout=30)
+    """etcdctl on the core with the admin's material."""
+    out = tenant_etcdctl(",".join(cp.etcd_endpoints), *cp.core_files(), *args)
     assert out.returncode == 0, out.stderr
     return out.stdout
 

@@ -55,9 +55,7 @@ def condition_is(storages, name: str, ctype: str, status: str, reason: str):
 
 def core_usage(cp, name: str) -> tuple[int, int]:
     """Live bytes (key without the prefix + value) and keys under /<name>/, read from the core itself."""
-    p = cp.pki
-    out = etcdctl(",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                  str(p.path("apiserver-etcd-client", "key")), "get", "--prefix", f"/{name}/", "-w", "json")
+    out = etcdctl(",".join(cp.etcd_endpoints), *cp.core_files(), "get", "--prefix", f"/{name}/", "-w", "json")
     kvs = json.loads(out.stdout).get("kvs") or []
     prefix = len(f"/{name}/")
     size = sum(len(base64.b64decode(kv["key"])) - prefix + len(base64.b64decode(kv.get("value", ""))) for kv in kvs)
@@ -173,9 +171,7 @@ def test_usage_in_status_and_etcdctl_endpoint_status(storages, cp, tmp_path):
 
 
 def core_watchers(cp) -> float:
-    p = cp.pki
-    _, body = https_get(cp.ports["etcd0"], "/metrics", p.path("etcd-ca"), p.path("apiserver-etcd-client"),
-                        p.path("apiserver-etcd-client", "key"), timeout=5)
+    _, body = https_get(cp.ports["etcd0"], "/metrics", *cp.core_files(), timeout=5)
     for line in body.decode().splitlines():
         if line.startswith("etcd_debugging_mvcc_watcher_total "):
             return float(line.split()[1])

@@ -48,9 +48,7 @@ def test_tenant_kube_apiservers_run_through_the_guard(storages, cp, tmp_path):
         thread.join(timeout=60)
         assert ("ADDED", "through-the-proxy") in seen
         # Its keys are in the core etcd under the tenant's prefix, and not in the main cluster's keyspace.
-        p = cp.pki
-        core = (",".join(cp.etcd_endpoints), str(p.path("etcd-ca")), str(p.path("apiserver-etcd-client")),
-                str(p.path("apiserver-etcd-client", "key")))
+        core = (",".join(cp.etcd_endpoints), *cp.core_files())
         tenant_keys = etcdctl(*core, "get", "--prefix", f"/{name}/", "--keys-only").stdout.split()
         assert f"/{name}//registry/configmaps/default/through-the-proxy" in tenant_keys
         assert all(k.startswith(f"/{name}/") for k in tenant_keys)
