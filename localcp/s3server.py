@@ -10,6 +10,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils import s3store
+
 from .config import BIN_DIR
 from .pki import Pki
 from .probes import free_port, https_get, wait_for
@@ -64,9 +66,5 @@ class S3Server:
             self.proc = None
 
     def client(self):
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
-                            verify=str(self.ca), config=Config(s3={"addressing_style": "path"}))
+        """A boto3 client as the operator makes one (module_utils/s3store.py), with the root credentials."""
+        return s3store.client(s3store.Location(self.endpoint, "", ""), (self.access_key, self.secret_key), str(self.ca))

@@ -36,7 +36,8 @@ def credentials(secret_text: dict[str, str], secret_name: str) -> tuple[str, str
     return secret_text[CREDENTIAL_KEYS[0]], secret_text[CREDENTIAL_KEYS[1]]
 
 
-def _client(loc: Location, access: tuple[str, str], ca_file: str | None) -> Any:
+def client(loc: Location, access: tuple[str, str], ca_file: str | None) -> Any:
+    """A boto3 S3 client for ``loc``'s endpoint (path-style addressing, which every S3-compatible server takes)."""
     import boto3
     from botocore.config import Config
 
@@ -82,9 +83,9 @@ def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, ne
     restore, the object). Some servers cut an upload into a missing bucket short instead of answering."""
     from botocore.exceptions import ClientError
 
-    client = _client(loc, access, ca_file)
+    s3 = client(loc, access, ca_file)
     try:
-        client.head_bucket(Bucket=loc.bucket)
+        s3.head_bucket(Bucket=loc.bucket)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
             raise DestinationError(f"the bucket {loc.bucket} does not exist at {loc.endpoint}: create it, or fix "
@@ -94,7 +95,7 @@ def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, ne
         raise _explain(exc, loc) from None
     if need_object:
         try:
-            client.head_object(Bucket=loc.bucket, Key=loc.key)
+            s3.head_object(Bucket=loc.bucket, Key=loc.key)
         except Exception as exc:
             raise _explain(exc, loc) from None
 
@@ -102,7 +103,7 @@ def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, ne
 def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | None = None) -> None:
     """Store the file at ``path`` as ``loc`` (multipart above 8 MiB)."""
     try:
-        _client(loc, access, ca_file).upload_file(path, loc.bucket, loc.key)
+        client(loc, access, ca_file).upload_file(path, loc.bucket, loc.key)
     except Exception as exc:
         raise _explain(exc, loc) from None
 
@@ -110,7 +111,7 @@ def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | Non
 def download(loc: Location, access: tuple[str, str], dest: str, ca_file: str | None = None) -> None:
     """Fetch ``loc`` into the file ``dest``."""
     try:
-        _client(loc, access, ca_file).download_file(loc.bucket, loc.key, dest)
+        client(loc, access, ca_file).download_file(loc.bucket, loc.key, dest)
     except Exception as exc:
         raise _explain(exc, loc) from None
 
@@ -118,6 +119,6 @@ def download(loc: Location, access: tuple[str, str], dest: str, ca_file: str | N
 def delete(loc: Location, access: tuple[str, str], ca_file: str | None = None) -> None:
     """Remove the object ``loc`` (an absent object is fine: S3 answers a delete of one with success)."""
     try:
-        _client(loc, access, ca_file).delete_object(Bucket=loc.bucket, Key=loc.key)
+        client(loc, access, ca_file).delete_object(Bucket=loc.bucket, Key=loc.key)
     except Exception as exc:
         raise _explain(exc, loc) from None
