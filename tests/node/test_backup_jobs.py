@@ -288,7 +288,7 @@ def restore_pid(node, name: str) -> int | None:
     return None
 
 
-def test_a_clone_is_served_only_once_filled_even_when_its_fill_is_interrupted(node, s3):
+def test_a_clone_is_served_only_once_filled_even_when_its_fill_and_the_operator_are_killed(node, s3):
     fill(node, "bk-src", 40, value_bytes=1 << 20)
     request(node, s3, "src", "bk-src")
     backup = wait_phase(node, "src", "Succeeded")
@@ -312,6 +312,8 @@ def test_a_clone_is_served_only_once_filled_even_when_its_fill_is_interrupted(no
         node.wait("the restore Job's container running", lambda: restore_pid(node, "bk-clone") is not None)
         node.wait("the fill under way", lambda: prefix_count(node, "bk-clone") > 0, timeout=60)
         os.kill(restore_pid(node, "bk-clone"), signal.SIGKILL)
+        for pod in operator_pods(node):  # the operator dies too, as the attempt fails
+            node.core.delete_namespaced_pod(pod.metadata.name, OPERATOR_NAMESPACE, grace_period_seconds=0)
         wait_ready(node.cp, "bk-clone")
     finally:
         stop.set()
