@@ -34,7 +34,7 @@ from kubernetes import client
 from bench.backup import backup_figures
 from bench.node import node_figures
 from bench.stats import pct, rss_mib
-from localcp.admin import ensure_namespace, install_crd, install_rbac, seed_operator_namespace
+from localcp.admin import ensure_namespace, install_crds, install_rbac, seed_operator_namespace
 from localcp.cluster import ControlPlane
 from localcp.config import OPERATOR_USER, REPO
 from localcp.operator import start_operator
@@ -215,7 +215,7 @@ def main() -> int:
     results["control_plane_warm_start_s"] = cp.timings["total_s"]
     op = None
     try:
-        install_crd(cp)
+        install_crds(cp)
         seed_operator_namespace(cp)
         install_rbac(cp)
         os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")

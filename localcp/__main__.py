@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .admin import install_crd, install_rbac, seed_operator_namespace
+from .admin import install_crds, install_rbac, seed_operator_namespace
 from .cluster import ControlPlane
 from .config import DEFAULT_WORKDIR
 from .operator import start_operator
@@ -35,7 +35,7 @@ def main() -> int:
                 from .dns import install_dns
 
                 install_dns(cp)
-            install_crd(cp)
+            install_crds(cp)
             seed_operator_namespace(cp)
             install_rbac(cp)
             if args.with_operator:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from .config import BIN_DIR, OPERATOR_USER, REPO
 from .probes import wait_for
 
 OPERATOR_NAMESPACE = "kube-apiserver-storage"
-CRD_FILE = REPO / "config" / "crd" / "bases" / "etcd.etcdproxy.dev_etcdstorages.yaml"
 
 
 def apply(api: client.ApiClient, obj: dict[str, Any]) -> None:
@@ -114,35 +112,33 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def install_crd(cp: ControlPlane) -> None:
+def install_crds(cp: ControlPlane) -> None:
+    """Every CRD of config/crd (EtcdStorage, EtcdStorageBackup), applied as a user applies them; returns once
+    each is Established and served (ansible-operator stops if a watched kind's cache never syncs)."""
     import yaml
 
+    built = kustomize_build("config/crd")
+    kubectl_apply(cp, built, "the CRDs (config/crd)")
     api = cp.api()
     ext = client.ApiextensionsV1Api(api)
-    crd = yaml.safe_load(CRD_FILE.read_text())
-    try:
-        ext.create_custom_resource_definition(crd)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        crd["metadata"]["resourceVersion"] = ext.read_custom_resource_definition(
-            crd["metadata"]["name"]).metadata.resource_version
-        ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-
-    def established() -> bool:
-        got = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        return any(c.type == "Established" and c.status == "True" for c in got.status.conditions or [])
-
-    wait_for("EtcdStorage CRD established", established, 30)
-    # Discovery of the new group can lag Established by a moment.
-    deadline = time.monotonic() + 30
     custom = client.CustomObjectsApi(api)
-    while time.monotonic() < deadline:
-        try:
-            custom.list_cluster_custom_object("etcd.etcdproxy.dev", "v1alpha1", "etcdstorages")
-            return
-        except ApiException:
-            time.sleep(0.1)
+    for crd in (d for d in yaml.safe_load_all(built) if d):
+        name, group, plural = crd["metadata"]["name"], crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        version = crd["spec"]["versions"][0]["name"]
+
+        def established(name: str = name) -> bool:
+            got = ext.read_custom_resource_definition(name)
+            return any(c.type == "Established" and c.status == "True" for c in got.status.conditions or [])
+
+        def served(group: str = group, version: str = version, plural: str = plural) -> bool:
+            try:  # discovery of a new group can lag Established by a moment
+                custom.list_cluster_custom_object(group, version, plural)
+                return True
+            except ApiException:
+                return False
+
+        wait_for(f"CRD {name} established", established, 30)
+        wait_for(f"{plural} served", served, 30)
 
 
 def operator_may(api: client.ApiClient, verb: str, resource: str, namespace: str = "", group: str = "") -> bool:

@@ -16,7 +16,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kub
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crd, install_rbac, seed_operator_namespace
+from localcp.admin import OPERATOR_NAMESPACE, ensure_namespace, install_crds, install_rbac, seed_operator_namespace
 from localcp.cluster import ControlPlane
 from localcp.config import REPO
 from localcp.operator import Operator, completed_runs, start_operator
@@ -33,7 +33,7 @@ def cp() -> Iterator[ControlPlane]:
     plane = ControlPlane(workdir=WORKDIR)
     try:
         plane.start()
-        install_crd(plane)
+        install_crds(plane)
         seed_operator_namespace(plane)
         install_rbac(plane)
     except StartError as exc:
@@ -170,7 +170,7 @@ def another_control_plane(session_operator: Operator, workdir: str, **options: A
     op = None
     try:
         plane.start()
-        install_crd(plane)
+        install_crds(plane)
         seed_operator_namespace(plane)
         install_rbac(plane)
         op = start_operator(plane.operator_kubeconfig, ",".join(plane.etcd_endpoints), plane.logs / "operator.log")

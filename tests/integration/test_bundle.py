@@ -18,8 +18,9 @@ def test_bundle_generates_and_validates():
     spec = csv["spec"]
     assert csv["metadata"]["name"] == "etcdproxy-operator.v0.1.0"
     assert spec["minKubeVersion"] and spec["installModes"]
-    (owned,) = spec["customresourcedefinitions"]["owned"]
-    assert owned["name"] == "etcdstorages.etcd.etcdproxy.dev" and owned["specDescriptors"]
+    owned = {crd["name"]: crd for crd in spec["customresourcedefinitions"]["owned"]}
+    assert set(owned) == {"etcdstorages.etcd.etcdproxy.dev", "etcdstoragebackups.etcd.etcdproxy.dev"}
+    assert all(crd["specDescriptors"] for crd in owned.values())
     strategy = spec["install"]["spec"]
     (dep,) = strategy["deployments"]
     assert dep["name"] == "etcdproxy-operator"
@@ -28,4 +29,7 @@ def test_bundle_generates_and_validates():
     assert not any("secrets" in r["resources"] for r in cluster_rules)  # Secrets only in its namespace
     ns_rules = strategy["permissions"][0]["rules"]
     assert any("secrets" in r["resources"] for r in ns_rules)
-    assert (REPO / "bundle/manifests/etcd.etcdproxy.dev_etcdstorages.yaml").exists()
+    assert any("jobs" in r["resources"] for r in ns_rules)  # backups run as Jobs, in its namespace only
+    assert not any("jobs" in r["resources"] for r in cluster_rules)
+    for crd in owned:
+        assert (REPO / f"bundle/manifests/{crd.split('.', 1)[1]}_{crd.split('.', 1)[0]}.yaml").exists()
