@@ -7,6 +7,10 @@ name them), the endpoint's CA from a ConfigMap when it is not publicly trusted. 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,3 +126,16 @@ def delete(loc: Location, access: tuple[str, str], ca_file: str | None = None) -
         client(loc, access, ca_file).delete_object(Bucket=loc.bucket, Key=loc.key)
     except Exception as exc:
         raise _explain(exc, loc) from None
+
+
+@contextlib.contextmanager
+def ca_file(pem: str | None) -> Iterator[str | None]:
+    """The endpoint's CA (PEM text) as a private temporary file for boto3, or None (publicly trusted)."""
+    if not pem:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="etcdproxy-s3-") as tmp:
+        path = os.path.join(tmp, "ca.crt")
+        with open(path, "w") as fh:
+            fh.write(pem)
+        yield path

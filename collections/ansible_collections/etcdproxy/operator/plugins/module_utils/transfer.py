@@ -34,6 +34,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy impo
 from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
     DestinationError,
     Location,
+    ca_file,
     check,
     download,
     upload,
@@ -76,14 +77,9 @@ def execute(action: str, name: str, core: Core, dest: Destination, check_mode: b
         return {}
     if not dest.s3 and action == "restore" and not os.path.isfile(str(dest.path)):
         raise ValueError(f"no artifact at {dest.path}")
-    with tempfile.TemporaryDirectory(prefix="etcdproxy-backup-") as tmp:
-        s3_ca = None
+    with tempfile.TemporaryDirectory(prefix="etcdproxy-backup-") as tmp, ca_file(dest.s3_ca) as s3_ca:
         if dest.s3:
             assert dest.access is not None
-            if dest.s3_ca:
-                s3_ca = os.path.join(tmp, "s3-ca.crt")
-                with open(s3_ca, "w") as fh:
-                    fh.write(dest.s3_ca)
             check(dest.s3, dest.access, s3_ca, need_object=action == "restore")
         path = os.path.join(tmp, "artifact") if dest.s3 else str(dest.path)
         if dest.s3 and action == "restore":

@@ -85,7 +85,7 @@ try:
     from ansible_collections.etcdproxy.operator.plugins.module_utils.clone import DONE as RESTORED
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
-        CREDENTIAL_KEYS, Location, credentials, delete,
+        CREDENTIAL_KEYS, DestinationError, Location, ca_file, credentials, delete,
     )
     from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import secret_text
     from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
@@ -111,10 +111,10 @@ def problem_of(kube: Kube, namespace: str, cr: dict, image: str) -> tuple[str, s
     if secret is None:
         return "CredentialsNotFound", (f"spec.s3.credentialsSecret: there is no Secret {s3.get('credentialsSecret')!r} "
                                        f"in {namespace}; create it with {' and '.join(CREDENTIAL_KEYS)}")
-    missing = [k for k in CREDENTIAL_KEYS if not secret_text(secret).get(k)]
-    if missing:
-        return "CredentialsIncomplete", (f"spec.s3.credentialsSecret: the Secret {s3['credentialsSecret']} lacks "
-                                         f"{', '.join(missing)}")
+    try:
+        credentials(secret_text(secret), s3["credentialsSecret"])
+    except DestinationError as exc:
+        return "CredentialsIncomplete", f"spec.s3.credentialsSecret: {exc}"
     if s3.get("caConfigMap"):
         data = (kube.get_configmap(namespace, s3["caConfigMap"]) or {}).get("data") or {}
         if not data.get("ca.crt"):
@@ -135,15 +135,10 @@ def finalize(kube: Kube, namespace: str, cr: dict, check_mode: bool) -> dict:
     location = Location(s3["endpoint"], s3["bucket"], s3["key"], s3["region"])
     event = ("Normal", "ArtifactDeleted", f"deleted {location.url()} (deletionPolicy Delete)")
     if not check_mode:
-        import tempfile
-
         ca = ((kube.get_configmap(namespace, s3["caConfigMap"]) or {}).get("data") or {}).get("ca.crt") \
             if s3.get("caConfigMap") else None
-        with tempfile.NamedTemporaryFile("w", suffix=".crt") as fh:
-            if ca:
-                fh.write(ca)
-                fh.flush()
-            delete(location, access, fh.name if ca else None)
+        with ca_file(ca) as path:
+            delete(location, access, path)
         kube.create_event(cr, *event, rfc3339(datetime.datetime.now(datetime.UTC)))
     return {"changed": True, "phase": status.get("phase", ""), "requeue_after": "",
             "events": [dict(zip(("type", "reason", "message"), event, strict=True))]}
