@@ -28,6 +28,7 @@ type budget struct {
 	writes   *rate.Limiter // nil: unlimited
 	requests *rate.Limiter // nil: unlimited
 	watches  atomic.Int64
+	streams  atomic.Int64           // Watch streams open (each one a stream to the core)
 	limited  *prometheus.CounterVec // label: reason
 	last     atomic.Pointer[refusalNote]
 	now      func() time.Time
@@ -205,6 +206,25 @@ func (b *budget) AdmitWatch(ctx context.Context) error {
 	}
 }
 
+// AdmitStream counts one more Watch stream on this replica, or refuses it. Each is a stream of its own
+// to the core (watchServer), which costs the core even without a watch on it: streams are held to the
+// same limit as watches.
+func (b *budget) AdmitStream(ctx context.Context) error {
+	if err := b.AdmitCall(ctx); err != nil {
+		return err
+	}
+	for {
+		n := b.streams.Load()
+		if b.limits.Watches > 0 && n >= b.limits.Watches {
+			return b.refuse(reasonWatches, fmt.Sprintf("%d watch streams are open through this endpoint "+
+				"replica, its limit (spec.limits.watches); close some or raise the limit", n))
+		}
+		if b.streams.CompareAndSwap(n, n+1) {
+			return nil
+		}
+	}
+}
+
 // watchStream counts the watches of one Watch stream: a create request is admitted (or answered with a
 // cancellation naming the limit, as etcd answers a watch it cannot create) and every cancellation the
 // proxy sends gives one back. The watches left when the stream ends are given back too.
@@ -252,6 +272,7 @@ func (s *watchStream) SendMsg(m any) error {
 
 func (s *watchStream) done() {
 	s.b.watches.Add(-s.open.Swap(0))
+	s.b.streams.Add(-1)
 }
 
 // gauges are the budget's metrics: the tenant's usage, its limits and the core's size as this replica

@@ -24,7 +24,7 @@ func testBudget(lim Limits) *budget {
 	u.reset(1)
 	u.synced = true
 	h := newHeadroom(20, 0)
-	h.record("core0", 10<<20, 10<<20, 100<<20)
+	h.record("core0", 10<<20, 10<<20, 100<<20, "3.6.4")
 	return newBudget("/t/", lim, 1000, u, h)
 }
 
@@ -118,7 +118,7 @@ func TestCoreHeadroomRefusesGrowthNearTheCeiling(t *testing.T) {
 		t.Fatalf("past the ceiling: %v", err)
 	}
 	// A lease grant grows the database too; a delete and a range do not.
-	b.core.record("core0", b.core.State().Ceiling-10, 0, 100<<20)
+	b.core.record("core0", b.core.State().Ceiling-10, 0, 100<<20, "3.6.4")
 	if _, err := b.AdmitWrite(context.Background(), &pb.LeaseGrantRequest{TTL: 10}); code(err) != codes.ResourceExhausted {
 		t.Fatalf("lease grant: %v", err)
 	}
@@ -126,7 +126,7 @@ func TestCoreHeadroomRefusesGrowthNearTheCeiling(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A poll showing the core compacted and defragmented reopens it.
-	b.core.record("core0", 5<<20, 5<<20, 100<<20)
+	b.core.record("core0", 5<<20, 5<<20, 100<<20, "3.6.4")
 	if _, err := b.AdmitWrite(context.Background(), put("k", 1<<20)); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestHeadroomWithoutQuotaUsesEtcdDefaultAndFailsClosedBeforeFirstPoll(t *tes
 	if msg := h.Admit(1); !strings.Contains(msg, "not known yet") {
 		t.Fatalf("before a poll: %q", msg)
 	}
-	h.record("core0", 1<<20, 1<<20, 0)
+	h.record("core0", 1<<20, 1<<20, 0, "3.6.4")
 	if s := h.State(); s.Quota != 2<<30 || s.Ceiling != (2<<30)*8/10 {
 		t.Fatalf("%+v", s)
 	}
@@ -145,7 +145,7 @@ func TestHeadroomWithoutQuotaUsesEtcdDefaultAndFailsClosedBeforeFirstPoll(t *tes
 	if d := h.next(); d < 15*time.Second {
 		t.Fatalf("lots of room: poll in %v", d)
 	}
-	h.record("core0", h.State().Ceiling-(1<<20), 0, 0)
+	h.record("core0", h.State().Ceiling-(1<<20), 0, 0, "3.6.4")
 	if d := h.next(); d > pollMin*12/10 {
 		t.Fatalf("1 MiB of room: poll in %v", d)
 	}
@@ -319,7 +319,7 @@ func benchmarkBudget(b *testing.B, req, resp any) {
 		RequestRate: 5000, RequestBurst: 10000, Watches: 1000})
 	bg.requests.SetLimit(rate.Inf)
 	bg.writes.SetLimit(rate.Inf)
-	bg.core.record("core0", 0, 0, 1<<50)
+	bg.core.record("core0", 0, 0, 1<<50, "3.6.4")
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		if err := bg.AdmitCall(ctx); err != nil {

@@ -23,13 +23,19 @@ type gate struct {
 	leases  leaseBook
 	budget  *budget
 	refused *prometheus.CounterVec // labels: method (bounded by MetricLabel), code
+	// rangeBytes: what Range answers carried to the tenant, the core's cost of its reads (an API server
+	// that reads consistently from its watch cache reads almost nothing here).
+	rangeBytes prometheus.Counter
 }
 
 func newGate(lg *zap.Logger, leases leaseBook, b *budget) *gate {
 	return &gate{lg: lg, leases: leases, budget: b, refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "etcdproxy_guard_refused_total",
 		Help: "Calls the guard refused (PermissionDenied) or does not implement (Unimplemented), by method.",
-	}, []string{"method", "code"})}
+	}, []string{"method", "code"}), rangeBytes: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "etcdproxy_guard_range_response_bytes_total",
+		Help: "Bytes of the Range answers the core gave this replica's tenants (keys, values, headers).",
+	})}
 }
 
 func (g *gate) refuse(ctx context.Context, method string, code codes.Code, msg string) error {
@@ -78,6 +84,9 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	}
 	resp, err := forward(ctx, req)
 	g.budget.Settle(held, resp, err)
+	if r, ok := resp.(*pb.RangeResponse); ok && err == nil {
+		g.rangeBytes.Add(float64(r.Size()))
+	}
 	return resp, err
 }
 
@@ -119,11 +128,14 @@ func (g *gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo
 	if err := g.decision(ss.Context(), info.FullMethod); err != nil {
 		return err
 	}
-	if err := g.budget.AdmitCall(ss.Context()); err != nil {
-		return err
-	}
 	if info.FullMethod != methodWatch {
+		if err := g.budget.AdmitCall(ss.Context()); err != nil {
+			return err
+		}
 		return handler(srv, ss)
+	}
+	if err := g.budget.AdmitStream(ss.Context()); err != nil {
+		return err
 	}
 	ws := &watchStream{ServerStream: ss, b: g.budget}
 	defer ws.done()
@@ -140,12 +152,15 @@ func (g *gate) Unknown(_ any, ss grpc.ServerStream) error {
 	return g.refuse(ss.Context(), method, codes.PermissionDenied, method+" is not allowed through the etcdproxy guard")
 }
 
-// statusServer answers Maintenance/Status with a version and nothing about the core cluster. The
+// statusServer answers Maintenance/Status with a version and nothing else about the core cluster. The
 // gate lets no other Maintenance method reach it.
 //
-// k8s.io/apiserver sends watch progress requests only to etcd >= 3.5.13 (or >= 3.4.31). etcd's
-// grpcproxy drops those requests (etcd issue 19710), and an API server that relies on them waits
-// ~3 s on every consistent read; so the default reported version is 3.5.0.
+// The version is the core's own (its lowest member's, from the budget's size polls) unless
+// --report-version sets one: an API server decides from it whether to send watch progress requests
+// (etcd >= 3.5.13 or >= 3.4.31) and so whether to serve consistent reads from its watch cache. The
+// guard passes those requests to the core on the tenant's own stream (watch.go), so the core's answer
+// is the one the tenant would get from the core directly. Before the first poll answered it is
+// Unavailable (API servers retry), never a guess.
 //
 // The sizes it reports are the tenant's own: its live bytes as database size and size in use, its
 // storage limit as quota. So `etcdctl endpoint status` works (it divides by the size, which is never
@@ -157,7 +172,14 @@ type statusServer struct {
 }
 
 func (s *statusServer) Status(context.Context, *pb.StatusRequest) (*pb.StatusResponse, error) {
-	resp := &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: s.version, DbSize: 1}
+	version := s.version
+	if version == "" && s.budget != nil {
+		version = s.budget.core.Version()
+	}
+	if version == "" {
+		return nil, status.Error(codes.Unavailable, "etcdproxy guard: the core etcd's version is not known yet; retry shortly")
+	}
+	resp := &pb.StatusResponse{Header: &pb.ResponseHeader{}, Version: version, DbSize: 1}
 	if s.budget != nil {
 		u := s.budget.usage.Snapshot()
 		resp.Header.Revision = u.Revision

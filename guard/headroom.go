@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/coreos/go-semver/semver"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -45,9 +46,10 @@ type headroom struct {
 	mu        sync.Mutex
 	sizes     map[string]int64 // endpoint -> dbSize at its last poll
 	inUse     map[string]int64
-	quota     int64 // as reported (0: unknown)
-	forwarded int64 // growth this replica let through since the last poll
-	seen      int64 // growth of the tenant the usage watch showed since the last poll
+	versions  map[string]*semver.Version // endpoint -> etcd version at its last poll
+	quota     int64                      // as reported (0: unknown)
+	forwarded int64                      // growth this replica let through since the last poll
+	seen      int64                      // growth of the tenant the usage watch showed since the last poll
 	sampled   bool
 	polls     int64 // Status calls made, for the metric
 }
@@ -57,7 +59,7 @@ func newHeadroom(reservePercent int, fallbackQuota int64) *headroom {
 		fallbackQuota = defaultCoreQuota
 	}
 	return &headroom{reserve: float64(reservePercent) / 100, fallbackQuota: fallbackQuota,
-		sizes: map[string]int64{}, inUse: map[string]int64{}}
+		sizes: map[string]int64{}, inUse: map[string]int64{}, versions: map[string]*semver.Version{}}
 }
 
 // CoreState is what the replica knows of the core's size.
@@ -105,10 +107,30 @@ func (h *headroom) Admit(cost int64) string {
 	return ""
 }
 
-func (h *headroom) record(endpoint string, size, inUse, quota int64) {
+// Version is the lowest etcd version among the core members polled so far ("" before the first answer):
+// what the core as a whole supports.
+func (h *headroom) Version() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var lowest *semver.Version
+	for _, v := range h.versions {
+		if lowest == nil || v.LessThan(*lowest) {
+			lowest = v
+		}
+	}
+	if lowest == nil {
+		return ""
+	}
+	return lowest.String()
+}
+
+func (h *headroom) record(endpoint string, size, inUse, quota int64, version string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.sizes[endpoint], h.inUse[endpoint] = size, inUse
+	if v, err := semver.NewVersion(version); err == nil {
+		h.versions[endpoint] = v
+	}
 	if quota > 0 {
 		h.quota = quota
 	}
@@ -150,7 +172,7 @@ func (h *headroom) poll(ctx context.Context, m clientv3.Maintenance, endpoints [
 			lg.Warn("core etcd status", zap.String("endpoint", ep), zap.Error(err))
 			wait = pollMin
 		} else {
-			h.record(ep, resp.DbSize, resp.DbSizeInUse, resp.DbSizeQuota)
+			h.record(ep, resp.DbSize, resp.DbSizeInUse, resp.DbSizeQuota, resp.Version)
 			wait = h.next()
 		}
 		sleepCtx(ctx, wait)

@@ -26,7 +26,7 @@ func newMetrics(g *gate, b *budget) *metrics {
 		tlsReloads: prometheus.NewCounter(prometheus.CounterOpts{Name: "etcdproxy_guard_tls_reloads_total",
 			Help: "Times the serving certificate, key or tenant client CA bundle was reloaded from its files."}),
 	}
-	m.registry.MustRegister(m.grpc, g.refused, m.tlsReloads, b.limited, collectors.NewGoCollector(),
+	m.registry.MustRegister(m.grpc, g.refused, g.rangeBytes, m.tlsReloads, b.limited, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(b.gauges()...)
 	return m

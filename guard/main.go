@@ -44,8 +44,9 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.keyFile, "key-file", "", "serving key (re-read when it changes)")
 	fs.StringVar(&o.trustedCAFile, "trusted-ca-file", "", "CA bundle tenant client certificates must chain to (re-read)")
 	fs.StringVar(&o.healthListen, "health-listen", "", "host:port for HTTP /livez, /readyz and /metrics (off if empty)")
-	fs.StringVar(&o.reportVersion, "report-version", "3.5.0",
-		"etcd version answered to Maintenance/Status; below 3.5.13 API servers do not send watch progress requests")
+	fs.StringVar(&o.reportVersion, "report-version", "",
+		"etcd version answered to Maintenance/Status (empty: the core's, its lowest member's); API servers send "+
+			"watch progress requests, and serve consistent reads from their watch cache, from 3.5.13 (3.4.31) on")
 	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", 4<<20, "largest request a tenant may send")
 	limitValues := map[string]*string{}
 	for _, f := range limitFields {

@@ -13,12 +13,12 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// newServer is the tenant endpoint: etcd's grpcproxy KV, Watch and Lease servers over the namespaced
-// client, Maintenance answered by the guard itself, every call through the gate.
+// newServer is the tenant endpoint: etcd's grpcproxy KV and Lease servers over the namespaced client,
+// Watch streams passed one-to-one to the core (watch.go), Maintenance answered by the guard itself,
+// every call through the gate.
 func newServer(o options, serving *servingTLS, g *gate, client *clientv3.Client, b *budget, m *metrics,
 	lg *zap.Logger) (*grpc.Server, error) {
 	kvp, _ := grpcproxy.NewKvProxy(client)
-	watchp, _ := grpcproxy.NewWatchProxy(client.Ctx(), lg.Named("watch"), client)
 	leasep, _ := grpcproxy.NewLeaseProxy(client.Ctx(), client)
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(serving.ServerConfig())),
@@ -33,7 +33,7 @@ func newServer(o options, serving *servingTLS, g *gate, client *clientv3.Client,
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 	)
 	pb.RegisterKVServer(srv, kvp)
-	pb.RegisterWatchServer(srv, watchp)
+	pb.RegisterWatchServer(srv, newWatchServer(client.ActiveConnection(), o.namespace))
 	pb.RegisterLeaseServer(srv, leasep)
 	pb.RegisterMaintenanceServer(srv, &statusServer{version: o.reportVersion, budget: b})
 	m.grpc.InitializeMetrics(srv)

@@ -106,9 +106,13 @@ _MESSAGES: dict[str, list[_Field]] = {
         ("progress_notify", 4, _F.TYPE_BOOL, _OPT, ""),
         ("prev_kv", 6, _F.TYPE_BOOL, _OPT, ""),
     ],
+    "WatchCancelRequest": [
+        ("watch_id", 1, _F.TYPE_INT64, _OPT, ""),
+    ],
     "WatchProgressRequest": [],
     "WatchRequest": [
         ("create_request", 1, _F.TYPE_MESSAGE, _OPT, "WatchCreateRequest"),
+        ("cancel_request", 2, _F.TYPE_MESSAGE, _OPT, "WatchCancelRequest"),
         ("progress_request", 3, _F.TYPE_MESSAGE, _OPT, "WatchProgressRequest"),
     ],
     "Event": [
@@ -202,6 +206,8 @@ RequestOp = _CLASSES["RequestOp"]
 TxnRequest = _CLASSES["TxnRequest"]
 TxnResponse = _CLASSES["TxnResponse"]
 WatchCreateRequest = _CLASSES["WatchCreateRequest"]
+WatchCancelRequest = _CLASSES["WatchCancelRequest"]
+WatchProgressRequest = _CLASSES["WatchProgressRequest"]
 WatchRequest = _CLASSES["WatchRequest"]
 WatchResponse = _CLASSES["WatchResponse"]
 StatusResponse = _CLASSES["StatusResponse"]

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestWatchedRangesStayUnderThePrefix(t *testing.T) {
+	w := newWatchServer(nil, "/t/")
+	for _, c := range []struct{ key, end, wantKey, wantEnd string }{
+		{"a", "", "/t/a", ""},      // one key
+		{"", "\x00", "/t/", "/t0"}, // every key: up to the prefix's end, never past it
+		{"/registry/", "/registry0", "/t//registry/", "/t//registry0"},
+		{"z", "\x00", "/t/z", "/t0"},
+		{"\xff\xff", "\xff\xff\xff", "/t/\xff\xff", "/t/\xff\xff\xff"}, // still inside /t/
+	} {
+		k, e := w.inward([]byte(c.key), []byte(c.end))
+		if string(k) != c.wantKey || string(e) != c.wantEnd {
+			t.Errorf("inward(%q, %q) = %q, %q; want %q, %q", c.key, c.end, k, e, c.wantKey, c.wantEnd)
+		}
+		if !strings.HasPrefix(string(k), "/t/") || (len(e) > 0 && string(e) > "/t0") {
+			t.Errorf("inward(%q, %q) leaves the prefix: %q, %q", c.key, c.end, k, e)
+		}
+	}
+}
+
+func TestKeysComeBackWithoutThePrefixOrNotAtAll(t *testing.T) {
+	w := newWatchServer(nil, "/t/")
+	kv := &mvccpb.KeyValue{Key: []byte("/t/registry/a")}
+	if !w.outward(kv) || string(kv.Key) != "registry/a" {
+		t.Fatalf("%q", kv.Key)
+	}
+	if !w.outward(nil) {
+		t.Fatal("an event without a previous value")
+	}
+	if w.outward(&mvccpb.KeyValue{Key: []byte("/u/registry/a")}) {
+		t.Fatal("a key of another prefix passed")
+	}
+}
+
+func TestWatchStreamsAreHeldToTheWatchLimit(t *testing.T) {
+	b := testBudget(Limits{Watches: 2})
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := b.AdmitStream(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := b.AdmitStream(ctx)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "spec.limits.watches") {
+		t.Fatalf("third stream: %v", err)
+	}
+	(&watchStream{ServerStream: &fakeWatchStream{}, b: b}).done()
+	if err := b.AdmitStream(ctx); err != nil {
+		t.Fatalf("a stream ended, room for one: %v", err)
+	}
+}
+
+func TestStatusReportsTheCoresLowestVersionOnceKnown(t *testing.T) {
+	b := testBudget(Limits{})
+	b.core = newHeadroom(20, 0)
+	s := &statusServer{budget: b}
+	if _, err := s.Status(context.Background(), &pb.StatusRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("before any poll: %v", err)
+	}
+	b.core.record("core0", 1, 1, 0, "3.6.4")
+	b.core.record("core1", 1, 1, 0, "3.5.21")
+	b.core.record("core2", 1, 1, 0, "not a version")
+	resp, err := s.Status(context.Background(), &pb.StatusRequest{})
+	if err != nil || resp.Version != "3.5.21" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	s.version = "3.5.0" // --report-version
+	if resp, _ := s.Status(context.Background(), &pb.StatusRequest{}); resp.Version != "3.5.0" {
+		t.Fatalf("%v", resp)
+	}
+}
