@@ -76,3 +76,15 @@ def test_missing_owners_compares_by_uid_and_ignores_the_live_objects_others():
     assert missing_owners(live, [es, cm]) == [cm]
     assert missing_owners(live, [es]) == []
     assert missing_owners({"metadata": {}}, [es]) == [es]
+
+
+def test_only_a_service_that_exists_is_merge_patched():
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.drift import object_key
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import merge_patched
+
+    dep = {"kind": "Deployment", "metadata": {"name": "etcd-a", "namespace": "ns"}}
+    svc = {"kind": "Service", "metadata": {"name": "etcd-a", "namespace": "ns"}}
+    # Both new: one apply call creates both.
+    assert merge_patched([dep, svc], {object_key(dep): "missing", object_key(svc): "missing"}) == []
+    # The Service exists and differs: a merge patch (its ports list replaced whole).
+    assert merge_patched([dep, svc], {object_key(dep): "spec.replicas", object_key(svc): "spec.ports"}) == [svc]

@@ -102,6 +102,14 @@ apply:
   returned: always
   type: list
   elements: dict
+patch:
+  description: >-
+    The members of RV(apply) to send as a JSON merge patch instead (a Service that exists: its ports
+    list is replaced whole, so a hand-added port goes). The rest of RV(apply), new Services included,
+    is applied in one call.
+  returned: always
+  type: list
+  elements: dict
 drift:
   description: For each object in RV(apply), the first field that differs (or C(missing)).
   returned: always
@@ -222,7 +230,7 @@ def run(module: AnsibleModule) -> dict:
     requeue = status["requeue_after"] or (p["retry_period"] if clone and clone.requeue else "")
     return {
         "changed": bool(status["changed"] or (certs and certs["changed"])),
-        "apply": status["apply"], "drift": status["drift"], "ready": status["ready"],
+        "apply": status["apply"], "patch": status["patch"], "drift": status["drift"], "ready": status["ready"],
         "requeue_after": requeue,
         "problems": certs["problems"] if certs else [],
         "certificates": certs["certificates"] if certs else {},

@@ -49,6 +49,13 @@ def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str
     return drift, apply, live_deployment
 
 
+def merge_patched(apply: list[dict[str, Any]], drift: dict[str, str]) -> list[dict[str, Any]]:
+    """The objects of ``apply`` sent as a JSON merge patch: Services that exist. A merge patch replaces
+    their ports list whole, so a hand-added port is undone instead of kept beside ours; everything else
+    (the Deployment, a Service being created) goes in one apply call, one process fewer."""
+    return [obj for obj in apply if obj["kind"] == "Service" and drift.get(object_key(obj)) != "missing"]
+
+
 def core_material_owners(name: str, uid: str, *core: dict[str, Any] | None) -> list[dict[str, str]]:
     """Owners of the proxy's client CA ConfigMap: its EtcdStorage first, then the core material that exists."""
     owners = [owner_reference({"apiVersion": names.API_VERSION, "kind": names.KIND,
@@ -97,12 +104,13 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     cr = kube.get_etcdstorage(name) if manage else None
     if manage and cr is None:
         return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
-                "apply": [], "drift": {},
+                "apply": [], "patch": [], "drift": {},
                 "msg": f"EtcdStorage {name} no longer exists"}
     drift, apply, live_deployment = find_drift(kube, p["proxy_objects"])
+    patch = merge_patched(apply, drift)
     if not manage:
         return {"changed": False, "ready": False, "status": {}, "events": [], "requeue_after": "",
-                "apply": apply, "drift": drift}
+                "apply": apply, "patch": patch, "drift": drift}
     if not p["proxy_objects"]:
         live_deployment = kube.get_deployment(ns, names.proxy(name))
     core_cm, core_secret = kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"])
@@ -148,7 +156,8 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     if due and due < p["max_requeue_seconds"]:
         retry = min(retry, due) if retry else due
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new["conditions"])
-    return {"changed": changed or dependency_changed, "ready": ready, "status": new, "apply": apply, "drift": drift,
+    return {"changed": changed or dependency_changed, "ready": ready, "status": new, "apply": apply, "patch": patch,
+            "drift": drift,
             "events": [ev.__dict__ for ev in events], "requeue_after": f"{retry}s" if retry else ""}
 
 # The module options (argument_spec) of the module that runs this step alone.
