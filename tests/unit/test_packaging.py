@@ -69,6 +69,18 @@ def test_watches_point_at_the_roles():
         assert watch["manageStatus"] is False
 
 
+def test_the_role_knows_the_reconcile_period_of_watches_yaml():
+    """A certificate due sooner than the periodic reconcile gets a requeue at its due time; the role passes
+    the period to the module in seconds, so the two must agree (else a renewal waits a whole period)."""
+    (storage,) = [w for w in yaml.safe_load((REPO / "watches.yaml").read_text()) if w["kind"] == "EtcdStorage"]
+    hours, minutes, seconds = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", storage["reconcilePeriod"]).groups()
+    period = int(hours or 0) * 3600 + int(minutes or 0) * 60 + int(seconds or 0)
+    defaults = yaml.safe_load((REPO / "roles/etcdstorage/defaults/main.yml").read_text())
+    assert defaults["etcdstorage_reconcile_period_seconds"] == period
+    # Bounded, and not below what ansible-runner survives (its rotation deletes the "latest" symlink at 1).
+    assert 3 <= storage["maxRunnerArtifacts"] <= 5
+
+
 def guard_dockerfile_lines() -> list[str]:
     text = (REPO / "guard/Dockerfile").read_text().replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
