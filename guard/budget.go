@@ -191,35 +191,28 @@ func (b *budget) Settle(held *reservation, resp any, err error) {
 
 // AdmitWatch counts one more open watch on this replica, or refuses it.
 func (b *budget) AdmitWatch(ctx context.Context) error {
-	if err := b.AdmitCall(ctx); err != nil {
-		return err
-	}
-	for {
-		n := b.watches.Load()
-		if b.limits.Watches > 0 && n >= b.limits.Watches {
-			return b.refuse(reasonWatches, fmt.Sprintf("%d watches are open through this endpoint replica, "+
-				"its limit (spec.limits.watches); close some or raise the limit", n))
-		}
-		if b.watches.CompareAndSwap(n, n+1) {
-			return nil
-		}
-	}
+	return b.admitOpen(ctx, &b.watches, "watches")
 }
 
 // AdmitStream counts one more Watch stream on this replica, or refuses it. Each is a stream of its own
 // to the core (watchServer), which costs the core even without a watch on it: streams are held to the
 // same limit as watches.
 func (b *budget) AdmitStream(ctx context.Context) error {
+	return b.admitOpen(ctx, &b.streams, "watch streams")
+}
+
+// admitOpen counts one more of what open counts (held to spec.limits.watches), or refuses it.
+func (b *budget) admitOpen(ctx context.Context, open *atomic.Int64, what string) error {
 	if err := b.AdmitCall(ctx); err != nil {
 		return err
 	}
 	for {
-		n := b.streams.Load()
+		n := open.Load()
 		if b.limits.Watches > 0 && n >= b.limits.Watches {
-			return b.refuse(reasonWatches, fmt.Sprintf("%d watch streams are open through this endpoint "+
-				"replica, its limit (spec.limits.watches); close some or raise the limit", n))
+			return b.refuse(reasonWatches, fmt.Sprintf("%d %s are open through this endpoint replica, "+
+				"its limit (spec.limits.watches); close some or raise the limit", n, what))
 		}
-		if b.streams.CompareAndSwap(n, n+1) {
+		if open.CompareAndSwap(n, n+1) {
 			return nil
 		}
 	}

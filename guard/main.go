@@ -1,6 +1,6 @@
-// Command etcdproxy-guard is a tenant's etcd endpoint: etcd's own grpcproxy KV, Watch and Lease
-// servers over a client namespaced to /<name>/ (what `etcd grpc-proxy --namespace` runs), behind a
-// method-level gate. It terminates the tenant's mutual TLS with the tenant client CA, forwards only
+// Command etcdproxy-guard is a tenant's etcd endpoint: etcd's own grpcproxy KV and Lease servers over a
+// client namespaced to /<name>/ (what `etcd grpc-proxy --namespace` runs) and Watch streams passed
+// one-to-one to the core inside that prefix (watch.go), behind a method-level gate. It terminates the tenant's mutual TLS with the tenant client CA, forwards only
 // what an API server needs, answers Maintenance/Status itself and refuses the rest.
 package main
 

@@ -9,7 +9,7 @@ import (
 type Action int
 
 const (
-	// Forward: served by etcd's grpcproxy KV/Watch/Lease servers over the namespaced client.
+	// Forward: served inside the tenant prefix (grpcproxy KV and Lease servers, watch.go for Watch).
 	Forward Action = iota
 	// LocalStatus: Maintenance/Status, answered by the guard itself.
 	LocalStatus

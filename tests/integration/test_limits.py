@@ -206,6 +206,25 @@ def test_watches_beyond_the_limit_are_refused(storages, cp, tmp_path):
         assert guard.metric("etcdproxy_guard_limited_total", reason="watches") == 3
         # Closed watches are given back: a new stream may open three again.
         storages.wait("watches given back", lambda: guard.metric("etcdproxy_guard_watches") == 0, timeout=30)
+        # Each Watch stream is a stream to the core too (watch progress is per stream), so streams are held to
+        # the same limit: three open streams with a watch each, and a fourth stream is refused whole.
+        with Client(guard.endpoint, *files) as c:
+            feeds: list[queue.Queue] = []
+            streams = []  # held open until the end
+            for i in range(3):
+                feeds.append(queue.Queue())
+                feeds[-1].put(etcdpb.WatchRequest(create_request=etcdpb.WatchCreateRequest(
+                    key=f"/s/{i}".encode())).SerializeToString())
+                streams.append(c.bidi("/etcdserverpb.Watch/Watch", iter(feeds[-1].get, None), timeout=20))
+                first = etcdpb.WatchResponse.FromString(next(streams[-1]))
+                assert first.created and not first.canceled, first
+            with pytest.raises(grpc.RpcError) as refused_stream:
+                next(c.bidi("/etcdserverpb.Watch/Watch", iter(queue.Queue().get, None), timeout=20))
+            assert refused_stream.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "spec.limits.watches" in refused_stream.value.details()
+            for feed, stream in zip(feeds, streams, strict=True):
+                feed.put(None)
+                stream.cancel()
     finally:
         guard.stop()
 
