@@ -16,7 +16,7 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 PYTEST_ARGS ?=
 
 .PHONY: help install venv tools tools-demo packages images olm-images lint unit integration node olm-test test demo \
-	olm-demo run cluster-up cluster-down bench clean bundle molecule
+	olm-demo run cluster-up cluster-down bench bench-scale clean bundle molecule
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ cluster-down: ## stop the local cluster started by cluster-up or KEEP=1 make dem
 
 bench: install ## benchmarks (separate from tests; print figures, never gate)
 	$(NETNS) --once bench $(PY) bench/run.py
+
+bench-scale: install ## 500 EtcdStorages on one operator: idle CPU over 30 min, Ready under load, memory (~50 min)
+	$(NETNS) --once bench-scale $(PY) -m bench.scale
 
 clean: cluster-down ## remove the local control plane state (keeps built binaries)
 	rm -rf .cache/localcp

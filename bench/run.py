@@ -27,17 +27,20 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
 from bench.backup import backup_figures
 from bench.node import node_figures
-from bench.stats import pct, rss_mib
+from bench.stats import pct, print_figures, rss_mib
 from localcp.admin import ensure_namespace, install_crds, install_rbac, seed_operator_namespace
 from localcp.cluster import ControlPlane
 from localcp.config import OPERATOR_USER, REPO
-from localcp.operator import start_operator
+from localcp.operator import Operator, start_operator
 from localcp.probes import wait_for
 from localcp.tenant import ProxyProcess, delivered_files, start_proxy, start_stock_proxy
 from localcp.tenant_apiserver import start_tenant_apiserver
@@ -46,9 +49,12 @@ GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
 RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
 
 
-def ready(custom: client.CustomObjectsApi, name: str) -> bool:
-    es = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+def is_ready(es: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in (es.get("status") or {}).get("conditions", []))
+
+
+def ready(custom: client.CustomObjectsApi, name: str) -> bool:
+    return is_ready(custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name))
 
 
 def reconcile_walls(name: str, runs: int, custom: client.CustomObjectsApi) -> list[float]:
@@ -130,7 +136,7 @@ def audit_writes(path: Path, since: float, name: str) -> int:
 def datapath_figures(cp: ControlPlane, results: dict[str, object], n: int = 2000, clients: int = 16,
                      per_client: int = 250) -> None:
     """Same client, three targets; then a tenant kube-apiserver behind the stock proxy and behind the guard."""
-    from bench import datapath
+    from bench import datapath, lists
 
     core = client.CoreV1Api(cp.api())
     apps = client.AppsV1Api(cp.api())
@@ -164,6 +170,7 @@ def datapath_figures(cp: ControlPlane, results: dict[str, object], n: int = 2000
                     results[f"tenant_apiserver_{label}_{key}"] = value
             finally:
                 server.stop()
+        lists.list_figures(cp, results, dep, tenant)
         limit_figures(cp, results, guard, tenant, tmp)
     finally:
         stock.stop()
@@ -199,6 +206,59 @@ def limit_figures(cp: ControlPlane, results: dict[str, object], guard: ProxyProc
     results.update(limits.fill_to_key_limit(guard, files, 100_000))
 
 
+def apply_to_ready(custom: client.CustomObjectsApi, op: Operator, bodies: list[dict[str, Any]]) -> list[float]:
+    """Seconds from each create to Ready, one EtcdStorage at a time."""
+    out = []
+    for body in bodies:
+        name = body["metadata"]["name"]
+        t0 = time.monotonic()
+        custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+        wait_for(f"{name} Ready", lambda name=name: ready(custom, name), 120, op.proc, op.log, interval=0.05)
+        out.append(time.monotonic() - t0)
+    return out
+
+
+def operator_on(cp: ControlPlane) -> Operator:
+    """The operator out of cluster on a started control plane, as a platform team installs it."""
+    install_crds(cp)
+    seed_operator_namespace(cp)
+    install_rbac(cp)
+    os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
+    op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
+    ensure_namespace(cp.api(), "default")  # the delivery Role an API server admin would grant
+    return op
+
+
+def storage_body(name: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": name},
+            "spec": {"replicas": 1, "caCertConfigMap": [{"name": f"etcd-{name}-ca", "namespace": "default"}],
+                     "clientCertSecret": [{"name": f"etcd-{name}", "namespace": "default"}]}}
+
+
+@contextmanager
+def one_tenant(name: str) -> Iterator[tuple[ControlPlane, dict[str, Any], tuple[str, str, str]]]:
+    """A control plane, the operator and one Ready EtcdStorage delivering to "default": its Deployment
+    (to run its guard locally) and the delivered client files. For a benchmark run alone."""
+    cp = ControlPlane(workdir=REPO / ".cache" / "bench-localcp")
+    cp.start()
+    op = None
+    tmp = Path(tempfile.mkdtemp(prefix="bench-tenant-"))
+    try:
+        op = operator_on(cp)
+        custom = client.CustomObjectsApi(cp.api())
+        custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, storage_body(name))
+        wait_for(f"{name} Ready", lambda: ready(custom, name), 120, op.proc, op.log, interval=0.05)
+        core, apps = client.CoreV1Api(cp.api()), client.AppsV1Api(cp.api())
+        dep = cp.api().sanitize_for_serialization(apps.read_namespaced_deployment(f"etcd-{name}",
+                                                                                  "kube-apiserver-storage"))
+        yield cp, dep, delivered_files(core, "default", tmp, configmap=f"etcd-{name}-ca", secret=f"etcd-{name}")
+    finally:
+        if op is not None:
+            op.stop()
+        cp.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     results: dict[str, object] = {}
     results["issue_tenant_bundle_ecdsa_ms"] = issuance_ms("ecdsa")
@@ -215,24 +275,10 @@ def main() -> int:
     results["control_plane_warm_start_s"] = cp.timings["total_s"]
     op = None
     try:
-        install_crds(cp)
-        seed_operator_namespace(cp)
-        install_rbac(cp)
-        os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
-        op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
+        op = operator_on(cp)
         custom = client.CustomObjectsApi(cp.api())
-        ensure_namespace(cp.api(), "default")  # the delivery Role an API server admin would grant
 
-        to_ready = []
-        for i in range(10):
-            name = f"bench-{i}"
-            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": name},
-                    "spec": {"replicas": 1, "caCertConfigMap": [{"name": f"etcd-{name}-ca", "namespace": "default"}],
-                             "clientCertSecret": [{"name": f"etcd-{name}", "namespace": "default"}]}}
-            t0 = time.monotonic()
-            custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
-            wait_for(f"{name} Ready", lambda name=name: ready(custom, name), 120, op.proc, op.log, interval=0.05)
-            to_ready.append(time.monotonic() - t0)
+        to_ready = apply_to_ready(custom, op, [storage_body(f"bench-{i}") for i in range(10)])
         results["apply_to_ready_p50_s"] = round(statistics.median(to_ready), 3)
         results["apply_to_ready_p90_s"] = round(pct(to_ready, 0.9), 3)
 
@@ -263,11 +309,7 @@ def main() -> int:
     node_figures(results)
     backup_figures(results)
 
-    width = max(len(k) for k in results)
-    print("\nbenchmark (figures only; nothing here gates CI)")
-    for key, value in results.items():
-        print(f"  {key:<{width}}  {value}")
-    print(json.dumps(results))
+    print_figures("benchmark", results)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -17,3 +18,12 @@ def pct(values: list[float], q: float) -> float:
     """The ``q`` quantile (nearest rank) of ``values``."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def print_figures(title: str, results: dict[str, object]) -> None:
+    """A table (each figure beside its goal, where the key names one) and the same as one JSON line."""
+    width = max(len(k) for k in results)
+    print(f"\n{title} (figures only; nothing here gates CI)")
+    for key, value in results.items():
+        print(f"  {key:<{width}}  {value}")
+    print(json.dumps(results))

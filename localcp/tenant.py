@@ -150,13 +150,15 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def start_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Path) -> ProxyProcess:
-    """The tenant endpoint exactly as the Deployment describes it (the guard binary built from guard/)."""
+def start_proxy(core: client.CoreV1Api, deployment: dict[str, Any], log_dir: Path,
+                extra_args: tuple[str, ...] = (), label: str = "guard") -> ProxyProcess:
+    """The tenant endpoint exactly as the Deployment describes it (the guard binary built from guard/);
+    ``extra_args`` only for benchmarks comparing a flag's effect."""
     container, volumes, mounts, root = _materialize(core, deployment, "etcdproxy-e2e-")
     port, health = free_port(), free_port()
-    argv = _local_args(container, mounts, port, health)
+    argv = [*_local_args(container, mounts, port, health), *extra_args]
     argv[0] = str(BIN_DIR / "etcdproxy-guard")
-    log = log_dir / f"{deployment['metadata']['name']}-guard.log"
+    log = log_dir / f"{deployment['metadata']['name']}-{label}.log"
     pod = ProxyProcess(_spawn(argv, log), port, health, root, log, deployment["metadata"]["namespace"], volumes)
     return _ready(pod, "etcdproxy-guard", "/readyz")
 
