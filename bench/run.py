@@ -218,13 +218,15 @@ def apply_to_ready(custom: client.CustomObjectsApi, op: Operator, bodies: list[d
     return out
 
 
-def operator_on(cp: ControlPlane) -> Operator:
-    """The operator out of cluster on a started control plane, as a platform team installs it."""
+def operator_on(cp: ControlPlane, max_concurrent: int = 2) -> Operator:
+    """The operator out of cluster on a started control plane, as a platform team installs it
+    (``max_concurrent``: --max-concurrent-reconciles, 2 as config/manager sets it)."""
     install_crds(cp)
     seed_operator_namespace(cp)
     install_rbac(cp)
     os.environ.setdefault("ETCDPROXY_RETRY_PERIOD", "2s")
-    op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log")
+    op = start_operator(cp.operator_kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "operator.log",
+                        max_concurrent=max_concurrent)
     ensure_namespace(cp.api(), "default")  # the delivery Role an API server admin would grant
     return op
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -187,29 +184,8 @@ def another_control_plane(session_operator: Operator, workdir: str, **options: A
         session_operator.restart()
 
 
-@dataclass
-class DueSoon:
-    name: str
-    serving_pem: bytes  # the serving certificate first issued
-
-
-@pytest.fixture(scope="session")
-def due_soon(api: client.ApiClient, operator: Operator) -> Iterator[DueSoon]:
-    """An EtcdStorage whose serving certificate (the shortest life admission allows, 10 min) comes due
-    6 min 40 s after the first test that uses ``storages``; test_zz_renewal.py, last, finds it renewed. Nothing
-    touches it meanwhile, and the periodic reconcile is 6 h away: only the requeue at its due time renews it.
-    Created this early so the wait overlaps the whole suite instead of adding to it."""
-    s = Storages(api, operator)
-    name = s.unique("duesoon")
-    s.create(name, {"replicas": 1, "servingCertificateValidity": "10m"})
-    s.wait_condition(name, "Ready", "True")
-    secret = client.CoreV1Api(api).read_namespaced_secret(names.serving(name), OPERATOR_NAMESPACE)
-    yield DueSoon(name, base64.b64decode(secret.data["tls.crt"]))
-    s.cleanup()
-
-
 @pytest.fixture
-def storages(api: client.ApiClient, operator: Operator, due_soon: DueSoon) -> Iterator[Storages]:
+def storages(api: client.ApiClient, operator: Operator) -> Iterator[Storages]:
     s = Storages(api, operator)
     yield s
     s.cleanup()
