@@ -75,7 +75,9 @@ func (w *watchServer) forwardRequests(tenant pb.Watch_WatchServer, core pb.Watch
 		if c := req.GetCreateRequest(); c != nil {
 			c.Key, c.RangeEnd = w.inward(c.Key, c.RangeEnd)
 		}
-		if err := core.Send(req); err != nil {
+		if err := core.Send(req); errors.Is(err, io.EOF) {
+			return nil // the core ended the stream: forwardResponses reports its status
+		} else if err != nil {
 			return coreError(err)
 		}
 	}
