@@ -201,6 +201,11 @@ func (b *budget) AdmitStream(ctx context.Context) error {
 	return b.admitOpen(ctx, &b.streams, "watch streams")
 }
 
+// ReleaseStream gives back what AdmitStream counted, when the stream ends.
+func (b *budget) ReleaseStream() {
+	b.streams.Add(-1)
+}
+
 // admitOpen counts one more of what open counts (held to spec.limits.watches), or refuses it.
 func (b *budget) admitOpen(ctx context.Context, open *atomic.Int64, what string) error {
 	if err := b.AdmitCall(ctx); err != nil {
@@ -265,7 +270,6 @@ func (s *watchStream) SendMsg(m any) error {
 
 func (s *watchStream) done() {
 	s.b.watches.Add(-s.open.Swap(0))
-	s.b.streams.Add(-1)
 }
 
 // gauges are the budget's metrics: the tenant's usage, its limits and the core's size as this replica

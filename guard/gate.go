@@ -137,6 +137,7 @@ func (g *gate) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo
 	if err := g.budget.AdmitStream(ss.Context()); err != nil {
 		return err
 	}
+	defer g.budget.ReleaseStream()
 	ws := &watchStream{ServerStream: ss, b: g.budget}
 	defer ws.done()
 	return handler(srv, ws)

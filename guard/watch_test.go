@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -44,21 +47,38 @@ func TestKeysComeBackWithoutThePrefixOrNotAtAll(t *testing.T) {
 	}
 }
 
-func TestWatchStreamsAreHeldToTheWatchLimit(t *testing.T) {
-	b := testBudget(Limits{Watches: 2})
-	ctx := context.Background()
+func TestWatchStreamsAreHeldToTheWatchLimitAndGivenBackWhenTheyEnd(t *testing.T) {
+	g := newGate(zap.NewNop(), &fakeBook{owned: map[int64]bool{}}, testBudget(Limits{Watches: 2}))
+	info := &grpc.StreamServerInfo{FullMethod: methodWatch}
+	release := make(chan struct{})
+	held := make(chan error, 2)
 	for i := 0; i < 2; i++ {
-		if err := b.AdmitStream(ctx); err != nil {
-			t.Fatal(err)
-		}
+		go func() {
+			held <- g.Stream(nil, &fakeWatchStream{}, info, func(any, grpc.ServerStream) error {
+				<-release
+				return nil
+			})
+		}()
 	}
-	err := b.AdmitStream(ctx)
+	for g.budget.streams.Load() != 2 {
+		runtime.Gosched()
+	}
+	err := g.Stream(nil, &fakeWatchStream{}, info, func(any, grpc.ServerStream) error { return nil })
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "spec.limits.watches") {
 		t.Fatalf("third stream: %v", err)
 	}
-	(&watchStream{ServerStream: &fakeWatchStream{}, b: b}).done()
-	if err := b.AdmitStream(ctx); err != nil {
-		t.Fatalf("a stream ended, room for one: %v", err)
+	close(release)
+	for i := 0; i < 2; i++ {
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = g.Stream(nil, &fakeWatchStream{}, info, func(any, grpc.ServerStream) error { return nil })
+	if err != nil {
+		t.Fatalf("the streams ended, room again: %v", err)
+	}
+	if n := g.budget.streams.Load(); n != 0 {
+		t.Fatalf("%d streams still counted after every one ended", n)
 	}
 }
 
