@@ -81,6 +81,28 @@ def test_the_role_knows_the_reconcile_period_of_watches_yaml():
     assert 3 <= storage["maxRunnerArtifacts"] <= 5
 
 
+def module_calls(tasks: list[dict], module: str) -> list[dict]:
+    """Every call of `module` in a task list, blocks and rescues included."""
+    calls = []
+    for task in tasks:
+        calls += [task[module]] if module in task else []
+        for part in ("block", "rescue", "always"):
+            calls += module_calls(task.get(part, []), module)
+    return calls
+
+
+@pytest.mark.parametrize("module", ["etcdstorage_reconcile", "etcdstorage_status"])
+def test_every_status_writing_call_requeues_within_the_reconcile_period(module):
+    """Each call that decides the next requeue knows the period (its default, 10 min, would requeue a certificate
+    due later only at the 6 h sweep)."""
+    calls = []
+    for path in (REPO / "roles/etcdstorage/tasks").glob("*.yml"):
+        calls += module_calls(yaml.safe_load(path.read_text()) or [], f"etcdproxy.operator.{module}")
+    assert calls
+    for args in calls:
+        assert args.get("max_requeue_seconds") == "{{ etcdstorage_reconcile_period_seconds }}", args.get("name")
+
+
 def guard_dockerfile_lines() -> list[str]:
     text = (REPO / "guard/Dockerfile").read_text().replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
