@@ -10,7 +10,6 @@ Run alone: `python -m bench.lists [objects]` (starts its own control plane and o
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench.stats import pct
+from bench.stats import pct, print_figures
 from localcp.cluster import ControlPlane
 from localcp.tenant import start_proxy
 from localcp.tenant_apiserver import start_tenant_apiserver
@@ -46,6 +45,7 @@ def list_figures(cp: ControlPlane, results: dict[str, object], deployment: dict[
     core = client.CoreV1Api(cp.api())
     tmp = Path(tempfile.mkdtemp(prefix="bench-lists-"))
     filled = False
+    figures: dict[str, dict[str, float]] = {}
     for mode, extra in MODES.items():
         guard = start_proxy(core, deployment, cp.logs, extra_args=extra, label=f"lists-{len(extra)}")
         server = None
@@ -66,20 +66,20 @@ def list_figures(cp: ControlPlane, results: dict[str, object], deployment: dict[
                 times.append(time.monotonic() - t0)
                 assert body.count(b'"name":"cm-') == objects
                 read.append(guard.metric("etcdproxy_guard_range_response_bytes_total") - before)
-            key = f"consistent_list_{objects}_{mode}"
-            results[f"{key}_p50_ms"] = round(statistics.median(times) * 1000, 1)
-            results[f"{key}_p99_ms"] = round(pct(times, 0.99) * 1000, 1)
-            results[f"{key}_core_bytes_per_list"] = round(statistics.median(read))
+            figures[mode] = {"p50_ms": round(statistics.median(times) * 1000, 1),
+                             "p99_ms": round(pct(times, 0.99) * 1000, 1),
+                             "core_bytes_per_list": round(statistics.median(read))}
+            for name, value in figures[mode].items():
+                results[f"consistent_list_{objects}_{mode}_{name}"] = value
         finally:
             if server is not None:
                 server.stop()
             guard.stop()
-    p, n = "progress", "no_progress (3.5.0 reported)"
+    progress, no_progress = (figures[mode] for mode in MODES)
     results[f"consistent_list_{objects}_core_bytes_per_list (goal: none of the objects)"] = (
-        f"{results[f'consistent_list_{objects}_{p}_core_bytes_per_list']} vs "
-        f"{results[f'consistent_list_{objects}_{n}_core_bytes_per_list']} before")
+        f"{progress['core_bytes_per_list']} vs {no_progress['core_bytes_per_list']} before")
     results[f"consistent_list_{objects}_p50_ms (goal: lower than before)"] = (
-        f"{results[f'consistent_list_{objects}_{p}_p50_ms']} vs {results[f'consistent_list_{objects}_{n}_p50_ms']}")
+        f"{progress['p50_ms']} vs {no_progress['p50_ms']} before")
 
 
 def main() -> int:
@@ -89,7 +89,7 @@ def main() -> int:
     results: dict[str, object] = {}
     with one_tenant("bench-lists") as (cp, deployment, files):
         list_figures(cp, results, deployment, files, objects)
-    print(json.dumps(results, indent=1))
+    print_figures("consistent LISTs through the guard", results)
     return 0
 
 
