@@ -165,9 +165,9 @@ def test_a_backup_runs_as_a_job_and_records_exactly_what_it_stored(node, s3):
     assert "backup of bk-one" in log and s3.secret_key not in log
 
 
-@pytest.mark.parametrize("case", ["unknown storage", "missing credentials", "missing bucket"])
+@pytest.mark.parametrize("case", ["unknown storage", "missing credentials", "missing bucket", "wrong credentials"])
 def test_bad_input_is_named_in_a_condition_and_an_event_and_stores_nothing(node, s3, case):
-    name = "bad-" + case.split()[1]
+    name = "bad-" + case.replace(" ", "-")
     if case == "unknown storage":
         request(node, s3, name, "no-such-storage")
         reason, phase, words = "StorageNotFound", "Pending", "spec.storageName"
@@ -175,10 +175,17 @@ def test_bad_input_is_named_in_a_condition_and_an_event_and_stores_nothing(node,
         fill(node, "bk-creds", 3)
         request(node, s3, name, "bk-creds", s3={"credentialsSecret": "not-there"})
         reason, phase, words = "CredentialsNotFound", "Pending", "spec.s3.credentialsSecret"
-    else:
+    elif case == "missing bucket":
         fill(node, "bk-bucket", 3)
         request(node, s3, name, "bk-bucket", s3={"bucket": "no-such-bucket"})
         reason, phase, words = "DestinationFailed", "Failed", "no-such-bucket does not exist"
+    else:
+        fill(node, "bk-wrong", 3)
+        apply(node.api, {"apiVersion": "v1", "kind": "Secret",
+                         "metadata": {"namespace": OPERATOR_NAMESPACE, "name": "backup-s3-wrong"},
+                         "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": "not-the-key"}})
+        request(node, s3, name, "bk-wrong", s3={"credentialsSecret": "backup-s3-wrong"})
+        reason, phase, words = "DestinationFailed", "Failed", "refused the credentials"
     st = wait_phase(node, name, phase)
     (cond,) = st["conditions"]
     assert cond["reason"] == reason and words in cond["message"], cond
@@ -349,3 +356,26 @@ def test_a_clone_never_writes_into_a_prefix_that_holds_keys_or_from_a_missing_ba
         client.CustomObjectsApi(node.api).patch_cluster_custom_object(
             names.GROUP, names.VERSION, "etcdstorages", "bk-plain", {"spec": {"restoreFrom": {"backupName": "src"}}})
     assert "restoreFrom can be set only when the EtcdStorage is created" in refused.value.body
+
+
+def test_a_clone_of_a_damaged_artifact_is_named_and_writes_nothing(node, s3):
+    """The artifact changed after its backup succeeded (truncated in the bucket): the restore Job checks it whole
+    before the first put, the clone says so in a condition and an Event, and its prefix stays empty."""
+    fill(node, "bk-dmg-src", 30, value_bytes=2000)
+    request(node, s3, "dmg", "bk-dmg-src")
+    location = wait_phase(node, "dmg", "Succeeded")["location"]  # s3://<bucket>/<key> at <endpoint>
+    key = location.split(" at ")[0].removeprefix(f"s3://{BUCKET}/")
+    body = s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    s3.client().put_object(Bucket=BUCKET, Key=key, Body=body[: len(body) // 2])
+    etcdstorage(node.cp, "bk-dmg", "bk-dmg-ns", {"restoreFrom": {"backupName": "dmg"}})
+    node.wait("the clone failed for good", lambda: (storage(node, "bk-dmg").get("status") or {})
+              .get("restore", {}).get("phase") == "Failed", timeout=120)
+    restored = condition(node, "bk-dmg", "Restored")
+    assert restored["reason"] == "ArtifactDamaged" and "is not a usable backup" in restored["message"], restored
+    assert "nothing was written" in restored["message"]
+    node.wait("an Event ArtifactDamaged", lambda: any(
+        e.reason == "ArtifactDamaged" for e in node.core.list_namespaced_event(
+            "default", field_selector="involvedObject.name=bk-dmg").items))
+    assert condition(node, "bk-dmg", "Ready")["status"] == "False" and not proxy_exists(node, "bk-dmg")
+    assert prefix_count(node, "bk-dmg") == 0
+    assert storage(node, "bk-dmg")["status"]["restore"]["attempts"] == 1  # a reported failure is not retried
