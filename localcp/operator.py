@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from .config import BIN_DIR, REPO
 from .probes import StartError, free_port, http_get, wait_for
 from .processes import stop_pid
@@ -48,8 +50,17 @@ def completed_runs(log: str, name: str) -> int:
     return sum(1 for line in log.splitlines() if '"Ansible-runner exited' in line and f'"name":"{name}"' in line)
 
 
+def go_runtime_env() -> dict[str, str]:
+    """The Go runtime settings the shipped manager container sets (GOGC, ...), so an operator the harness
+    starts out of cluster runs as the shipped one does."""
+    manager = yaml.safe_load((REPO / "config/manager/manager.yaml").read_text())
+    (container,) = manager["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GO")}
+
+
 def operator_env(kubeconfig: Path, namespace: str, core_endpoints: str, extra: dict | None = None) -> dict:
     env = dict(os.environ)
+    env.update(go_runtime_env())
     env.update({
         "KUBECONFIG": str(kubeconfig),
         "VIRTUAL_ENV": str(VENV),

@@ -135,3 +135,16 @@ def test_guard_command_and_image_in_the_pod():
     env = yaml.safe_load((REPO / "config/manager/manager.yaml").read_text())
     (container,) = env["spec"]["template"]["spec"]["containers"]
     assert {"name": "ETCDPROXY_GUARD_IMAGE", "value": f"etcdproxy-guard:{tag}"} in container["env"]
+
+
+def test_the_harness_runs_the_operator_with_the_shipped_go_runtime_settings(tmp_path):
+    """Figures measured on an operator the harness starts (make bench-scale) hold for the shipped one only if
+    both run the Go process alike (GOGC sets the operator's memory)."""
+    from localcp.operator import operator_env
+
+    manager = yaml.safe_load((REPO / "config/manager/manager.yaml").read_text())
+    (container,) = manager["spec"]["template"]["spec"]["containers"]
+    shipped = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("GO")}
+    assert shipped.get("GOGC")
+    env = operator_env(tmp_path / "kubeconfig", "ns", "https://127.0.0.1:2379")
+    assert {k: env.get(k) for k in shipped} == shipped
