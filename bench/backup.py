@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils import coregrpc, etcdpb, keyspace, prefixcopy
 
+from bench.stats import peak_rss_mib
 from localcp.cluster import ControlPlane
 from localcp.config import BIN_DIR, REPO
 
@@ -52,7 +52,7 @@ def _child(action: str, base: str, name: str, path: str, material: tuple[str, st
         else:
             summary = prefixcopy.restore(kv, name, path)
     out.put({"seconds": time.monotonic() - t0, "bytes": summary["bytes"],  # type: ignore[attr-defined]
-             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+             "peak_rss_mib": peak_rss_mib()})
 
 
 def measured(action: str, cp: ControlPlane, name: str, path: str) -> dict[str, float]:

@@ -6,12 +6,22 @@ import json
 from pathlib import Path
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process, MiB."""
+def _status_mib(pid: int | str, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB."""
+    return _status_mib(pid, "VmRSS")
+
+
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """The highest resident memory of a process's current program, MiB (VmHWM). Not getrusage's ru_maxrss,
+    which a process started by fork and exec inherits from its parent's size at the fork."""
+    return _status_mib(pid, "VmHWM")
 
 
 def pct(values: list[float], q: float) -> float:
