@@ -320,6 +320,7 @@ def test_s3_faults_name_the_problem_and_write_nothing(cp, storages, tenant, s3):
     target, _ = storages.create_ready_tenant("s3target")
     cases = [
         ("backup", name, {**good, "bucket": "no-such-bucket"}, "the bucket no-such-bucket does not exist"),
+        ("backup", name, {**good, "bucket": "Backups_UPPER"}, "check the bucket name"),  # not an S3 name
         ("backup", name, {**good, "credentials_secret": "backup-s3-wrong"}, "refused the credentials"),
         ("backup", name, {**good, "ca_configmap": None}, "TLS with"),
         ("restore", target, {**good, "key": "never-written.etcdbackup"}, "no backup at"),

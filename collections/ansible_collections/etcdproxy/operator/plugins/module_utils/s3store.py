@@ -71,6 +71,11 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
             return DestinationError(f"{loc.endpoint} refused the credentials ({code}): check the access key ID and "
                                     f"secret access key, and that they may use bucket {loc.bucket}")
+        if code in ("400", "BadRequest", "InvalidBucketName"):
+            # A HEAD has no body to say why: a name S3 refuses, or (AWS) a bucket in another region.
+            return DestinationError(f"{loc.endpoint} answered {code} (bad request) for bucket {loc.bucket}: check the "
+                                    "bucket name (3 to 63 lowercase letters, digits, dots and hyphens) and the "
+                                    f"region ({loc.region})")
         return DestinationError(f"{loc.endpoint} answered {code or 'an error'} for {loc.url()}")
     if isinstance(exc, SSLError):
         return DestinationError(f"TLS with {loc.endpoint} failed: give the endpoint's CA (a ConfigMap with ca.crt)")
