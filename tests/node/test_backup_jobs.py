@@ -379,3 +379,36 @@ def test_a_clone_of_a_damaged_artifact_is_named_and_writes_nothing(node, s3):
     assert condition(node, "bk-dmg", "Ready")["status"] == "False" and not proxy_exists(node, "bk-dmg")
     assert prefix_count(node, "bk-dmg") == 0
     assert storage(node, "bk-dmg")["status"]["restore"]["attempts"] == 1  # a reported failure is not retried
+
+
+def test_a_backup_never_replaces_another_ones_artifact_and_a_replaced_one_is_neither_restored_nor_deleted(node, s3):
+    """Two requests naming one key: the second fails and the first's artifact is untouched. An artifact replaced
+    behind the operator's back (here: another backup's object copied over it) is refused by a clone (its sha256
+    is not the one its backup recorded) and kept when its request is deleted with deletionPolicy Delete."""
+    fill(node, "bk-own", 5)
+    fill(node, "bk-other", 7)
+    request(node, s3, "own", "bk-own", deletionPolicy="Delete", s3={"key": "shared/one.etcdbackup"})
+    wait_phase(node, "own", "Succeeded")
+    stored_first = s3.client().get_object(Bucket=BUCKET, Key="shared/one.etcdbackup")["Body"].read()
+    request(node, s3, "same-key", "bk-other", s3={"key": "shared/one.etcdbackup"})
+    (cond,) = wait_phase(node, "same-key", "Failed")["conditions"]
+    assert cond["reason"] == "DestinationFailed" and "an object already exists" in cond["message"], cond
+    assert s3.client().get_object(Bucket=BUCKET, Key="shared/one.etcdbackup")["Body"].read() == stored_first
+
+    # Replaced behind the operator's back: a valid artifact, but not the one "own" recorded.
+    request(node, s3, "other", "bk-other")
+    other_key = wait_phase(node, "other", "Succeeded")["location"].split(" at ")[0].removeprefix(f"s3://{BUCKET}/")
+    s3.client().copy_object(Bucket=BUCKET, Key="shared/one.etcdbackup",
+                            CopySource={"Bucket": BUCKET, "Key": other_key})
+    etcdstorage(node.cp, "bk-swapped", "bk-swapped-ns", {"restoreFrom": {"backupName": "own"}})
+    node.wait("the clone refused the replaced artifact", lambda: (storage(node, "bk-swapped").get("status") or {})
+              .get("restore", {}).get("phase") == "Failed", timeout=120)
+    restored = condition(node, "bk-swapped", "Restored")
+    assert restored["reason"] == "ArtifactDamaged" and "not the artifact its backup recorded" in restored["message"]
+    assert prefix_count(node, "bk-swapped") == 0
+
+    client.CustomObjectsApi(node.api).delete_namespaced_custom_object(
+        names.GROUP, names.VERSION, OPERATOR_NAMESPACE, PLURAL, "own")
+    node.wait("the request gone", lambda: get(node, "own") is None)
+    assert object_exists(s3, "shared/one.etcdbackup")  # another backup's object: kept
+    assert any(e.reason == "ArtifactKept" for e in events(node, "own"))

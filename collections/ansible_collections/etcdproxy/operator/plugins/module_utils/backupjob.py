@@ -40,14 +40,17 @@ ENV = {
     "bucket": "ETCDPROXY_S3_BUCKET",
     "key": "ETCDPROXY_S3_KEY",
     "region": "ETCDPROXY_S3_REGION",
+    "owner": "ETCDPROXY_BACKUP_OWNER",  # a backup: the request's uid, kept on the object it stores
+    "sha256": "ETCDPROXY_ARTIFACT_SHA256",  # a restore: what the artifact must hash to (its backup's record)
 }
 
 
 def manifest(*, action: str, job: str, namespace: str, storage: str, image: str, core_endpoints: list[str],
              core_ca_configmap: str, core_ca_key: str, core_client_secret: str, s3: dict[str, Any],
-             collections_path: str, labels: dict[str, str]) -> dict[str, Any]:
+             collections_path: str, labels: dict[str, str], owner: str = "", sha256: str = "") -> dict[str, Any]:
     """The Job for ``action`` (backup or restore) of tenant ``storage`` with the S3 object ``s3`` (the CRD's
-    spec.s3 fields: endpoint, bucket, key, region, credentialsSecret, caConfigMap)."""
+    spec.s3 fields: endpoint, bucket, key, region, credentialsSecret, caConfigMap); ``owner``: the backup
+    request's uid (a backup), ``sha256``: the artifact its backup recorded (a restore)."""
     labels = {**labels, "app.kubernetes.io/name": "etcdproxy-backup", "app.kubernetes.io/managed-by": names.COMPONENT,
               names.ACTION_LABEL: action}
     env = [{"name": ENV["storage"], "value": storage},
@@ -56,6 +59,8 @@ def manifest(*, action: str, job: str, namespace: str, storage: str, image: str,
            {"name": ENV["bucket"], "value": s3["bucket"]},
            {"name": ENV["key"], "value": s3["key"]},
            {"name": ENV["region"], "value": s3.get("region") or "us-east-1"},
+           {"name": ENV["owner"], "value": owner},
+           {"name": ENV["sha256"], "value": sha256},
            *({"name": k, "valueFrom": {"secretKeyRef": {"name": s3["credentialsSecret"], "key": k}}}
              for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")),
            # The collection's Python code, as in the operator's own image.
@@ -192,7 +197,8 @@ def main(argv: list[str]) -> int:
                     _read(f"{CORE_DIR}/client/tls.crt"), _read(f"{CORE_DIR}/client/tls.key"))
         s3_ca = _read(f"{S3_CA_DIR}/ca.crt") if os.path.exists(f"{S3_CA_DIR}/ca.crt") else None
         dest = Destination(s3=location, access=(os.environ.get("AWS_ACCESS_KEY_ID", ""),
-                                                os.environ.get("AWS_SECRET_ACCESS_KEY", "")), s3_ca=s3_ca)
+                                                os.environ.get("AWS_SECRET_ACCESS_KEY", "")), s3_ca=s3_ca,
+                           owner=env["owner"] or None, sha256=env["sha256"] or None)
         print(json.dumps({"msg": f"{action} of {env['storage']} with {where} started"}), flush=True)
         summary = execute(action, env["storage"], core, dest, progress=_progress)
     except Exception as exc:  # every failure is reported by reason; the message names no secret

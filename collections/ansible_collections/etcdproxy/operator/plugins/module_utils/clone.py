@@ -152,7 +152,8 @@ def reconcile_clone(kube: Any, p: dict[str, Any], core: tuple[str, str, str], ch
             action="restore", job=names.restore_job(name), namespace=namespace, storage=name, image=image,
             core_endpoints=p["core_endpoints"], core_ca_configmap=p["core_ca_configmap"], core_ca_key=p["core_ca_key"],
             core_client_secret=p["core_client_secret"], s3=backupjob.s3_settings(backup),
-            collections_path=backupjob.collections_path(), labels={names.STORAGE_LABEL: name}))
+            collections_path=backupjob.collections_path(), labels={names.STORAGE_LABEL: name},
+            sha256=str((backup.get("status") or {}).get("sha256") or "")))
     return decision
 
 

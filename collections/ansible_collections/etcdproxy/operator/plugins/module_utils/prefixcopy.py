@@ -130,10 +130,14 @@ def verify(path: str) -> dict[str, Any]:
         return {**reader.header, **(reader.trailer or {})}
 
 
-def restore(kv: CoreKV, name: str, path: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Fill the empty prefix of tenant ``name`` from the artifact at ``path`` (checked first); ``progress``
-    hears about every PROGRESS_KEYS keys written."""
+def restore(kv: CoreKV, name: str, path: str, progress: Progress | None = None,
+            expect_sha256: str | None = None) -> dict[str, Any]:
+    """Fill the empty prefix of tenant ``name`` from the artifact at ``path`` (checked first: whole, and with
+    ``expect_sha256`` the one its backup recorded); ``progress`` hears about every PROGRESS_KEYS keys written."""
     summary = verify(path)
+    if expect_sha256 and summary.get("sha256") != expect_sha256:
+        raise ArtifactError(f"it is not the artifact its backup recorded (sha256 {str(summary.get('sha256'))[:16]}…, "
+                            f"recorded {expect_sha256[:16]}…): the object was replaced after the backup")
     prefix = keyspace.tenant_prefix(name)
     if kv.count(prefix):
         raise PrefixNotEmptyError(f"the prefix {prefix.decode()} already has keys: a restore fills an empty one")

@@ -87,9 +87,15 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
     return DestinationError(f"{type(exc).__name__} with {loc.url()}")
 
 
-def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, need_object: bool = False) -> None:
+OWNER_METADATA = "etcdproxy-backup"  # the object's metadata: the uid of the backup request that wrote it
+
+
+def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, need_object: bool = False,
+          owner: str | None = None) -> None:
     """Before any work: the endpoint answers over TLS, takes the credentials, has the bucket (and, for a
-    restore, the object). Some servers cut an upload into a missing bucket short instead of answering."""
+    restore, the object). Some servers cut an upload into a missing bucket short instead of answering.
+    With ``owner`` (a backup request's uid), an object already at the key must be that request's own (an
+    earlier attempt of it): a backup request never replaces an artifact it did not write."""
     from botocore.exceptions import ClientError
 
     s3 = client(loc, access, ca_file)
@@ -102,17 +108,27 @@ def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, ne
         raise _explain(exc, loc) from None
     except Exception as exc:
         raise _explain(exc, loc) from None
-    if need_object:
-        try:
-            s3.head_object(Bucket=loc.bucket, Key=loc.key)
-        except Exception as exc:
-            raise _explain(exc, loc) from None
-
-
-def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | None = None) -> None:
-    """Store the file at ``path`` as ``loc`` (multipart above 8 MiB)."""
+    if not (need_object or owner):
+        return
     try:
-        client(loc, access, ca_file).upload_file(path, loc.bucket, loc.key)
+        head = s3.head_object(Bucket=loc.bucket, Key=loc.key)
+    except ClientError as exc:
+        if owner and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return
+        raise _explain(exc, loc) from None
+    except Exception as exc:
+        raise _explain(exc, loc) from None
+    if owner and (head.get("Metadata") or {}).get(OWNER_METADATA) != owner:
+        raise DestinationError(f"an object already exists at {loc.url()}: a backup never replaces an artifact it "
+                               "did not write; choose another key (spec.s3.key), or delete that object first")
+
+
+def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | None = None,
+           owner: str | None = None) -> None:
+    """Store the file at ``path`` as ``loc`` (multipart above 8 MiB), marked as ``owner``'s when given."""
+    extra = {"Metadata": {OWNER_METADATA: owner}} if owner else None
+    try:
+        client(loc, access, ca_file).upload_file(path, loc.bucket, loc.key, ExtraArgs=extra)
     except Exception as exc:
         raise _explain(exc, loc) from None
 
@@ -125,12 +141,26 @@ def download(loc: Location, access: tuple[str, str], dest: str, ca_file: str | N
         raise _explain(exc, loc) from None
 
 
-def delete(loc: Location, access: tuple[str, str], ca_file: str | None = None) -> None:
-    """Remove the object ``loc`` (an absent object is fine: S3 answers a delete of one with success)."""
+def delete(loc: Location, access: tuple[str, str], ca_file: str | None = None, owner: str | None = None) -> bool:
+    """Remove the object ``loc`` (an absent object is fine: S3 answers a delete of one with success). With
+    ``owner``, only if the object is that backup request's: False when another's object is there (kept)."""
+    from botocore.exceptions import ClientError
+
+    s3 = client(loc, access, ca_file)
     try:
-        client(loc, access, ca_file).delete_object(Bucket=loc.bucket, Key=loc.key)
+        if owner:
+            try:
+                head = s3.head_object(Bucket=loc.bucket, Key=loc.key)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return True
+                raise
+            if (head.get("Metadata") or {}).get(OWNER_METADATA) != owner:
+                return False
+        s3.delete_object(Bucket=loc.bucket, Key=loc.key)
     except Exception as exc:
         raise _explain(exc, loc) from None
+    return True
 
 
 @contextlib.contextmanager

@@ -54,12 +54,16 @@ class Core:
 @dataclass(frozen=True)
 class Destination:
     """A local file (``path``) or an S3 object (``s3`` with ``access`` = key ID and secret, ``s3_ca`` = the
-    endpoint's CA as PEM text when it is private)."""
+    endpoint's CA as PEM text when it is private). ``owner``: the backup request (uid) whose object this is; a
+    backup then never replaces another's object. ``sha256``: what a restored artifact must hash to (its
+    backup's record)."""
 
     path: str | None = None
     s3: Location | None = None
     access: tuple[str, str] | None = None
     s3_ca: str | None = None
+    owner: str | None = None
+    sha256: str | None = None
 
     def where(self) -> str:
         return self.s3.url() if self.s3 else str(self.path)
@@ -80,18 +84,19 @@ def execute(action: str, name: str, core: Core, dest: Destination, check_mode: b
     with tempfile.TemporaryDirectory(prefix="etcdproxy-backup-") as tmp, ca_file(dest.s3_ca) as s3_ca:
         if dest.s3:
             assert dest.access is not None
-            check(dest.s3, dest.access, s3_ca, need_object=action == "restore")
+            check(dest.s3, dest.access, s3_ca, need_object=action == "restore",
+                  owner=dest.owner if action == "backup" else None)
         path = os.path.join(tmp, "artifact") if dest.s3 else str(dest.path)
         if dest.s3 and action == "restore":
             download(dest.s3, dest.access, path, s3_ca)
-        summary = _on_core(action, name, core, path, check_mode, progress)
+        summary = _on_core(action, name, core, path, check_mode, progress, dest.sha256)
         if dest.s3 and action == "backup":
-            upload(path, dest.s3, dest.access, s3_ca)
+            upload(path, dest.s3, dest.access, s3_ca, owner=dest.owner)
     return summary
 
 
 def _on_core(action: str, name: str, core: Core, path: str, check_mode: bool,
-             progress: Progress | None) -> dict[str, Any]:
+             progress: Progress | None, expect_sha256: str | None) -> dict[str, Any]:
     errors = []
     for endpoint in core.endpoints:
         try:
@@ -100,10 +105,12 @@ def _on_core(action: str, name: str, core: Core, path: str, check_mode: bool,
                     return backup(kv, name, path, progress=progress)
                 if check_mode:
                     summary = verify(path)
+                    if expect_sha256 and summary.get("sha256") != expect_sha256:
+                        raise ArtifactError("it is not the artifact its backup recorded: the object was replaced")
                     if count(kv, keyspace.tenant_prefix(name)):
                         raise PrefixNotEmptyError(f"the prefix /{name}/ already has keys")
                     return summary
-                return restore(kv, name, path, progress=progress)
+                return restore(kv, name, path, progress=progress, expect_sha256=expect_sha256)
         except (ArtifactError, PrefixNotEmptyError):
             raise
         except Exception as exc:  # this endpoint failed: try the next one

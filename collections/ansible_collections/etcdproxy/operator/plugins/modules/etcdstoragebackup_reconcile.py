@@ -138,7 +138,10 @@ def finalize(kube: Kube, namespace: str, cr: dict, check_mode: bool) -> dict:
         ca = ((kube.get_configmap(namespace, s3["caConfigMap"]) or {}).get("data") or {}).get("ca.crt") \
             if s3.get("caConfigMap") else None
         with ca_file(ca) as path:
-            delete(location, access, path)
+            if not delete(location, access, path, owner=cr["metadata"]["uid"]):
+                event = ("Warning", "ArtifactKept", f"kept {location.url()}: the object there is not the one "
+                                                    "this backup stored (replaced since); deletionPolicy Delete "
+                                                    "leaves it")
         kube.create_event(cr, *event, rfc3339(datetime.datetime.now(datetime.UTC)))
     return {"changed": True, "phase": status.get("phase", ""), "requeue_after": "",
             "events": [dict(zip(("type", "reason", "message"), event, strict=True))]}
@@ -197,7 +200,7 @@ def run(module: AnsibleModule) -> dict:
                 core_endpoints=p["core_endpoints"], core_ca_configmap=p["core_ca_configmap"],
                 core_ca_key=p["core_ca_key"], core_client_secret=p["core_client_secret"], s3=s3,
                 collections_path=backupjob.collections_path(),
-                labels={names.STORAGE_LABEL: cr["spec"]["storageName"]}))
+                labels={names.STORAGE_LABEL: cr["spec"]["storageName"]}, owner=cr["metadata"]["uid"]))
         if changed:
             for event in decision.events:  # first: if the status write fails, the next run repeats them
                 kube.create_event(cr, *event, now)
