@@ -99,3 +99,17 @@ def test_records_across_many_compressed_chunks_read_back():
 
     keys = [(f"registry/k/{i:06d}".encode(), os.urandom(i % 700)) for i in range(20000)]  # ~7 MB, incompressible
     assert read_all(artifact(keys))[1] == keys
+
+
+def test_an_intact_artifact_that_is_not_the_recorded_one_is_refused(tmp_path):
+    """A clone checks the artifact against the sha256 its backup recorded: a valid artifact put in its place
+    (another backup's) is refused, the recorded one passes."""
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.prefixcopy import verify
+
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    mine.write_bytes(artifact())
+    other.write_bytes(artifact(KEYS[:1]))
+    recorded = verify(str(mine))["sha256"]
+    assert verify(str(mine), recorded)["keys"] == len(KEYS)
+    with pytest.raises(ArtifactError, match="not the artifact its backup recorded"):
+        verify(str(other), recorded)

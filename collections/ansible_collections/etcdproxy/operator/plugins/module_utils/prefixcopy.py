@@ -121,23 +121,25 @@ def _write_artifact(kv: CoreKV, name: str, prefix: bytes, out: Any, started: str
     return {"storage": name, "revision": revision, "restarts": restarts, "startedAt": started, **trailer}
 
 
-def verify(path: str) -> dict[str, Any]:
-    """Read an artifact through without writing anything; its header and trailer (ArtifactError if bad)."""
+def verify(path: str, expect_sha256: str | None = None) -> dict[str, Any]:
+    """Read an artifact through without writing anything; its header and trailer. ArtifactError if it is
+    damaged, or with ``expect_sha256`` if it is not the artifact its backup recorded."""
     with open(path, "rb") as src:
         reader = Reader(src)
         for _ in reader.records():
             pass
-        return {**reader.header, **(reader.trailer or {})}
+        summary = {**reader.header, **(reader.trailer or {})}
+    if expect_sha256 and summary.get("sha256") != expect_sha256:
+        raise ArtifactError(f"it is not the artifact its backup recorded (sha256 {str(summary.get('sha256'))[:16]}…, "
+                            f"recorded {expect_sha256[:16]}…): the object was replaced after the backup")
+    return summary
 
 
 def restore(kv: CoreKV, name: str, path: str, progress: Progress | None = None,
             expect_sha256: str | None = None) -> dict[str, Any]:
     """Fill the empty prefix of tenant ``name`` from the artifact at ``path`` (checked first: whole, and with
     ``expect_sha256`` the one its backup recorded); ``progress`` hears about every PROGRESS_KEYS keys written."""
-    summary = verify(path)
-    if expect_sha256 and summary.get("sha256") != expect_sha256:
-        raise ArtifactError(f"it is not the artifact its backup recorded (sha256 {str(summary.get('sha256'))[:16]}…, "
-                            f"recorded {expect_sha256[:16]}…): the object was replaced after the backup")
+    summary = verify(path, expect_sha256)
     prefix = keyspace.tenant_prefix(name)
     if kv.count(prefix):
         raise PrefixNotEmptyError(f"the prefix {prefix.decode()} already has keys: a restore fills an empty one")

@@ -51,6 +51,15 @@ def client(loc: Location, access: tuple[str, str], ca_file: str | None) -> Any:
                                       connect_timeout=10, read_timeout=60))
 
 
+OWNER_METADATA = "etcdproxy-backup"  # the object's metadata: the uid of the backup request that wrote it
+ABSENT_OBJECT = ("404", "NoSuchKey", "NotFound")  # error codes of an object that is not there
+
+
+def _owner_of(head: dict[str, Any]) -> str | None:
+    """The backup request that stored an object (from its HEAD answer), if one of ours did."""
+    return (head.get("Metadata") or {}).get(OWNER_METADATA)
+
+
 def _explain(exc: BaseException, loc: Location) -> DestinationError:
     from boto3.exceptions import RetriesExceededError, S3UploadFailedError
     from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, SSLError
@@ -66,7 +75,7 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
         if code in ("NoSuchBucket",):
             return DestinationError(f"the bucket {loc.bucket} does not exist at {loc.endpoint}: create it, or fix "
                                     "the bucket name")
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if code in ABSENT_OBJECT:
             return DestinationError(f"no backup at {loc.url()}")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
             return DestinationError(f"{loc.endpoint} refused the credentials ({code}): check the access key ID and "
@@ -85,9 +94,6 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
         return DestinationError(f"{loc.endpoint} closed the connection without answering: check the endpoint URL "
                                 "(https:// or http://, as the server speaks)")
     return DestinationError(f"{type(exc).__name__} with {loc.url()}")
-
-
-OWNER_METADATA = "etcdproxy-backup"  # the object's metadata: the uid of the backup request that wrote it
 
 
 def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, need_object: bool = False,
@@ -113,12 +119,12 @@ def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, ne
     try:
         head = s3.head_object(Bucket=loc.bucket, Key=loc.key)
     except ClientError as exc:
-        if owner and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if owner and exc.response.get("Error", {}).get("Code") in ABSENT_OBJECT:
             return
         raise _explain(exc, loc) from None
     except Exception as exc:
         raise _explain(exc, loc) from None
-    if owner and (head.get("Metadata") or {}).get(OWNER_METADATA) != owner:
+    if owner and _owner_of(head) != owner:
         raise DestinationError(f"an object already exists at {loc.url()}: a backup never replaces an artifact it "
                                "did not write; choose another key (spec.s3.key), or delete that object first")
 
@@ -152,10 +158,10 @@ def delete(loc: Location, access: tuple[str, str], ca_file: str | None = None, o
             try:
                 head = s3.head_object(Bucket=loc.bucket, Key=loc.key)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                if exc.response.get("Error", {}).get("Code") in ABSENT_OBJECT:
                     return True
                 raise
-            if (head.get("Metadata") or {}).get(OWNER_METADATA) != owner:
+            if _owner_of(head) != owner:
                 return False
         s3.delete_object(Bucket=loc.bucket, Key=loc.key)
     except Exception as exc:

@@ -104,9 +104,7 @@ def _on_core(action: str, name: str, core: Core, path: str, check_mode: bool,
                 if action == "backup":
                     return backup(kv, name, path, progress=progress)
                 if check_mode:
-                    summary = verify(path)
-                    if expect_sha256 and summary.get("sha256") != expect_sha256:
-                        raise ArtifactError("it is not the artifact its backup recorded: the object was replaced")
+                    summary = verify(path, expect_sha256)
                     if count(kv, keyspace.tenant_prefix(name)):
                         raise PrefixNotEmptyError(f"the prefix /{name}/ already has keys")
                     return summary
