@@ -47,9 +47,29 @@ def s3(node) -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tenants_leave(node) -> Iterator[None]:
+    """Every EtcdStorage of this module ("bk-…") is deleted when it ends: their proxy pods would keep the node's
+    CPU requested, and later modules' pods would stay unscheduled (CI: "Insufficient cpu")."""
+    yield
+    custom = client.CustomObjectsApi(node.api)
+    mine = {s["metadata"]["name"] for s in custom.list_cluster_custom_object(
+        names.GROUP, names.VERSION, "etcdstorages")["items"] if s["metadata"]["name"].startswith("bk-")}
+    for name in mine:
+        node.delete_tenant(name)
+
+    def pods_gone() -> bool:
+        return not [p for p in node.core.list_namespaced_pod(OPERATOR_NAMESPACE).items
+                    if (p.metadata.labels or {}).get(names.STORAGE_LABEL) in mine
+                    and p.status.phase in ("Pending", "Running")]
+
+    node.wait("this module's proxy pods gone", pods_gone, 180)
+
+
 def fill(node, storage: str, keys: int, value_bytes: int = 200) -> None:
-    """An EtcdStorage and ``keys`` keys under its prefix, written to the core directly."""
-    etcdstorage(node.cp, storage, f"{storage}-ns")
+    """An EtcdStorage (one proxy replica: nothing here talks to it) and ``keys`` keys under its prefix, written
+    to the core directly."""
+    etcdstorage(node.cp, storage, f"{storage}-ns", {"replicas": 1})
     with node.cp.core_client() as core:
         for i in range(keys):
             core.put(f"/{storage}/registry/things/{i:06d}".encode(), os.urandom(value_bytes))
