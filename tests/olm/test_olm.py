@@ -69,7 +69,9 @@ def tenant(installed: Olm) -> str:
 
 
 def test_a_tenant_is_served_by_the_operator_olm_installed(installed: Olm, tenant: str, tmp_path: Path) -> None:
-    with service_client(installed.cp, tenant, tenant, tmp_path) as c:
+    # Ready follows the Deployment; kube-proxy may route the new Service a moment later: retry as an API
+    # server's etcd client does (CI: the first put after Ready met "connection refused", as on the node).
+    with service_client(installed.cp, tenant, tenant, tmp_path, retry=True) as c:
         c.put(b"/registry/olm/key", b"value")
         assert c.range(b"/registry/olm/key") == [(b"/registry/olm/key", b"value")]
 
