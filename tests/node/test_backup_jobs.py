@@ -108,6 +108,11 @@ def wait_phase(node, name: str, phase: str, timeout: float = 120) -> dict[str, A
     return status(node, name)
 
 
+def stored_key(node, name: str) -> str:
+    """The object key a Succeeded request stored its artifact at (its location: s3://<bucket>/<key> at <endpoint>)."""
+    return wait_phase(node, name, "Succeeded")["location"].split(" at ")[0].removeprefix(f"s3://{BUCKET}/")
+
+
 def pod_logs(node) -> str:
     """The operator's and the backup Jobs' logs, for a failure message."""
     out = []
@@ -383,8 +388,7 @@ def test_a_clone_of_a_damaged_artifact_is_named_and_writes_nothing(node, s3):
     before the first put, the clone says so in a condition and an Event, and its prefix stays empty."""
     fill(node, "bk-dmg-src", 30, value_bytes=2000)
     request(node, s3, "dmg", "bk-dmg-src")
-    location = wait_phase(node, "dmg", "Succeeded")["location"]  # s3://<bucket>/<key> at <endpoint>
-    key = location.split(" at ")[0].removeprefix(f"s3://{BUCKET}/")
+    key = stored_key(node, "dmg")
     body = s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
     s3.client().put_object(Bucket=BUCKET, Key=key, Body=body[: len(body) // 2])
     etcdstorage(node.cp, "bk-dmg", "bk-dmg-ns", {"restoreFrom": {"backupName": "dmg"}})
@@ -417,7 +421,7 @@ def test_a_backup_never_replaces_another_ones_artifact_and_a_replaced_one_is_nei
 
     # Replaced behind the operator's back: a valid artifact, but not the one "own" recorded.
     request(node, s3, "other", "bk-other")
-    other_key = wait_phase(node, "other", "Succeeded")["location"].split(" at ")[0].removeprefix(f"s3://{BUCKET}/")
+    other_key = stored_key(node, "other")
     s3.client().copy_object(Bucket=BUCKET, Key="shared/one.etcdbackup",
                             CopySource={"Bucket": BUCKET, "Key": other_key})
     etcdstorage(node.cp, "bk-swapped", "bk-swapped-ns", {"restoreFrom": {"backupName": "own"}})
