@@ -1,5 +1,5 @@
 """Where apply -> Ready goes: a timeline of EtcdStorages created one at a time (kwok node), from three
-clocks that agree (this machine's): watch events of the EtcdStorage and its Deployment, seen by this
+sources on this machine's one clock: watch events of the EtcdStorage and its Deployment, seen by this
 process, and ansible-runner's own job events of every run (task starts and ends, the play's end).
 
 `make bench-trace` (`python -m bench.trace [tenants]`, 6 by default) prints, for each tenant, every step in
@@ -44,16 +44,17 @@ def runner_steps(name: str, runner_dir: Path = RUNNER_DIR) -> list[tuple[float, 
         starts = [_stamp(e["created"]) for e in events if e.get("event") == "playbook_on_start"]
         runs.append((min(starts, default=run.stat().st_mtime), run, events))
     steps: list[tuple[float, str]] = []
-    for n, (started, run, events) in enumerate(sorted(runs, key=lambda r: r[0]), 1):
+    for n, (_, run, events) in enumerate(sorted(runs, key=lambda r: r[0]), 1):
+        task_started = 0.0
         for ev in events:
             data, kind, at = ev.get("event_data") or {}, ev.get("event"), _stamp(ev["created"])
             task = f"{data.get('task_action')} ({data.get('task', '').replace(name, '<name>')[:50]})"
             if kind == "playbook_on_start":
                 steps.append((at, f"run {n}: playbook starts"))
             elif kind == "runner_on_start":
-                started = at
+                task_started = at
             elif kind in ("runner_on_ok", "runner_on_failed"):
-                steps.append((started, f"run {n}: {task} starts"))
+                steps.append((task_started, f"run {n}: {task} starts"))
                 steps.append((at, f"run {n}: {task} ends"))
             elif kind == "playbook_on_stats":
                 steps.append((at, f"run {n}: playbook ends"))
@@ -76,7 +77,6 @@ class Watcher(threading.Thread):
         super().__init__(daemon=True)
         self.api = api
         self.seen: dict[str, list[tuple[float, str]]] = {}
-        self._stop = threading.Event()
 
     def saw(self, name: str, what: str) -> bool:
         return what in {w for _, w in self.seen.get(name, [])}
@@ -99,8 +99,6 @@ class Watcher(threading.Thread):
             obj: dict[str, Any] = ev["object"]
             if is_ready(obj):
                 self.note(obj["metadata"]["name"], "EtcdStorage Ready")
-            if self._stop.is_set():
-                return
 
     def _deployments(self, apps: client.AppsV1Api) -> None:
         try:
