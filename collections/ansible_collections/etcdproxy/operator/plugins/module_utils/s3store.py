@@ -60,6 +60,22 @@ def _owner_of(head: dict[str, Any]) -> str | None:
     return (head.get("Metadata") or {}).get(OWNER_METADATA)
 
 
+def _head(s3: Any, loc: Location) -> dict[str, Any] | None:
+    """The object's HEAD answer, or None when there is no object at the key."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.head_object(Bucket=loc.bucket, Key=loc.key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ABSENT_OBJECT:
+            return None
+        raise
+
+
+def _no_backup(loc: Location) -> DestinationError:
+    return DestinationError(f"no backup at {loc.url()}")
+
+
 def _explain(exc: BaseException, loc: Location) -> DestinationError:
     from boto3.exceptions import RetriesExceededError, S3UploadFailedError
     from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, SSLError
@@ -76,7 +92,7 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
             return DestinationError(f"the bucket {loc.bucket} does not exist at {loc.endpoint}: create it, or fix "
                                     "the bucket name")
         if code in ABSENT_OBJECT:
-            return DestinationError(f"no backup at {loc.url()}")
+            return _no_backup(loc)
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "Forbidden"):
             return DestinationError(f"{loc.endpoint} refused the credentials ({code}): check the access key ID and "
                                     f"secret access key, and that they may use bucket {loc.bucket}")
@@ -117,13 +133,13 @@ def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, ne
     if not (need_object or owner):
         return
     try:
-        head = s3.head_object(Bucket=loc.bucket, Key=loc.key)
-    except ClientError as exc:
-        if owner and exc.response.get("Error", {}).get("Code") in ABSENT_OBJECT:
-            return
-        raise _explain(exc, loc) from None
+        head = _head(s3, loc)
     except Exception as exc:
         raise _explain(exc, loc) from None
+    if head is None:
+        if owner:
+            return
+        raise _no_backup(loc)
     if owner and _owner_of(head) != owner:
         raise DestinationError(f"an object already exists at {loc.url()}: a backup never replaces an artifact it "
                                "did not write; choose another key (spec.s3.key), or delete that object first")
@@ -150,17 +166,12 @@ def download(loc: Location, access: tuple[str, str], dest: str, ca_file: str | N
 def delete(loc: Location, access: tuple[str, str], ca_file: str | None = None, owner: str | None = None) -> bool:
     """Remove the object ``loc`` (an absent object is fine: S3 answers a delete of one with success). With
     ``owner``, only if the object is that backup request's: False when another's object is there (kept)."""
-    from botocore.exceptions import ClientError
-
     s3 = client(loc, access, ca_file)
     try:
         if owner:
-            try:
-                head = s3.head_object(Bucket=loc.bucket, Key=loc.key)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ABSENT_OBJECT:
-                    return True
-                raise
+            head = _head(s3, loc)
+            if head is None:
+                return True
             if _owner_of(head) != owner:
                 return False
         s3.delete_object(Bucket=loc.bucket, Key=loc.key)
