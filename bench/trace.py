@@ -21,11 +21,10 @@ from typing import Any
 from kubernetes import client, watch
 
 from bench.run import GROUP, PLURAL, RUNNER_DIR, VERSION, is_ready, operator_on, storage_body
+from localcp.admin import OPERATOR_NAMESPACE
 from localcp.cluster import ControlPlane
 from localcp.config import REPO
 from localcp.probes import wait_for
-
-NAMESPACE = "kube-apiserver-storage"
 
 
 def _stamp(iso: str) -> float:
@@ -108,7 +107,7 @@ class Watcher(threading.Thread):
 
     def _watch_deployments(self, apps: client.AppsV1Api) -> None:
         w = watch.Watch()
-        for ev in w.stream(apps.list_namespaced_deployment, NAMESPACE, timeout_seconds=3600):
+        for ev in w.stream(apps.list_namespaced_deployment, OPERATOR_NAMESPACE, timeout_seconds=3600):
             dep = ev["object"]
             name = dep.metadata.name.removeprefix("etcd-")
             self.note(name, "Deployment created")
