@@ -137,6 +137,8 @@ location:
 """
 
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -187,8 +189,10 @@ def run(module: AnsibleModule) -> dict:
     return result
 
 
-def main() -> None:
-    module = AnsibleModule(
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """``module_class``: AnsibleModule, or the in-process stand-in of the action plugin of the same name
+    (plugin_utils/inprocess.py)."""
+    module = module_class(
         argument_spec=dict(**COMMON_OPTIONS, **CORE_OPTIONS,
                            action=dict(type="str", choices=["backup", "restore"], required=True),
                            path=dict(type="path"),

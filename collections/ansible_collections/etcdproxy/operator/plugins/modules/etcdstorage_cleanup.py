@@ -62,6 +62,8 @@ released:
 
 import datetime
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -144,8 +146,10 @@ def run(module: AnsibleModule) -> dict:
     return {"changed": changed, "deleted_keys": deleted, "revoked_leases": revoked, "released": released}
 
 
-def main() -> None:
-    module = AnsibleModule(
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """``module_class``: AnsibleModule, or the in-process stand-in of the action plugin of the same name
+    (plugin_utils/inprocess.py)."""
+    module = module_class(
         argument_spec=dict(**COMMON_OPTIONS, **CORE_OPTIONS, **OBJECT_OPTIONS),
         supports_check_mode=True,
     )

@@ -148,6 +148,8 @@ msg:
 """
 
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -240,8 +242,10 @@ def run(module: AnsibleModule) -> dict:
     }
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=options(), supports_check_mode=True)
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """``module_class``: AnsibleModule, or the in-process stand-in of the action plugin of the same name
+    (plugin_utils/inprocess.py)."""
+    module = module_class(argument_spec=options(), supports_check_mode=True)
     if IMPORT_ERROR:
         module.fail_json(msg="etcdstorage_reconcile needs the kubernetes and cryptography libraries",
                          exception=IMPORT_ERROR)

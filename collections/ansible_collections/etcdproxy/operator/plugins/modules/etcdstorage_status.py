@@ -118,6 +118,8 @@ requeue_after:
 """
 
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -133,8 +135,10 @@ except ImportError:
 
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=STATUS_OPTIONS, supports_check_mode=True)
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """``module_class``: AnsibleModule, or the in-process stand-in of the action plugin of the same name
+    (plugin_utils/inprocess.py)."""
+    module = module_class(argument_spec=STATUS_OPTIONS, supports_check_mode=True)
     if IMPORT_ERROR:
         module.fail_json(msg="etcdstorage_status needs the kubernetes and cryptography libraries",
                          exception=IMPORT_ERROR)

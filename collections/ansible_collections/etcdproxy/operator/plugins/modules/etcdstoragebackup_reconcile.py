@@ -73,6 +73,8 @@ events:
 
 import datetime
 import traceback
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -211,8 +213,10 @@ def run(module: AnsibleModule) -> dict:
             "requeue_after": p["retry_period"] if decision.requeue else ""}
 
 
-def main() -> None:
-    module = AnsibleModule(
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """``module_class``: AnsibleModule, or the in-process stand-in of the action plugin of the same name
+    (plugin_utils/inprocess.py)."""
+    module = module_class(
         argument_spec=dict(**COMMON_OPTIONS, **CORE_OPTIONS,
                            finalizing=dict(type="bool", default=False),
                            job_image=dict(type="str", default=""),

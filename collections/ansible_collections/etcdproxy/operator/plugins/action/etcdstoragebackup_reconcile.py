@@ -1,0 +1,11 @@
+"""Action plugin: runs the module etcdstoragebackup_reconcile in the task's worker process when the task runs on this
+machine (plugin_utils/inprocess.py), else sends the module as usual."""
+
+from __future__ import annotations
+
+from ansible_collections.etcdproxy.operator.plugins.modules import etcdstoragebackup_reconcile
+from ansible_collections.etcdproxy.operator.plugins.plugin_utils.inprocess import InProcessAction
+
+
+class ActionModule(InProcessAction):
+    main = staticmethod(etcdstoragebackup_reconcile.main)
