@@ -99,7 +99,7 @@ def test_direct_construction_masks_without_a_spec_error():
 def test_every_module_has_the_action_plugin_that_runs_its_main(module):
     action = ast.parse((PLUGINS / "action" / f"{module}.py").read_text())
     assigned = [node for node in ast.walk(action) if isinstance(node, ast.Assign)]
-    assert [ast.unparse(node.value) for node in assigned] == [f"staticmethod({module}.main)"]
+    assert [(ast.unparse(node.targets[0]), ast.literal_eval(node.value)) for node in assigned] == [("module", module)]
     main = next(n for n in ast.parse((PLUGINS / "modules" / f"{module}.py").read_text()).body
                 if isinstance(n, ast.FunctionDef) and n.name == "main")
     assert [a.arg for a in main.args.args] == ["module_class"]
@@ -126,3 +126,21 @@ def test_real_ansible_sends_the_module_as_usual_when_it_does_not_run_here_in_the
                   "-e", "ansible_python_interpreter=/nonexistent/python")
     assert "missing required arguments" not in out.stdout
     assert "/nonexistent/python" in out.stdout + out.stderr, out
+
+
+def test_the_playbook_process_itself_never_imports_our_modules(tmp_path):
+    """ansible's linear strategy loads each task's action class in the playbook process; the module (and the
+    kubernetes client) must be imported in the worker, which exits without the playbook process's teardown."""
+    playbook = tmp_path / "play.yml"
+    playbook.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+                        "    - name: Ours, run in the worker\n      etcdproxy.operator.etcdstorage_status:\n"
+                        "        namespace: x\n      ignore_errors: true\n")
+    probe = ("import atexit, sys\n"
+             "atexit.register(lambda: print('playbook process imported kubernetes:', 'kubernetes' in sys.modules))\n"
+             f"sys.argv = ['ansible-playbook', {str(playbook)!r}]\n"
+             "from ansible.cli.playbook import main\nmain()\n")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOCALHOST_WARNING": "false"}
+    out = subprocess.run([str(REPO / ".venv/bin/python"), "-c", probe], env=env, capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert "missing required arguments" in out.stdout, out
+    assert "playbook process imported kubernetes: False" in out.stdout, out

@@ -3,9 +3,8 @@ machine (plugin_utils/inprocess.py), else sends the module as usual."""
 
 from __future__ import annotations
 
-from ansible_collections.etcdproxy.operator.plugins.modules import etcdstorage_cleanup
 from ansible_collections.etcdproxy.operator.plugins.plugin_utils.inprocess import InProcessAction
 
 
 class ActionModule(InProcessAction):
-    main = staticmethod(etcdstorage_cleanup.main)
+    module = "etcdstorage_cleanup"

@@ -13,6 +13,7 @@ docs/design.md ("Our modules run in the task's worker") has the figures.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from functools import partial
@@ -83,16 +84,26 @@ def run_main(main: Callable[..., None], args: dict[str, Any], check_mode: bool) 
     raise AnsibleActionFail("the module returned without exit_json or fail_json")
 
 
-class InProcessAction(NormalAction):
-    """The action plugin of one of our modules (same name); subclasses set ``main`` to the module's."""
+MODULES = "ansible_collections.etcdproxy.operator.plugins.modules"
 
-    main: Callable[..., None]
+
+class InProcessAction(NormalAction):
+    """The action plugin of one of our modules (same name); subclasses set ``module`` to its name.
+
+    The module (and the kubernetes client it imports) is imported here, in the worker ansible forks for
+    the task, not when the plugin class is loaded: ansible's linear strategy loads every task's action
+    class in the playbook process, which would then import it even for skipped tasks, and pay its
+    teardown (a Python with the kubernetes client loaded takes ~0.1 s longer to exit; workers leave with
+    os._exit)."""
+
+    module: str
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         if not self.runs_here():
             return super().run(tmp, task_vars)
         result = ActionBase.run(self, tmp, task_vars)
-        result.update(run_main(type(self).main, self._task.args, bool(self._task.check_mode)))
+        main = importlib.import_module(f"{MODULES}.{self.module}").main
+        result.update(run_main(main, self._task.args, bool(self._task.check_mode)))
         return result
 
     def runs_here(self) -> bool:
