@@ -6,8 +6,9 @@ process, so once per reconcile), then a new Python unpacks it, imports ansible.m
 compiles our module_utils from the zip (no bytecode cache). Our modules only talk to the Kubernetes API
 and the core etcd, so where they run does not matter as long as it is this machine: when the task runs
 on the controller itself (local connection, no become, not async) the action plugin of the same name
-calls the module's own ``main()`` here, handing it an object that validates the arguments with the
-module's argument spec exactly as AnsibleModule does. Anywhere else the module is sent as usual.
+calls the module's own ``main()`` here, handing it a stand-in for AnsibleModule that validates the
+arguments with the module's argument spec through the validator AnsibleModule uses, masks no_log values
+and returns plain JSON data. Anywhere else the module is sent as usual.
 docs/design.md ("Our modules run in the task's worker") has the figures.
 """
 
