@@ -383,6 +383,54 @@ def test_a_clone_never_writes_into_a_prefix_that_holds_keys_or_from_a_missing_ba
     assert "restoreFrom can be set only when the EtcdStorage is created" in refused.value.body
 
 
+def runs_of(node, name: str) -> int:
+    """Reconciles of one EtcdStorage the operator finished (its own log line per ansible-runner run)."""
+    done = 0
+    for pod in operator_pods(node):
+        log = node.core.read_namespaced_pod_log(pod.metadata.name, OPERATOR_NAMESPACE)
+        done += sum(1 for line in log.splitlines()
+                    if '"Ansible-runner exited successfully"' in line and f'"name":"{name}"' in line)
+    return done
+
+
+def test_a_clone_whose_proxy_is_refused_keeps_its_restored_condition_through_the_retries(node, s3):
+    """Hugepages without cpu or memory pass admission and the API server refuses the pod template. The role's
+    report of the refusal writes the whole .status; it once left the clone's Restored condition out, so every
+    retry dropped it and the next run put it back with a new Event."""
+    fill(node, "bk-rf-src", 3)
+    request(node, s3, "rf", "bk-rf-src")
+    wait_phase(node, "rf", "Succeeded")
+    etcdstorage(node.cp, "bk-refused", "bk-refused-ns",
+                {"restoreFrom": {"backupName": "rf"}, "resources": {"limits": {"hugepages-2Mi": "2Mi"}}})
+    node.wait("ApplyFailed", lambda: condition(node, "bk-refused", "ProxyAvailable").get("reason") == "ApplyFailed",
+              timeout=180)
+    restored = condition(node, "bk-refused", "Restored")
+    assert restored.get("status") == "True", storage(node, "bk-refused")["status"]["conditions"]
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(condition(node, "bk-refused", "Restored"))
+            except client.ApiException:
+                pass
+            stop.wait(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        runs = runs_of(node, "bk-refused")
+        node.wait("two more refused runs", lambda: runs_of(node, "bk-refused") >= runs + 2, timeout=150)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen and all(c.get("status") == "True" for c in seen), [c.get("reason") for c in seen][:20]
+    restored_events = [e for e in node.core.list_namespaced_event(
+        "default", field_selector="involvedObject.name=bk-refused").items if e.reason == "Restored"]
+    assert len(restored_events) == 1, [(e.reason, e.message) for e in restored_events]
+
+
 def test_a_clone_of_a_damaged_artifact_is_named_and_writes_nothing(node, s3):
     """The artifact changed after its backup succeeded (truncated in the bucket): the restore Job checks it whole
     before the first put, the clone says so in a condition and an Event, and its prefix stays empty."""

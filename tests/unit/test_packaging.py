@@ -104,6 +104,23 @@ def test_every_status_writing_call_requeues_within_the_reconcile_period(module):
         assert args.get("max_requeue_seconds") == "{{ etcdstorage_reconcile_period_seconds }}", args.get("name")
 
 
+def test_the_report_of_a_refused_apply_keeps_what_the_reconcile_reported():
+    """The rescue's etcdstorage_status writes the whole .status again: it must get what the reconcile's own status
+    step got besides the apply, or each refused retry drops a condition (a clone's Restored) or adds one
+    (CertificatesReady when certificates are not managed), and the next run puts it back with an Event."""
+    (report,) = module_calls(yaml.safe_load((REPO / "roles/etcdstorage/tasks/proxy.yml").read_text()),
+                             "etcdproxy.operator.etcdstorage_status")
+    assert report["extra_status"] == "{{ etcdstorage_status_result.extra_status }}"
+    assert report["restore_condition"] == "{{ etcdstorage_status_result.restore_condition }}"
+    assert report["certificate_problems"] == (
+        "{{ etcdstorage_status_result.problems if etcdstorage_manage_certificates | bool else omit }}")
+    (reconcile,) = module_calls(yaml.safe_load((REPO / "roles/etcdstorage/tasks/status.yml").read_text()),
+                                "etcdproxy.operator.etcdstorage_reconcile")
+    shared = set(reconcile) - {"uid", "spec", "annotations", "manage_certificates", "ca_overlap", "job_image",
+                               "proxy_objects"}
+    assert shared <= set(report), shared - set(report)
+
+
 def guard_dockerfile_lines() -> list[str]:
     text = (REPO / "guard/Dockerfile").read_text().replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]

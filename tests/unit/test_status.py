@@ -204,3 +204,14 @@ def test_the_client_ca_depends_on_its_etcdstorage_first_and_on_the_core_material
     assert core_material_owners("a", "u-es", cm, None) == [
         {"apiVersion": "etcd.etcdproxy.dev/v1alpha1", "kind": "EtcdStorage", "name": "a", "uid": "u-es"},
         {"apiVersion": "v1", "kind": "ConfigMap", "name": "core-ca", "uid": "u-cm"}]
+
+
+def test_the_restored_condition_reaches_the_status_step_as_object_or_as_module_option():
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import Condition
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import restore_condition
+
+    cond = Condition("Restored", "True", "Restored", "filled from backup b")
+    assert restore_condition(cond) is cond
+    assert restore_condition({"type": "Restored", "status": "True", "reason": "Restored",
+                              "message": "filled from backup b"}) == cond
+    assert restore_condition(None) is None

@@ -145,10 +145,19 @@ msg:
   description: Why nothing was done (the EtcdStorage no longer exists), or an empty string.
   returned: always
   type: str
+extra_status:
+  description: The C(.status) keys the certificate and restore steps set (O(etcdstorage_status#module:extra_status)).
+  returned: always
+  type: dict
+restore_condition:
+  description: The C(Restored) condition of an EtcdStorage created from a backup, else null.
+  returned: always
+  type: dict
 """
 
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -172,7 +181,8 @@ except ImportError:
     IMPORT_ERROR = traceback.format_exc()
     CERT_OPTIONS, STATUS_OPTIONS = {}, {}
 
-STEP_ONLY = ("emit_events", "certificate_problems", "extra_status", "next_check_seconds", "apply_error")
+STEP_ONLY = ("emit_events", "certificate_problems", "extra_status", "next_check_seconds", "apply_error",
+             "restore_condition")
 
 
 def options() -> dict:
@@ -238,6 +248,10 @@ def run(module: AnsibleModule) -> dict:
         "certificates": certs["certificates"] if certs else {},
         "written": certs["written"] if certs else [],
         "events": (certs["events"] if certs else []) + status["events"],
+        # What the status step was given besides the options, for the role's report of a refused apply
+        # (etcdstorage_status), so that report keeps the same conditions and .status keys.
+        "extra_status": extra or None,
+        "restore_condition": asdict(clone.condition) if clone else None,
         "msg": status.get("msg", ""),
     }
 

@@ -20,6 +20,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.drift import (
 )
 from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import (
+    Condition,
     Observed,
     api_message,
     check_core_material,
@@ -33,6 +34,11 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditio
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import duration_seconds, rfc3339
 from ansible_collections.etcdproxy.operator.plugins.module_utils.usage import RECHECK_SECONDS, read_reports, summarize
 from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import load_certs
+
+
+def restore_condition(value: Condition | dict[str, Any] | None) -> Condition | None:
+    """The Restored condition of a clone: as the reconcile module holds it, or as a module option (a dict)."""
+    return Condition(**value) if isinstance(value, dict) else value
 
 
 def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
@@ -133,7 +139,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         certificate_problems=p["certificate_problems"],
         deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
         apply_error=api_message(p["apply_error"]) if p.get("apply_error") else "",
-        restore=p.get("restore_condition"),
+        restore=restore_condition(p.get("restore_condition")),
     )
     old = cr.get("status") or {}
     if not obs.apply_error and drift:
@@ -170,6 +176,7 @@ STATUS_OPTIONS = dict(
     extra_status=dict(type="dict"),
     limits=dict(type="dict", default={}),
     apply_error=dict(type="str", default=""),
+    restore_condition=dict(type="dict"),
     retry_period=dict(type="str", default="30s"),
     next_check_seconds=dict(type="int", default=0),
     max_requeue_seconds=dict(type="int", default=600),
