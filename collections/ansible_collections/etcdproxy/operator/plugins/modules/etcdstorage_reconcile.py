@@ -146,7 +146,9 @@ msg:
   returned: always
   type: str
 extra_status:
-  description: The C(.status) keys the certificate and restore steps set (O(etcdstorage_status#module:extra_status)).
+  description: >-
+    The C(.status) keys the certificate and restore steps set
+    (O(etcdproxy.operator.etcdstorage_status#module:extra_status)).
   returned: always
   type: dict
 restore_condition:

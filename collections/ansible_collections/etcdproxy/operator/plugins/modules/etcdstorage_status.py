@@ -52,7 +52,8 @@ options:
   restore_condition:
     description:
       - The C(Restored) condition of an EtcdStorage created from a backup (C(type), C(status), C(reason),
-        C(message)), as RV(etcdstorage_reconcile#module:restore_condition) returns it. Omit for one that is not.
+        C(message)), as RV(etcdproxy.operator.etcdstorage_reconcile#module:restore_condition) returns it.
+        Omit for one that is not.
     type: dict
   max_requeue_seconds:
     description: The reconcile period; a requeue later than this is left to the periodic reconcile.

@@ -48,10 +48,9 @@ class InProcessModule:
     def __init__(self, args: dict[str, Any], check_mode: bool, argument_spec: dict[str, Any],
                  supports_check_mode: bool = False, **rules: Any) -> None:
         self.check_mode = check_mode
-        self.no_log_values: set[str] = set()
         validated = ArgumentSpecValidator(argument_spec, **rules).validate(args)
         self.params: dict[str, Any] = validated.validated_parameters
-        self.no_log_values = set(validated._no_log_values)
+        self.no_log_values: set[str] = set(validated._no_log_values)
         if validated.error_messages:
             self.fail_json(msg="; ".join(validated.error_messages))
         if check_mode and not supports_check_mode:
@@ -102,7 +101,7 @@ class InProcessAction(NormalAction):
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         if not self.runs_here():
             return super().run(tmp, task_vars)
-        result = ActionBase.run(self, tmp, task_vars)
+        result = ActionBase.run(self, tmp, task_vars)  # the base's checks only: nothing is sent anywhere
         main = importlib.import_module(f"{MODULES}.{self.module}").main
         result.update(run_main(main, self._task.args, bool(self._task.check_mode)))
         return result
