@@ -10,7 +10,8 @@ import os
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -320,19 +321,16 @@ def restore_pid(node, name: str) -> int | None:
     return None
 
 
-def test_a_clone_is_served_only_once_filled_even_when_its_fill_and_the_operator_are_killed(node, s3):
-    fill(node, "bk-src", 40, value_bytes=1 << 20)
-    request(node, s3, "src", "bk-src")
-    backup = wait_phase(node, "src", "Succeeded")
-    expected = core_at(node, "bk-src", backup["revision"])
-    seen: list[tuple[bool, bool, int]] = []  # (Ready, proxy Deployment exists, keys in the prefix)
+@contextmanager
+def sampled(probe: Callable[[], Any]) -> Iterator[list[Any]]:
+    """What ``probe`` answers every 100 ms while the block runs (an API error skips one sample)."""
+    seen: list[Any] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
             try:
-                ready = condition(node, "bk-clone", "Ready").get("status") == "True"
-                seen.append((ready, proxy_exists(node, "bk-clone"), prefix_count(node, "bk-clone")))
+                seen.append(probe())
             except client.ApiException:
                 pass
             stop.wait(0.1)
@@ -340,6 +338,23 @@ def test_a_clone_is_served_only_once_filled_even_when_its_fill_and_the_operator_
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
+        yield seen
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def test_a_clone_is_served_only_once_filled_even_when_its_fill_and_the_operator_are_killed(node, s3):
+    fill(node, "bk-src", 40, value_bytes=1 << 20)
+    request(node, s3, "src", "bk-src")
+    backup = wait_phase(node, "src", "Succeeded")
+    expected = core_at(node, "bk-src", backup["revision"])
+
+    def probe() -> tuple[bool, bool, int]:  # (Ready, proxy Deployment exists, keys in the prefix)
+        ready = condition(node, "bk-clone", "Ready").get("status") == "True"
+        return ready, proxy_exists(node, "bk-clone"), prefix_count(node, "bk-clone")
+
+    with sampled(probe) as seen:
         etcdstorage(node.cp, "bk-clone", "bk-clone-ns", {"restoreFrom": {"backupName": "src"}})
         node.wait("the restore Job's container running", lambda: restore_pid(node, "bk-clone") is not None)
         node.wait("the fill under way", lambda: prefix_count(node, "bk-clone") > 0, timeout=60)
@@ -347,9 +362,6 @@ def test_a_clone_is_served_only_once_filled_even_when_its_fill_and_the_operator_
         for pod in operator_pods(node):  # the operator dies too, as the attempt fails
             node.core.delete_namespaced_pod(pod.metadata.name, OPERATOR_NAMESPACE, grace_period_seconds=0)
         wait_ready(node.cp, "bk-clone")
-    finally:
-        stop.set()
-        watcher.join()
     status_ = storage(node, "bk-clone")["status"]
     assert status_["restore"]["attempts"] == 2 and status_["restore"]["phase"] == "Restored"
     assert any(0 < keys < len(expected) for _, _, keys in seen), "never saw a half-filled prefix: not interrupted"
@@ -406,25 +418,9 @@ def test_a_clone_whose_proxy_is_refused_keeps_its_restored_condition_through_the
               timeout=180)
     restored = condition(node, "bk-refused", "Restored")
     assert restored.get("status") == "True", storage(node, "bk-refused")["status"]["conditions"]
-    seen: list[dict[str, Any]] = []
-    stop = threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            try:
-                seen.append(condition(node, "bk-refused", "Restored"))
-            except client.ApiException:
-                pass
-            stop.wait(0.1)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    with sampled(lambda: condition(node, "bk-refused", "Restored")) as seen:
         runs = runs_of(node, "bk-refused")
         node.wait("two more refused runs", lambda: runs_of(node, "bk-refused") >= runs + 2, timeout=150)
-    finally:
-        stop.set()
-        watcher.join()
     assert seen and all(c.get("status") == "True" for c in seen), [c.get("reason") for c in seen][:20]
     restored_events = [e for e in node.core.list_namespaced_event(
         "default", field_selector="involvedObject.name=bk-refused").items if e.reason == "Restored"]
