@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +53,15 @@ class Node:
 
     def tenant(self, name: str, namespace: str, spec: dict | None = None) -> None:
         """An EtcdStorage like the sample (delivering to ``namespace``), Ready, with every replica Ready
-        (the EtcdStorage is Ready as soon as its Deployment is available, which can be one pod of two)."""
+        (the EtcdStorage is Ready as soon as its Deployment is available, which can be one pod of two), and
+        its Service routed: kube-proxy writes a new Service's rules a moment after its endpoints are ready
+        (until then a connection is refused), and a test's first call must meet the proxy, not that lag."""
         etcdstorage(self.cp, name, namespace, spec)
         wait_ready(self.cp, name)
         replicas = (spec or {}).get("replicas", SAMPLE_REPLICAS)
         self.wait(f"{replicas} proxy pods of {name} Ready", lambda: len(self.ready_pods(name)) == replicas)
+        address = (self.service_ip(name), 2379)
+        self.wait(f"kube-proxy routing the Service of {name}", lambda: connects(address))
 
     def annotate(self, name: str, key: str, value: str) -> None:
         client.CustomObjectsApi(self.api).patch_cluster_custom_object(
@@ -82,6 +87,14 @@ class Node:
     def files(self, namespace: str, out: Path) -> tuple[str, str, str]:
         """What the API server in ``namespace`` was given (the sample's ConfigMap and Secret names)."""
         return delivered_files(self.core, namespace, out, configmap="etcd-serving-ca", secret="etcd-client-cert")
+
+
+def connects(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def container_pid(pod: client.V1Pod, container: str = "guard") -> int:

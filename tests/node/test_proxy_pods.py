@@ -139,10 +139,7 @@ def test_a_deleted_or_killed_guard_pod_does_not_interrupt_a_client_of_the_servic
 def test_deleting_an_etcdstorage_removes_its_pods_service_and_keys(node, tmp_path):
     node.tenant("gone", "gone", {"deletionPolicy": "Delete"})
     files = node.files("gone", tmp_path)
-    # Ready follows the Deployment; kube-proxy may route the new Service a moment later: retry as an API
-    # server's etcd client does (CI: a put right after Ready met "connection refused").
-    with Client(f"{node.service_ip('gone')}:2379", *files, server_name=node.server_name("gone"),
-                retry_unavailable=True) as c:
+    with Client(f"{node.service_ip('gone')}:2379", *files, server_name=node.server_name("gone")) as c:
         c.put(b"/registry/x", b"1")
     assert "/gone/" in core_keys(node.cp, "/gone/")
     pods = {p.metadata.name for p in node.proxy_pods("gone")}
