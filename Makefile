@@ -6,6 +6,9 @@ ROOT      := $(abspath .)
 VENV      := $(ROOT)/.venv
 BIN       := $(ROOT)/.cache/bin
 PY        := $(VENV)/bin/python
+# The interpreter the operator image ships (Debian bookworm's, hack/packages/operator-base.txt): the
+# operator the tests and benchmarks start locally runs on it too (docs/design.md "Runtime and pins").
+PYTHON    := /usr/bin/python3.11
 PTH       := $(VENV)/lib/python3.11/site-packages/etcdproxy-operator-dev.pth
 PYTEST    := $(ROOT)/hack/pytest.sh
 # Everything the harness starts runs in a network namespace of its own, with no route out (docs/node.md).
@@ -23,12 +26,13 @@ help: ## list targets
 
 install: venv tools packages images ## everything the operator and its tests need (venv, binaries, packages, images)
 
-venv: $(VENV)/.stamp $(PTH) ## Python venv with pinned dependencies
+venv: $(VENV)/.installed $(PTH) ## Python venv with pinned dependencies
 # The repo's Python (localcp, bench, tests) and the operator collection importable by their real names.
-$(PTH): | $(VENV)/.stamp
+$(PTH): | $(VENV)/.installed
 	printf '%s\n' "$(ROOT)" "$(ROOT)/collections" > $@
-$(VENV)/.stamp: requirements.txt requirements-runtime.txt runner-http/pyproject.toml runner-http/etcdproxy_runner_http/__init__.py
-	test -x $(PY) || python3.11 -m venv $(VENV)
+# A venv made from another interpreter is made again.
+$(VENV)/.installed: requirements.txt requirements-runtime.txt runner-http/pyproject.toml runner-http/etcdproxy_runner_http/__init__.py
+	grep -qxF 'executable = $(PYTHON)' $(VENV)/pyvenv.cfg 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check ./runner-http
 	touch $@
