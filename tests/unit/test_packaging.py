@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -172,8 +173,6 @@ def test_the_harness_runs_the_operator_with_the_shipped_go_runtime_settings(tmp_
 def test_the_harness_runs_the_operator_on_the_python_the_image_ships():
     """The operator the tests and benchmarks start locally runs in the venv; its figures hold for the image
     only if the venv's interpreter is the image's (pyenv's 3.11 here is ~20 % slower at the same work)."""
-    import sys
-
     from localcp.images import PYTHON
 
     (python,) = re.findall(r"^PYTHON\s*:=\s*(\S+)$", (REPO / "Makefile").read_text(), re.M)
