@@ -271,3 +271,27 @@ def test_destination_of_another_tenant_is_refused_not_overwritten(storages, api)
     cond = storages.wait_condition(second, "CertificatesReady", "False")
     assert f"already receives the material of EtcdStorage {first}" in cond["message"]
     assert m.secret(ns, "shared")["text"]["tls.crt"] == before
+
+
+def test_a_deleted_ca_store_is_reported_as_lost_keys_and_everything_is_reissued(storages, api):
+    """The CA keys are only in the CA store: once it is deleted, no staged rotation is possible. The operator
+    issues new CAs and re-issues every certificate, and a Warning says that API servers holding the old
+    material fail until they restart (not the Normal 'CA issued' of a new EtcdStorage)."""
+    m = Material(api)
+    name = storages.unique("lostca")
+    ns = f"{name}-ns"
+    storages.create(name, {"replicas": 1, "caCertConfigMap": dests(ns, "ca"), "clientCertSecret": dests(ns, "c")})
+    storages.wait_condition(name, "Ready", "True")
+    old_client = m.leaf(ns, "c")
+    m.core.delete_namespaced_secret(f"etcd-{name}-ca", OPERATOR_NAMESPACE)
+
+    def lost_keys() -> list[str]:
+        events = m.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
+        return [e.message for e in events if e.type == "Warning" and e.reason == "CAKeysLost"]
+
+    storages.wait("a CAKeysLost Warning", lambda: bool(lost_keys()))
+    assert f"Secret {OPERATOR_NAMESPACE}/etcd-{name}-ca" in lost_keys()[0]
+    storages.wait("the client certificate re-issued", lambda: m.leaf(ns, "c").serial_number != old_client.serial_number)
+    storages.wait_condition(name, "Ready", "True")
+    new_bundle = m.bundle(ns, "ca", "serving-ca.crt")
+    assert verifies(m.serving_leaf(name), new_bundle) and verifies(m.leaf(ns, "c"), m.client_ca_bundle(name))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.plan import (
@@ -69,3 +70,24 @@ def test_a_lost_leaf_is_reissued_alone_and_the_ca_store_records_it_first():
     again = plan_certificates(observed(live), SETTINGS, T0 + H)
     # The store keeps when each CA's last leaf expires (for CA retirement): it is saved before the leaf.
     assert [w.key for w in again.writes] == ["Secret ops/etcd-a-ca", "Secret api/etcd-client"]
+
+
+def test_a_lost_ca_store_is_named_as_such_and_a_first_issue_is_not():
+    """Deleting the CA store leaves certificates in use that no kept key signed: the re-issue is an outage
+    for API servers that hold the old ones, and the Events must say so (a first issue is no loss)."""
+    first = plan_certificates(observed(), SETTINGS, T0)
+    assert "CAKeysLost" not in [e["reason"] for e in first.events]
+    live = {w.key: as_live(w) for w in first.writes}
+    del live["Secret ops/etcd-a-ca"]
+    again = plan_certificates(observed(live), SETTINGS, T0 + H)
+    (lost,) = [e for e in again.events if e["reason"] == "CAKeysLost"]
+    assert lost["type"] == "Warning"
+    assert "Secret ops/etcd-a-ca" in lost["message"] and "serving and client CA" in lost["message"]
+    assert "restarts" in lost["message"]
+    # What happens is unchanged: new CAs, every certificate re-issued, the CA store written first.
+    assert again.writes[0].key == "Secret ops/etcd-a-ca"
+    assert {"Secret ops/etcd-a-serving", "Secret api/etcd-client"} <= {w.key for w in again.writes}
+    # Material of an earlier EtcdStorage of the same name is replaced with its own Event, not this one.
+    reused = plan_certificates(dataclasses.replace(observed({w.key: as_live(w) for w in first.writes}), uid="uid-b"),
+                               SETTINGS, T0 + H)
+    assert [e["reason"] for e in reused.events if e["type"] == "Warning"] == ["StaleMaterialReplaced"]

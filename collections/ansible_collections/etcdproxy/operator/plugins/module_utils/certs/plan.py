@@ -185,6 +185,15 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
     for prob in store_problems:
         plan.event("Warning", "ReplacedInvalidData", f"Secret {ns}/{ca_name}: {prob}; replaced")
     store_changed = bool(store_problems) or stale or obs.ca_secret is None
+    lost = [kind for kind in KINDS if store.cas[kind].current is None and store.cas[kind].next is None]
+    if lost and not stale and (obs.serving is not None or obs.client_ca is not None):
+        # Certificates signed by these CAs are in use, but their keys are gone: no staged rotation is
+        # possible (it needs the old CA to keep signing through the overlap), so say what breaks and why.
+        plan.event("Warning", "CAKeysLost",
+                   f"Secret {ns}/{ca_name} no longer holds the {' and '.join(lost)} CA that signed the certificates "
+                   "in use (deleted or emptied by hand?): new CAs are issued and every certificate is re-issued "
+                   "at once; an API server that still holds the old CA bundle or client certificate fails to "
+                   "connect until it restarts with the delivered ones (docs/certificates.md)")
 
     # ---- CAs: staged rotation ------------------------------------------------------------------
     force_ca = bool(settings.rotate_ca_token) and settings.rotate_ca_token != store.rotate_ca_token
