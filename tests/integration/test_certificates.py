@@ -295,3 +295,30 @@ def test_a_deleted_ca_store_is_reported_as_lost_keys_and_everything_is_reissued(
     storages.wait_condition(name, "Ready", "True")
     new_bundle = m.bundle(ns, "ca", "serving-ca.crt")
     assert verifies(m.serving_leaf(name), new_bundle) and verifies(m.leaf(ns, "c"), m.client_ca_bundle(name))
+
+
+def test_a_destination_in_the_operator_namespace_is_refused_and_nothing_there_is_written(storages, api):
+    """The operator namespace holds the CA keys and the core etcd credentials, which no EtcdStorage may
+    receive material into (a client certificate merged into the core client Secret would cut every tenant
+    off the core); the EtcdStorage's other destinations are still served."""
+    m = Material(api)
+    name = storages.unique("opns")
+    ns = f"{name}-ns"
+    core_cert, core_ca = m.secret(OPERATOR_NAMESPACE, "etcd-coreserving-cert"), m.cm(OPERATOR_NAMESPACE,
+                                                                                    "etcd-coreserving-ca")
+    storages.create(name, {"replicas": 1,
+                           "caCertConfigMap": [{"namespace": OPERATOR_NAMESPACE, "name": "etcd-coreserving-ca"},
+                                               *dests(ns, "ca")],
+                           "clientCertSecret": [{"namespace": OPERATOR_NAMESPACE, "name": "etcd-coreserving-cert"},
+                                                *dests(ns, "c")]})
+    cond = storages.wait_condition(name, "CertificatesReady", "False")
+    for where in ("spec.caCertConfigMap[0]", "spec.clientCertSecret[0]"):
+        assert f"{where}: namespace {OPERATOR_NAMESPACE} is the operator's own" in cond["message"], cond["message"]
+    storages.wait("the other destinations served", lambda: m.secret(ns, "c") is not None and m.cm(ns, "ca"))
+    assert verifies(m.leaf(ns, "c"), m.client_ca_bundle(name))
+    assert m.secret(OPERATOR_NAMESPACE, "etcd-coreserving-cert")["data"] == core_cert["data"]
+    assert m.cm(OPERATOR_NAMESPACE, "etcd-coreserving-ca")["data"] == core_ca["data"]
+    # A neighbour still reaches the core with the untouched credentials.
+    other = storages.unique("opns-neighbour")
+    storages.create(other, {"replicas": 1})
+    storages.wait_condition(other, "Ready", "True")

@@ -36,8 +36,8 @@ def api_problem(exc: ApiException, kind: str, namespace: str, name: str, where: 
 class Reader:
     """Reads for one run; what cannot be read, or must not be used, becomes a problem."""
 
-    def __init__(self, kube: Kube, name: str) -> None:
-        self.kube, self.name = kube, name
+    def __init__(self, kube: Kube, name: str, operator_namespace: str) -> None:
+        self.kube, self.name, self.operator_namespace = kube, name, operator_namespace
         self.problems: list[str] = []
         self._namespaces: dict[str, bool] = {}
 
@@ -65,6 +65,13 @@ class Reader:
         usable = []
         for i, d in enumerate(spec.get(field) or []):
             dest = Destination(field, i, d["namespace"], d["name"], None)
+            if dest.namespace == self.operator_namespace:
+                # It holds the CA keys and the core etcd credentials: a leaf merged into the core client
+                # Secret would cut every tenant off the core. Nothing there is ever a destination.
+                self.problems.append(f"{dest.where}: namespace {dest.namespace} is the operator's own (it holds the "
+                                     "CA keys and the core etcd credentials): deliver to the API server's "
+                                     "namespace instead")
+                continue
             if not self.namespace_exists(dest.namespace, dest.where):
                 continue
             obj = self.read(kind, dest.namespace, dest.name, dest.where)
@@ -95,7 +102,7 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
     except ValueError as exc:
         return result(kube, p, Plan(problems=[str(exc)]), now, check_mode)
 
-    reader = Reader(kube, name)
+    reader = Reader(kube, name, ns)
     ca_secret = reader.read("Secret", ns, names.ca_store(name), "CA store")
     if ca_secret is False:
         return result(kube, p, Plan(problems=reader.problems), now, check_mode)
