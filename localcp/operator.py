@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,13 +12,8 @@ from pathlib import Path
 import yaml
 
 from .config import BIN_DIR, REPO
-from .probes import StartError, free_port, http_get, wait_for
+from .probes import StartError, accepts, free_port, http_get, wait_for
 from .processes import stop_pid
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 # ansible-operator's caching API proxy always listens here (hard-coded upstream).
 PROXY_PORT = 8888
@@ -112,7 +106,7 @@ class Operator:
 
 def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: str = "kube-apiserver-storage",
                    max_concurrent: int = 2, extra_env: dict | None = None) -> Operator:
-    if port_in_use(PROXY_PORT):
+    if accepts("127.0.0.1", PROXY_PORT):
         raise StartError(f"127.0.0.1:{PROXY_PORT} is in use: ansible-operator's API proxy needs it (the port is "
                          f"fixed in its code). Is another operator running? `make cluster-down` stops a kept demo.")
     health = free_port()

@@ -22,6 +22,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def accepts(host: str, port: int, timeout: float = 2.0) -> bool:
+    """Something accepts a TCP connection at host:port (refused, unreachable or silent: no)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for(what: str, check: Callable[[], bool], timeout: float, proc: subprocess.Popen | None = None,
              log: Path | None = None, interval: float = 0.1) -> None:
     """Poll ``check`` until it is true; fail fast if ``proc`` exits."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from localcp.cluster import ControlPlane
 from localcp.config import REPO
 from localcp.dns import install_dns
 from localcp.incluster import install_operator
-from localcp.probes import StartError, wait_for
+from localcp.probes import StartError, accepts, wait_for
 from localcp.tenant import delivered_files
 from localcp.wardle import GROUP, PLURAL, VERSION, etcdstorage, wait_ready
 
@@ -60,8 +59,8 @@ class Node:
         wait_ready(self.cp, name)
         replicas = (spec or {}).get("replicas", SAMPLE_REPLICAS)
         self.wait(f"{replicas} proxy pods of {name} Ready", lambda: len(self.ready_pods(name)) == replicas)
-        address = (self.service_ip(name), 2379)
-        self.wait(f"kube-proxy routing the Service of {name}", lambda: connects(address))
+        ip = self.service_ip(name)
+        self.wait(f"kube-proxy routing the Service of {name}", lambda: accepts(ip, 2379))
 
     def annotate(self, name: str, key: str, value: str) -> None:
         client.CustomObjectsApi(self.api).patch_cluster_custom_object(
@@ -87,14 +86,6 @@ class Node:
     def files(self, namespace: str, out: Path) -> tuple[str, str, str]:
         """What the API server in ``namespace`` was given (the sample's ConfigMap and Secret names)."""
         return delivered_files(self.core, namespace, out, configmap="etcd-serving-ca", secret="etcd-client-cert")
-
-
-def connects(address: tuple[str, int]) -> bool:
-    try:
-        socket.create_connection(address, timeout=2).close()
-    except OSError:
-        return False
-    return True
 
 
 def container_pid(pod: client.V1Pod, container: str = "guard") -> int:
