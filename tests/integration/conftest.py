@@ -119,6 +119,11 @@ class Storages:
                 return cond
         return None
 
+    def events(self, name: str, reason: str | None = None) -> list[client.V1Event]:
+        """The Events about EtcdStorage ``name`` (those with ``reason`` only, if given)."""
+        items = self.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
+        return [e for e in items if reason is None or e.reason == reason]
+
     def wait(self, what: str, check: Callable[[], bool], timeout: float = TIMEOUT) -> None:
         try:
             wait_for(what, check, timeout, self.op.proc, self.op.log, interval=0.2)

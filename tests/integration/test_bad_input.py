@@ -65,17 +65,14 @@ def test_a_refused_apply_is_a_condition_with_the_api_servers_message(storages):
     assert "hugepages" in cond["message"].lower() and "Deployment" in cond["message"], cond["message"]
     ready = storages.condition(name, "Ready")
     assert ready["status"] == "False" and ready["reason"] == "ApplyFailed"
-    events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
-    assert [e.reason for e in events.items].count("ApplyFailed") == 1
+    assert len(storages.events(name, "ApplyFailed")) == 1
     # Retries do not flap the condition (one Event), and fixing the spec recovers.
     reconciles = storages.reconciles(name)
     storages.wait("a retry", lambda: storages.reconciles(name) >= reconciles + 1, timeout=60)
-    events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
-    assert [e.reason for e in events.items].count("ApplyFailed") == 1
+    assert len(storages.events(name, "ApplyFailed")) == 1
     storages.patch(name, {"spec": {"resources": {"limits": None, "requests": {"cpu": "50m", "memory": "64Mi"}}}})
     storages.wait_condition(name, "Ready", "True")
-    events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
-    assert "MinimumReplicasAvailable" in [e.reason for e in events.items]
+    assert storages.events(name, "MinimumReplicasAvailable")
 
 
 def test_a_hand_edited_service_is_repaired(storages):
@@ -108,8 +105,7 @@ def test_a_precreated_opaque_destination_is_used_and_said(storages):
     assert storages.core.read_namespaced_secret("etcd-client", ns).data["tls.crt"]
 
     def warned() -> bool:
-        events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}")
-        return any(e.reason == "DestinationNotTLS" and "type Opaque" in e.message for e in events.items)
+        return any("type Opaque" in e.message for e in storages.events(name, "DestinationNotTLS"))
 
     storages.wait("a DestinationNotTLS Event", warned, timeout=30)
 

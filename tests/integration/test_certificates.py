@@ -128,8 +128,7 @@ def test_foreign_keys_kept_and_garbage_replaced_with_a_warning(storages, api):
     assert secret["text"]["extra"] == "mine"
     assert verifies(m.serving_leaf(name), load_certs(cm["data"]["serving-ca.crt"]))
     assert verifies(load_certs(secret["text"]["tls.crt"])[0], m.client_ca_bundle(name))
-    events = m.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
-    warnings = [e.message for e in events if e.type == "Warning" and e.reason == "ReplacedInvalidData"]
+    warnings = [e.message for e in storages.events(name, "ReplacedInvalidData") if e.type == "Warning"]
     assert any(f"ConfigMap {ns}/ca" in w for w in warnings), warnings
     assert any("spec.clientCertSecret[0]" in w for w in warnings), warnings
 
@@ -286,8 +285,7 @@ def test_a_deleted_ca_store_is_reported_as_lost_keys_and_everything_is_reissued(
     m.core.delete_namespaced_secret(f"etcd-{name}-ca", OPERATOR_NAMESPACE)
 
     def lost_keys() -> list[str]:
-        events = m.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
-        return [e.message for e in events if e.type == "Warning" and e.reason == "CAKeysLost"]
+        return [e.message for e in storages.events(name, "CAKeysLost") if e.type == "Warning"]
 
     storages.wait("a CAKeysLost Warning", lambda: bool(lost_keys()))
     assert f"Secret {OPERATOR_NAMESPACE}/etcd-{name}-ca" in lost_keys()[0]

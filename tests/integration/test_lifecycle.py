@@ -22,11 +22,6 @@ def keys(cp, prefix: str) -> list[str]:
     return etcdctl(cp, "get", "--prefix", "--keys-only", prefix).split()
 
 
-def events(storages, name: str, reason: str) -> list[str]:
-    items = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
-    return [e.message for e in items if e.reason == reason]
-
-
 def test_delete_policy_removes_exactly_its_prefix(storages, cp):
     name = storages.unique("del")
     sibling = name + "bar"  # its name has ours as a prefix
@@ -40,7 +35,7 @@ def test_delete_policy_removes_exactly_its_prefix(storages, cp):
     assert keys(cp, f"/{name}/") == []
     assert keys(cp, f"/{sibling}/") == [f"/{sibling}/registry/a"]
     assert keys(cp, f"/{name}") == [f"/{name}", f"/{sibling}/registry/a"]  # outside the prefix: kept
-    assert any("removed 2 keys" in m for m in events(storages, name, "KeysDeleted"))
+    assert any("removed 2 keys" in e.message for e in storages.events(name, "KeysDeleted"))
     assert storages.condition(sibling, "Ready")["status"] == "True"
 
 
@@ -70,7 +65,7 @@ def test_delete_policy_revokes_the_leases_the_tenant_was_granted(storages, cp, t
     storages.wait(f"{name} deleted", lambda: storages.get(name) is None)
     assert "already expired" in etcdctl(cp, "lease", "timetolive", leases[name])  # revoked
     assert "remaining" in etcdctl(cp, "lease", "timetolive", leases[other])  # another tenant's: kept
-    assert any("revoked the 1 leases" in m for m in events(storages, name, "KeysDeleted"))
+    assert any("revoked the 1 leases" in e.message for e in storages.events(name, "KeysDeleted"))
 
 
 def test_retain_keeps_keys_and_says_so(storages, cp):
@@ -82,7 +77,7 @@ def test_retain_keeps_keys_and_says_so(storages, cp):
     storages.delete(name)
     storages.wait(f"{name} deleted", lambda: storages.get(name) is None)
     assert keys(cp, f"/{name}/") == [f"/{name}/registry/x"]
-    assert events(storages, name, "KeysRetained")
+    assert storages.events(name, "KeysRetained")
 
 
 def test_delivered_material_is_released_and_admin_objects_kept(storages, api):

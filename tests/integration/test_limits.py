@@ -97,8 +97,7 @@ def test_storage_limit_through_a_tenant_kube_apiserver(storages, cp, tmp_path):
                         condition_is(storages, full, "WithinLimits", "False", "StorageLimitReached"))
         assert "spec.limits.storage" in storages.condition(full, "WithinLimits")["message"]
         assert storages.condition(full, "Ready")["status"] == "True"
-        events = storages.core.list_namespaced_event("default", field_selector=f"involvedObject.name={full}")
-        assert any(e.reason == "StorageLimitReached" and e.type == "Warning" for e in events.items)
+        assert any(e.type == "Warning" for e in storages.events(full, "StorageLimitReached"))
     finally:
         for s in servers.values():
             s.stop()
