@@ -32,6 +32,8 @@ type budget struct {
 	limited  *prometheus.CounterVec // label: reason
 	last     atomic.Pointer[refusalNote]
 	now      func() time.Time
+
+	published atomic.Bool // this replica's first usage record was attempted (report.go)
 }
 
 // refusalNote is the latest refusal, published for the operator's status.

@@ -34,7 +34,8 @@ func newMetrics(g *gate, b *budget) *metrics {
 
 // healthHandler: /livez answers while the process runs; /readyz does a linearizable read of
 // <prefix>health through the core, like an API server's etcd check, and waits until the tenant's usage
-// and the core's size are known (limits cannot be enforced before); /metrics for Prometheus.
+// and the core's size are known (limits cannot be enforced before) and the first usage record was
+// attempted (the operator reads it for the status); /metrics for Prometheus.
 func healthHandler(client *clientv3.Client, b *budget, registry *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
@@ -48,6 +49,10 @@ func healthHandler(client *clientv3.Client, b *budget, registry *prometheus.Regi
 		}
 		if !b.usage.Snapshot().Synced || !b.core.State().Sampled {
 			http.Error(w, "reading the tenant's usage and the core's size", http.StatusServiceUnavailable)
+			return
+		}
+		if !b.published.Load() {
+			http.Error(w, "publishing the first usage record", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -42,53 +42,78 @@ func (b *budget) report() (usageReport, bool) {
 		LastRefusal: b.last.Load(), MeasuredAt: b.now().UTC().Truncate(time.Second)}, u.Synced
 }
 
-// publish writes the replica's record whenever it changed, until ctx ends. kv and lease are the
-// un-namespaced core client's.
+// publish writes the replica's record as soon as the tenant's usage is first known, then whenever it
+// changed, at most once per reportEvery, until ctx ends. kv and lease are the un-namespaced core client's.
+// The first attempt, written or not, sets b.published: /readyz waits for it, so the reconcile that finds
+// the endpoint available also finds a record for the status (and a core refusing writes cannot hold the
+// replica unready).
 func (b *budget) publish(ctx context.Context, kv clientv3.KV, lease clientv3.Lease, replica string, lg *zap.Logger) {
-	key := usageReportKey(b.prefix, replica)
-	var leaseID clientv3.LeaseID
-	var lost chan struct{} // closed when the keep-alive ends (core out of reach longer than the TTL)
-	var last usageReport
-	for ctx.Err() == nil {
-		sleepCtx(ctx, reportEvery)
-		rep, synced := b.report()
-		if !synced {
-			continue
-		}
-		if lost != nil {
-			select {
-			case <-lost:
-				lost, leaseID = nil, 0
-			default:
-			}
-		}
-		if lost != nil && sameReport(rep, last) {
-			continue
-		}
-		if lost == nil {
-			g, err := lease.Grant(ctx, reportTTL)
-			if err != nil {
-				lg.Warn("usage report lease", zap.Error(err))
-				continue
-			}
-			alive, err := lease.KeepAlive(ctx, g.ID)
-			if err != nil {
-				continue
-			}
-			leaseID, lost = g.ID, make(chan struct{})
-			go func(alive <-chan *clientv3.LeaseKeepAliveResponse, lost chan struct{}) {
-				for range alive { //nolint:revive // drain, or the client drops responses with a warning
-				}
-				close(lost)
-			}(alive, lost)
-		}
-		body, _ := json.Marshal(rep)
-		if _, err := kv.Put(ctx, key, string(body), clientv3.WithLease(leaseID)); err != nil {
-			lg.Warn("usage report", zap.Error(err))
-			continue
-		}
-		last = rep
+	select {
+	case <-b.usage.first:
+	case <-ctx.Done():
+		return
 	}
+	r := &reporter{key: usageReportKey(b.prefix, replica), kv: kv, lease: lease, lg: lg}
+	for ctx.Err() == nil {
+		r.write(ctx, b)
+		b.published.Store(true)
+		sleepCtx(ctx, reportEvery)
+	}
+}
+
+// reporter is one replica's record in the core and the lease it is attached to.
+type reporter struct {
+	key     string
+	kv      clientv3.KV
+	lease   clientv3.Lease
+	lg      *zap.Logger
+	leaseID clientv3.LeaseID
+	lost    chan struct{} // closed when the keep-alive ends (core out of reach longer than the TTL)
+	last    usageReport
+}
+
+// write puts the record if it changed since the last put (or its lease was lost), granting a lease first
+// when there is none.
+func (r *reporter) write(ctx context.Context, b *budget) {
+	rep, synced := b.report()
+	if !synced {
+		return
+	}
+	if r.lost != nil {
+		select {
+		case <-r.lost:
+			r.lost, r.leaseID = nil, 0
+		default:
+		}
+	}
+	if r.lost != nil && sameReport(rep, r.last) {
+		return
+	}
+	tctx, cancel := context.WithTimeout(ctx, reportEvery)
+	defer cancel()
+	if r.lost == nil {
+		g, err := r.lease.Grant(tctx, reportTTL)
+		if err != nil {
+			r.lg.Warn("usage report lease", zap.Error(err))
+			return
+		}
+		alive, err := r.lease.KeepAlive(ctx, g.ID)
+		if err != nil {
+			return
+		}
+		r.leaseID, r.lost = g.ID, make(chan struct{})
+		go func(alive <-chan *clientv3.LeaseKeepAliveResponse, lost chan struct{}) {
+			for range alive { //nolint:revive // drain, or the client drops responses with a warning
+			}
+			close(lost)
+		}(alive, r.lost)
+	}
+	body, _ := json.Marshal(rep)
+	if _, err := r.kv.Put(tctx, r.key, string(body), clientv3.WithLease(r.leaseID)); err != nil {
+		r.lg.Warn("usage report", zap.Error(err))
+		return
+	}
+	r.last = rep
 }
 
 func sameReport(a, b usageReport) bool {

@@ -27,6 +27,8 @@ type usage struct {
 	synced   bool
 	held     []*reservation
 	onPut    func(keyLen, valueLen int) // called for every put the watch shows (may be nil)
+	first    chan struct{}              // closed when the usage is first synced
+	once     sync.Once
 }
 
 // reservation is an admitted write's growth, held until the watch shows revision rev (0: not known
@@ -41,7 +43,7 @@ type reservation struct {
 const reservationTTL = 5 * time.Second
 
 func newUsage() *usage {
-	return &usage{sizes: map[string]int64{}}
+	return &usage{sizes: map[string]int64{}, first: make(chan struct{})}
 }
 
 // Reserve admits a write of puts if the growth it brings stays within the limits (0: unlimited), and
@@ -241,6 +243,7 @@ func (u *usage) load(ctx context.Context, kv clientv3.KV) (int64, error) {
 	u.mu.Lock()
 	u.synced = true
 	u.mu.Unlock()
+	u.once.Do(func() { close(u.first) })
 	return rev, nil
 }
 

@@ -11,7 +11,7 @@ import time
 
 import grpc
 import pytest
-from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
+from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb, keyspace
 from kubernetes import client
 
 from localcp.etcdclient import Client
@@ -175,6 +175,21 @@ def core_watchers(cp) -> float:
         if line.startswith("etcd_debugging_mvcc_watcher_total "):
             return float(line.split()[1])
     raise AssertionError("no watcher metric")
+
+
+def test_a_replica_is_ready_only_once_its_first_usage_record_is_in_the_core(storages, cp):
+    """The reconcile that finds the endpoint available (the Deployment's replicas ready) reads the replicas'
+    records for status.usage, the Usage column. A replica that answered /readyz before writing its record
+    left that reconcile without one, and the column empty until the next run: hours with nothing changing."""
+    name, _ = tenant(storages, "first-record", {"keys": 7})
+    guard = start_proxy(storages.core, storages.deployment(name), cp.logs)  # returns at the first 200 of /readyz
+    try:
+        with Client(cp.etcd_endpoints[0], *cp.core_files()) as core:
+            records = core.range(*keyspace.prefix_range(keyspace.report_prefix(name)))
+        assert len(records) == 1, records
+        assert json.loads(records[0][1])["keys"] == 0
+    finally:
+        guard.stop()
 
 
 def test_watches_beyond_the_limit_are_refused(storages, cp, tmp_path):

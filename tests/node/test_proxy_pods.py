@@ -10,12 +10,13 @@ import subprocess
 from pathlib import Path
 
 from cryptography import x509
+from kubernetes import client, watch
 
 from localcp.admin import OPERATOR_NAMESPACE
 from localcp.config import NODE_IP, POD_CIDR
 from localcp.etcdclient import Client
 from localcp.load import Load
-from localcp.wardle import core_keys
+from localcp.wardle import GROUP, PLURAL, VERSION, core_keys
 
 from .conftest import container_pid, kill_container
 
@@ -53,6 +54,26 @@ def test_guard_pods_run_with_the_shipped_security_settings(node):
         (root,) = [m for m in mounts if m[4] == "/"]
         assert "ro" in root[5].split(","), root  # readOnlyRootFilesystem
         assert not [m for m in mounts if "serviceaccount" in m[4]], "a service account token is mounted"
+
+
+def test_a_new_tenant_is_ready_with_its_usage_in_the_status(node):
+    """The Usage column is filled by the reconcile that writes Ready (a guard replica is ready only once its
+    usage record is in the core), not hours later by the next one. Every version of the object is watched:
+    the first with Ready True must carry the usage."""
+    custom = client.CustomObjectsApi(node.api)
+    since = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["metadata"]["resourceVersion"]
+    node.tenant("usage-at-ready", "usage-at-ready")
+    first_ready = None
+    for event in watch.Watch().stream(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL,
+                                      resource_version=since, field_selector="metadata.name=usage-at-ready",
+                                      timeout_seconds=30):
+        status = event["object"].get("status") or {}
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []):
+            first_ready = status
+            break
+    assert first_ready is not None, "no version of the EtcdStorage with Ready True was seen"
+    assert (first_ready.get("usage") or {}).get("keys") == 0, first_ready.get("usage")
+    assert first_ready["usage"]["summary"], first_ready["usage"]
 
 
 def test_readiness_follows_the_core_and_liveness_does_not(node, tmp_path):
