@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,6 +104,23 @@ class Operator:
         """Start a new operator process in place of this one (same settings, same log)."""
         fresh = start_operator(*self.restart_args)
         self.proc, self.health_port = fresh.proc, fresh.health_port
+
+    @contextlib.contextmanager
+    def restarted(self, core_endpoints: str | None = None, extra_env: dict | None = None) -> Iterator[Operator]:
+        """This operator, stopped and started with other core endpoints or more environment for a while, then
+        as it was (one ansible-operator per machine: its API proxy port is fixed)."""
+        original = self.restart_args
+        kubeconfig, endpoints, log, namespace, max_concurrent, env = original
+        self.stop()
+        self.restart_args = (kubeconfig, core_endpoints or endpoints, log, namespace, max_concurrent,
+                             {**(env or {}), **(extra_env or {})})
+        self.restart()
+        try:
+            yield self
+        finally:
+            self.stop()
+            self.restart_args = original
+            self.restart()
 
 
 def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: str = "kube-apiserver-storage",
