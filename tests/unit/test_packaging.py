@@ -205,3 +205,23 @@ def test_runner_artifact_rotation_survives_a_latest_link_one_run_behind(kind, tm
         latest.symlink_to(tmp_path / str(run))
     assert latest.is_symlink() and latest.resolve().exists()
     assert str(keep + 3) in real_listdir(tmp_path)
+
+
+MODULES = sorted((REPO / "collections/ansible_collections/etcdproxy/operator/plugins/modules").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.stem)
+def test_every_module_documents_itself_in_yaml_that_parses(path):
+    """ansible-doc and ansible-lint read these; ansible-lint only reads the modules a role calls in a way it
+    checks, so a ": " inside a plain scalar went unnoticed in two modules."""
+    import ast
+
+    docs = {node.targets[0].id: node.value.value for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in ("DOCUMENTATION", "EXAMPLES", "RETURN")}
+    assert set(docs) == {"DOCUMENTATION", "EXAMPLES", "RETURN"}
+    for name, text in docs.items():
+        try:
+            yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            pytest.fail(f"{path.name} {name}: {exc}")
