@@ -4,6 +4,7 @@ builds; what it cannot build is a condition with the API server's message, never
 from __future__ import annotations
 
 import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -34,6 +35,56 @@ def test_one_name_too_long_is_refused_at_admission(api):
     with pytest.raises(ApiException) as err:
         client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
     assert err.value.status == 422 and "at most 58 characters" in err.value.body
+
+
+def test_the_main_kube_apiservers_prefix_is_refused_at_admission(api):
+    """EtcdStorage registry would serve /registry/, the main cluster's own objects (Secrets included; read
+    through its endpoint before this rule), and deletionPolicy Delete would have removed them all."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": "registry"}, "spec": {}}
+    with pytest.raises(ApiException) as err:
+        client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+    assert err.value.status == 422 and "must not be registry" in err.value.body
+
+
+def test_a_prefix_the_core_s_users_keep_gets_no_proxy_no_backup_and_its_keys_are_never_deleted(storages, operator,
+                                                                                                 cp):
+    """ETCDPROXY_RESERVED_PREFIXES names the core's other users (a kube-apiserver with another --etcd-prefix);
+    one added after a tenant of that name was served closes its endpoint."""
+    name, _ = storages.create_ready_tenant("core-user")
+    storages.patch(name, {"spec": {"deletionPolicy": "Delete"}})
+    with cp.core_client() as core:
+        core.put(f"/{name}/registry/pods/default/theirs".encode(), b"the core user's data")
+    with operator.restarted(extra_env={"ETCDPROXY_RESERVED_PREFIXES": name}):  # not a key prefix
+        cond = storages.wait_condition(name, "Ready", "False", reason="OperatorMisconfigured")
+        assert f"ETCDPROXY_RESERVED_PREFIXES={name} must list key prefixes starting with /" in cond["message"]
+    with operator.restarted(extra_env={"ETCDPROXY_RESERVED_PREFIXES": f"/elsewhere, /{name}"}):
+        cond = storages.wait_condition(name, "Ready", "False", reason="PrefixReserved")
+        want = f"PrefixAvailable: metadata.name: the prefix /{name}/ shares keys with /{name}"
+        assert cond["message"].startswith(want), cond["message"]
+        storages.wait("the proxy Deployment and Service removed",
+                      lambda: storages.deployment(name) is None and storages.service(name) is None)
+        assert [e.type for e in storages.events(name, "PrefixReserved")] == ["Warning"]
+        backups = client.CustomObjectsApi(storages.api)
+        backup = storages.unique("reserved-backup")
+        backups.create_namespaced_custom_object(GROUP, VERSION, OPERATOR_NAMESPACE, names.BACKUP_PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": names.BACKUP_KIND,
+            "metadata": {"name": backup, "namespace": OPERATOR_NAMESPACE},
+            "spec": {"storageName": name, "s3": {"endpoint": "https://127.0.0.1:1", "bucket": "tenant-backups",
+                                                 "credentialsSecret": "none"}}})
+
+        def backup_status() -> dict:
+            return backups.get_namespaced_custom_object(GROUP, VERSION, OPERATOR_NAMESPACE, names.BACKUP_PLURAL,
+                                                        backup).get("status") or {}
+
+        storages.wait("the backup request failed", lambda: backup_status().get("phase") == "Failed")
+        assert backup_status()["conditions"][0]["reason"] == "StoragePrefixReserved"
+        backups.delete_namespaced_custom_object(GROUP, VERSION, OPERATOR_NAMESPACE, names.BACKUP_PLURAL, backup)
+        storages.delete(name)
+        storages.wait("the EtcdStorage gone", lambda: storages.get(name) is None)
+        (kept,) = storages.events(name, "KeysKept")
+        assert kept.type == "Warning" and "nothing was deleted" in kept.message
+        with cp.core_client() as core:
+            assert core.range(f"/{name}/registry/pods/default/theirs".encode()) != []
 
 
 @pytest.mark.parametrize(("resources", "message"), [

@@ -184,7 +184,7 @@ def test_a_replica_is_ready_only_once_its_first_usage_record_is_in_the_core(stor
     name, _ = tenant(storages, "first-record", {"keys": 7})
     guard = start_proxy(storages.core, storages.deployment(name), cp.logs)  # returns at the first 200 of /readyz
     try:
-        with Client(cp.etcd_endpoints[0], *cp.core_files()) as core:
+        with cp.core_client() as core:
             records = core.range(*keyspace.prefix_range(keyspace.report_prefix(name)))
         assert len(records) == 1, records
         assert json.loads(records[0][1])["keys"] == 0

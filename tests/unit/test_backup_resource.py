@@ -11,6 +11,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.backupstatus im
     FAILED,
     MAX_ATTEMPTS,
     PENDING,
+    PREFIX_RESERVED,
     RUNNING,
     SUCCEEDED,
     JobState,
@@ -51,6 +52,12 @@ def test_a_missing_need_keeps_it_pending_names_the_fix_and_starts_nothing():
     assert d.status["phase"] == PENDING
     assert d.status["conditions"][0]["reason"] == "StorageNotFound"
     assert d.events == [("Warning", "StorageNotFound", "spec.storageName: there is no EtcdStorage 'x'")]
+
+
+def test_a_storage_whose_prefix_is_reserved_fails_the_request_for_good():
+    d = run(None, JobState("absent"), (PREFIX_RESERVED, "spec.storageName: the prefix /registry/ shares keys"))
+    assert not d.create_job and not d.requeue
+    assert d.status["phase"] == FAILED and d.status["conditions"][0]["reason"] == PREFIX_RESERVED
 
 
 def test_success_records_the_figures_of_the_result():

@@ -62,6 +62,17 @@ def test_operator_misconfiguration_wins_over_material_problems():
     assert conds(desired_status(obs, None, NOW))["Ready"]["reason"] == "OperatorMisconfigured"
 
 
+def test_a_reserved_prefix_is_the_only_thing_reported():
+    obs = Observed("registry", "ns", 1, core_problems=["x"], certificate_problems=[], deployment=deployment(),
+                   prefix_reserved="metadata.name: the prefix /registry/ shares keys with /registry")
+    st = desired_status(obs, {"conditions": [{"type": "ProxyAvailable", "status": "True"}]}, NOW)
+    assert [c["type"] for c in st["conditions"]] == ["PrefixAvailable", "Ready"]
+    c = conds(st)
+    assert c["PrefixAvailable"]["status"] == "False" and c["Ready"]["reason"] == "PrefixReserved"
+    assert "another name" in c["Ready"]["message"]
+    assert [(e.type, e.reason) for e in transition_events(None, st)] == [("Warning", "PrefixReserved")]
+
+
 def test_certificates_condition_only_when_managed():
     assert "CertificatesReady" not in conds(desired_status(Observed("a", "ns", 1, deployment=deployment()),
                                                            None, NOW))

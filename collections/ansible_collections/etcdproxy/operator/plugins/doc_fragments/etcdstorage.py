@@ -42,6 +42,13 @@ options:
     type: list
     elements: str
     default: []
+  reserved_prefixes:
+    description:
+      - Key prefixes the core etcd's other users keep, besides C(/registry) (always reserved); an EtcdStorage
+        whose prefix shares keys with one gets nothing and its keys are never deleted.
+    type: list
+    elements: str
+    default: []
 """
 
     # uid and spec of the EtcdStorage

@@ -15,6 +15,7 @@ CORE_OPTIONS: dict[str, dict[str, Any]] = dict(
     core_ca_key=dict(type="str", required=True),
     core_client_secret=dict(type="str", required=True),
     core_endpoints=dict(type="list", elements="str", default=[]),
+    reserved_prefixes=dict(type="list", elements="str", default=[]),
 )
 OBJECT_OPTIONS: dict[str, dict[str, Any]] = dict(
     uid=dict(type="str", default=""),

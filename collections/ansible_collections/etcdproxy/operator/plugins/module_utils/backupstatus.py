@@ -18,6 +18,8 @@ PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed
 COMPLETE = "Complete"
 MAX_ATTEMPTS = 3
 INTERRUPTED = "Interrupted"
+# A problem no later look can change (the operator's settings would have to): the request fails for good.
+PREFIX_RESERVED = "StoragePrefixReserved"
 # Figures copied from the artifact's summary into .status.
 FIGURES = ("revision", "keys", "bytes", "sha256", "startedAt", "finishedAt", "restarts", "leasedKeysSkipped")
 
@@ -63,6 +65,8 @@ def decide(old: dict[str, Any] | None, generation: int, storage: str, job_name: 
     if job.state == "absent":
         if problem:
             reason, message = problem
+            if reason == PREFIX_RESERVED:
+                return _failed(base, reason, message)
             return Decision({**base, "phase": PENDING, "conditions": [_cond("False", reason, message)]},
                             events=[("Warning", reason, message)], requeue=True)
         if attempts >= MAX_ATTEMPTS:

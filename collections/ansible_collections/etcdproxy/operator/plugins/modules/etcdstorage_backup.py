@@ -16,6 +16,8 @@ description:
   - With O(action=restore), checks the artifact at O(path) through (format, checksum, counts) before writing
     anything, then fills the prefix C(/<name>/), which must be empty; a damaged artifact writes nothing.
   - Uses the core etcd CA and client certificate of the operator namespace, like the operator.
+  - Refuses a name whose prefix shares keys with one the core's own users keep (C(/registry), the main
+    kube-apiserver's, and O(reserved_prefixes)), which hold the core's data, not a tenant's.
 version_added: 0.2.0
 author: etcdproxy-operator developers
 options:
@@ -143,6 +145,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 try:
+    from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import COMMON_OPTIONS, CORE_OPTIONS
     from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import material
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
@@ -175,6 +178,10 @@ def destination(kube: Kube, namespace: str, path: str | None, s3: dict | None) -
 
 def run(module: AnsibleModule) -> dict:
     p = module.params
+    taken = keyspace.reserved_overlap(p["name"], p["reserved_prefixes"])
+    if taken:
+        raise ValueError(f"{keyspace.reserved_message(p['name'], taken)}; back up the core etcd itself with "
+                         "etcdctl snapshot")
     kube = Kube(api_client(p["kubeconfig"]))
     ca, cert, key = material(kube.get_configmap(p["namespace"], p["core_ca_configmap"]),
                              kube.get_secret(p["namespace"], p["core_client_secret"]), p["core_ca_key"])

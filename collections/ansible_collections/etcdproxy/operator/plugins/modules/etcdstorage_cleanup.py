@@ -17,7 +17,8 @@ description:
   - With C(spec.deletionPolicy=Delete), removes every key under C(/<name>/) from the core etcd (exactly that
     prefix) and revokes every lease the tenant was granted through its endpoint (a lease can outlive its
     keys by its TTL, which a tenant chooses), using the core etcd CA and client certificate of the operator
-    namespace; with C(Retain) keeps them and says so in an Event.
+    namespace; with C(Retain) keeps them and says so in an Event. Never for a prefix that shares keys with
+    one the core's own users keep (C(/registry), O(reserved_prefixes)); a Warning Event C(KeysKept) says so.
   - Fails (so the finalizer stays and the deletion is retried) when the keys must be deleted but no core
     etcd endpoint answers; set C(spec.deletionPolicy=Retain) to let the deletion finish anyway.
 version_added: 0.1.0
@@ -72,7 +73,7 @@ try:
 
     from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import release_plan
     from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_tenant, material
-    from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+    from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, names
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import (
         COMMON_OPTIONS, CORE_OPTIONS, OBJECT_OPTIONS,
     )
@@ -127,7 +128,13 @@ def run(module: AnsibleModule) -> dict:
 
     deleted = revoked = 0
     policy = with_defaults(spec)["deletionPolicy"]
-    if policy == "Delete":
+    reserved = keyspace.reserved_overlap(name, p["reserved_prefixes"])
+    if policy == "Delete" and reserved:
+        if not module.check_mode:
+            kube.create_event(owner, "Warning", "KeysKept",
+                              f"deletionPolicy Delete was not applied: {keyspace.reserved_message(name, reserved)}; "
+                              f"nothing was deleted from the core etcd", now)
+    elif policy == "Delete":
         changed = True
         if not module.check_mode:
             ca, cert, key = material(kube.get_configmap(ns, p["core_ca_configmap"]),

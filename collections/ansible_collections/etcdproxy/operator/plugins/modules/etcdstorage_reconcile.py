@@ -20,6 +20,9 @@ description:
     object is returned to apply.
   - Writes nothing when nothing changed. Returns the proxy objects that differ from the cluster,
     for C(kubernetes.core.k8s) to apply.
+  - For an EtcdStorage whose prefix shares keys with one the core's own users keep (C(/registry), the main
+    kube-apiserver's, and O(reserved_prefixes)) does nothing but report C(PrefixAvailable=False) and return
+    its proxy objects, if they exist, in RV(remove), since a proxy there would serve the main cluster's data.
 version_added: 0.1.0
 author: etcdproxy-operator developers
 options:
@@ -155,6 +158,13 @@ restore_condition:
   description: The C(Restored) condition of an EtcdStorage created from a backup, else null.
   returned: always
   type: dict
+remove:
+  description: >-
+    The proxy objects to delete (C(apiVersion), C(kind), C(metadata.name), C(metadata.namespace)): those
+    that exist of an EtcdStorage whose prefix is reserved, else empty.
+  returned: always
+  type: list
+  elements: dict
 """
 
 import traceback
@@ -168,7 +178,7 @@ try:
     from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.step import (
         CERT_OPTIONS, failed_result, reconcile_certificates,
     )
-    from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+    from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, names
     from ansible_collections.etcdproxy.operator.plugins.module_utils.clone import (
         RESTORED, CloneDecision, reconcile_clone,
     )
@@ -212,21 +222,30 @@ def clone_step(kube: Kube, p: dict, check_mode: bool) -> CloneDecision | None:
                              old, requeue=True)
 
 
+def proxy_remains(kube: Kube, name: str, namespace: str) -> list[dict[str, Any]]:
+    """The proxy Deployment and Service of ``name`` that exist, as kubernetes.core.k8s deletes them."""
+    found = [("apps/v1", "Deployment", kube.get_deployment), ("v1", "Service", kube.get_service)]
+    return [{"apiVersion": api, "kind": kind, "metadata": {"name": names.proxy(name), "namespace": namespace}}
+            for api, kind, get in found if get(namespace, names.proxy(name)) is not None]
+
+
 def run(module: AnsibleModule) -> dict:
     p = module.params
     # Both steps read the proxy Deployment (rollout state, drift) and the proxy's client CA; neither writes
     # the Deployment (the kubernetes.core.k8s task after this module does), and writes through this client
     # drop what it remembered, so each object is read once unless it was written in between.
     kube = Kube(api_client(p["kubeconfig"]), reuse_reads=True)
+    # A prefix the core's own users keep: no certificates, no fill, no proxy; one there is removed.
+    reserved = keyspace.reserved_overlap(p["name"], p["reserved_prefixes"])
     certs = None
-    if p["manage_certificates"]:
+    if p["manage_certificates"] and not reserved:
         cert_params = {k: p.get(k) for k in CERT_OPTIONS}
         cert_params["emit_events"] = p["manage_status"]
         try:
             certs = reconcile_certificates(kube, cert_params, module.check_mode)
         except Exception as exc:  # reported through CertificatesReady, retried
             certs = failed_result(exc)
-    clone = clone_step(kube, p, module.check_mode)
+    clone = clone_step(kube, p, module.check_mode) if not reserved else None
     status_params = {k: p.get(k) for k in STATUS_OPTIONS if k not in STEP_ONLY}
     extra = {"certificates": certs["certificates"]} if certs and certs["certificates"] else {}
     if clone:
@@ -237,7 +256,8 @@ def run(module: AnsibleModule) -> dict:
         next_check_seconds=certs["next_check_seconds"] if certs else 0,
         restore_condition=clone.condition if clone else None,
         # Until the prefix is filled the proxy is not applied: nothing can read or write a half-filled tenant.
-        proxy_objects=p["proxy_objects"] if not clone or clone.done else [],
+        proxy_objects=p["proxy_objects"] if not reserved and (not clone or clone.done) else [],
+        prefix_reserved=keyspace.reserved_message(p["name"], reserved) if reserved else "",
     )
     hash_value = certs["client_ca_hash"] if certs else ""
     status = reconcile_status(kube, status_params, module.check_mode, (names.HASH_ANNOTATION, hash_value))
@@ -254,6 +274,7 @@ def run(module: AnsibleModule) -> dict:
         # (etcdstorage_status), so that report keeps the same conditions and .status keys.
         "extra_status": extra or None,
         "restore_condition": asdict(clone.condition) if clone else None,
+        "remove": proxy_remains(kube, p["name"], p["namespace"]) if reserved else [],
         "msg": status.get("msg", ""),
     }
 

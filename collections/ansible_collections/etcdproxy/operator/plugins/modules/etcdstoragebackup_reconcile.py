@@ -79,10 +79,10 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from ansible_collections.etcdproxy.operator.plugins.module_utils import backupjob, names
+    from ansible_collections.etcdproxy.operator.plugins.module_utils import backupjob, keyspace, names
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import COMMON_OPTIONS, CORE_OPTIONS
     from ansible_collections.etcdproxy.operator.plugins.module_utils.backupstatus import (
-        FAILED, SUCCEEDED, decide, job_state, with_times,
+        FAILED, PREFIX_RESERVED, SUCCEEDED, decide, job_state, with_times,
     )
     from ansible_collections.etcdproxy.operator.plugins.module_utils.clone import DONE as RESTORED
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
@@ -97,14 +97,19 @@ except ImportError:
     COMMON_OPTIONS = CORE_OPTIONS = {}
 
 
-def problem_of(kube: Kube, namespace: str, cr: dict, image: str) -> tuple[str, str] | None:
-    """The first thing the backup needs that is missing: (reason, message naming the field and the fix)."""
+def problem_of(kube: Kube, namespace: str, cr: dict, image: str, reserved: list[str]) -> tuple[str, str] | None:
+    """The first thing the backup needs that is missing: (reason, message naming the field and the fix).
+    ``reserved``: the operator's ETCDPROXY_RESERVED_PREFIXES."""
     spec = cr.get("spec") or {}
     s3 = spec.get("s3") or {}
     storage = kube.get_etcdstorage(spec.get("storageName", ""))
     if storage is None:
         return "StorageNotFound", (f"spec.storageName: there is no EtcdStorage {spec.get('storageName')!r}; "
                                    "create it, or name an existing one")
+    taken = keyspace.reserved_overlap(spec["storageName"], reserved)
+    if taken:  # the main cluster's data, Secrets included: never copied to a bucket by a tenant's request
+        return PREFIX_RESERVED, (f"spec.storageName: {keyspace.reserved_message(spec['storageName'], taken)}; "
+                                 "nothing of it is backed up (back up the core etcd itself with etcdctl snapshot)")
     restore = (storage.get("status") or {}).get("restore") or {}
     if (storage.get("spec") or {}).get("restoreFrom") and restore.get("phase") != RESTORED:
         return "StorageNotRestored", (f"spec.storageName: the EtcdStorage {spec['storageName']} is a clone not yet "
@@ -186,7 +191,7 @@ def run(module: AnsibleModule) -> dict:
     if job and job["metadata"].get("deletionTimestamp"):  # an interrupted attempt's Job on its way out
         return {"changed": False, "phase": old.get("phase", ""), "events": [], "requeue_after": "5s"}
     image = p["job_image"] or backupjob.own_image(kube, namespace)
-    problem = problem_of(kube, namespace, cr, image) if job is None else None
+    problem = problem_of(kube, namespace, cr, image, p["reserved_prefixes"]) if job is None else None
     pods = backupjob.job_pods(kube, namespace, job)
     decision = decide(old, int(cr["metadata"].get("generation") or 0), cr["spec"]["storageName"], job_name,
                       location, problem, job_state(job, pods))

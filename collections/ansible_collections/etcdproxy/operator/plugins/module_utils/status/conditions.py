@@ -18,6 +18,9 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata impo
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
 
 # Condition types, in the order they are reported.
+# Only when False: the tenant's prefix is the core's own users' (keyspace.reserved_overlap); nothing else
+# is then looked at or reported.
+PREFIX_AVAILABLE = "PrefixAvailable"
 CORE_CONFIGURED = "CoreEtcdConfigured"
 CORE_REACHABLE = "CoreEtcdReachable"
 CERTIFICATES_READY = "CertificatesReady"
@@ -68,6 +71,8 @@ class Observed:
     apply_error: str = ""
     # For an EtcdStorage created from a backup (spec.restoreFrom): the Restored condition (module_utils/clone.py).
     restore: Condition | None = None
+    # Why the tenant's prefix cannot be served (keyspace.reserved_message); "" when it can.
+    prefix_reserved: str = ""
 
 
 
@@ -132,6 +137,11 @@ def proxy_condition(deployment: dict[str, Any] | None) -> Condition:
 
 
 def desired_conditions(obs: Observed) -> list[Condition]:
+    if obs.prefix_reserved:
+        cond = Condition(PREFIX_AVAILABLE, "False", "PrefixReserved",
+                         f"{obs.prefix_reserved}; nothing is served or issued for it and its keys are never "
+                         f"deleted: create the EtcdStorage under another name and delete this one")
+        return [cond, Condition(READY, "False", cond.reason, f"{cond.type}: {cond.message}")]
     conds: list[Condition] = []
     if obs.config_errors:
         conds.append(Condition(CORE_CONFIGURED, "False", "OperatorMisconfigured", "; ".join(obs.config_errors)))

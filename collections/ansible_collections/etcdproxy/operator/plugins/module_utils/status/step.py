@@ -95,7 +95,9 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
                      hash_annotation: tuple[str, str] | None = None) -> dict[str, Any]:
     """Observe one EtcdStorage, write its status and Events if they changed, find proxy drift.
 
-    ``params``: the options of etcdstorage_status (see its docs). ``hash_annotation`` (key, value) is
+    ``params``: the options of etcdstorage_status (see its docs), and ``prefix_reserved`` from
+    etcdstorage_reconcile when the tenant's prefix is the core's own users' (Observed.prefix_reserved; the
+    role's report of a refused apply never needs it: no apply happens then). ``hash_annotation`` (key, value) is
     set on the pod template of every Deployment in ``proxy_objects`` before comparing (the
     client CA bundle hash that rolls the proxy when its trusted CAs change).
     """
@@ -140,6 +142,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
         apply_error=api_message(p["apply_error"]) if p.get("apply_error") else "",
         restore=restore_condition(p.get("restore_condition")),
+        prefix_reserved=p.get("prefix_reserved") or "",
     )
     old = cr.get("status") or {}
     if not obs.apply_error and drift:
