@@ -24,6 +24,7 @@ import (
 type options struct {
 	namespace, endpoints, coreCA, coreCert, coreKey string
 	listen, certFile, keyFile, trustedCAFile        string
+	revokedClientsFile                              string
 	healthListen, reportVersion                     string
 	maxRequestBytes                                 int
 	limits                                          Limits
@@ -43,6 +44,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.certFile, "cert-file", "", "serving certificate (re-read when it changes)")
 	fs.StringVar(&o.keyFile, "key-file", "", "serving key (re-read when it changes)")
 	fs.StringVar(&o.trustedCAFile, "trusted-ca-file", "", "CA bundle tenant client certificates must chain to (re-read)")
+	fs.StringVar(&o.revokedClientsFile, "revoked-clients-file", "", "lines \"<notAfter> <Common Name>\" of client "+
+		"certificates to refuse (re-read; a missing file revokes nothing)")
 	fs.StringVar(&o.healthListen, "health-listen", "", "host:port for HTTP /livez, /readyz and /metrics (off if empty)")
 	fs.StringVar(&o.reportVersion, "report-version", "",
 		"etcd version answered to Maintenance/Status (empty: the core's, its lowest member's); API servers send "+
@@ -114,7 +117,7 @@ func main() {
 }
 
 func run(o options, lg *zap.Logger) error {
-	serving, err := newServingTLS(o.certFile, o.keyFile, o.trustedCAFile)
+	serving, err := newServingTLS(o.certFile, o.keyFile, o.trustedCAFile, o.revokedClientsFile)
 	if err != nil {
 		return fmt.Errorf("serving TLS material: %w", err)
 	}

@@ -61,7 +61,7 @@ func TestServingTLSReloadsOnlySoundChangedMaterial(t *testing.T) {
 	write(t, crt, c1)
 	write(t, key, k1)
 	write(t, ca, caPEM)
-	s, err := newServingTLS(crt, key, ca)
+	s, err := newServingTLS(crt, key, ca, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +102,47 @@ func TestServingTLSRefusesToStartWithBadMaterial(t *testing.T) {
 	write(t, filepath.Join(dir, "tls.key"), k2)
 	write(t, filepath.Join(dir, "ca.crt"), c1)
 	if _, err := newServingTLS(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"),
-		filepath.Join(dir, "ca.crt")); err == nil {
+		filepath.Join(dir, "ca.crt"), ""); err == nil {
 		t.Fatal("a key that does not match the certificate must be refused")
+	}
+}
+
+func TestRevokedClientNamesAreRefusedUntilTheirLineGoes(t *testing.T) {
+	dir := t.TempDir()
+	crt, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	revoked := filepath.Join(dir, "revoked-clients")
+	c1, k1 := pair(t, "serving")
+	write(t, crt, c1)
+	write(t, key, k1)
+	write(t, ca, c1)
+	s, err := newServingTLS(crt, key, ca, revoked) // the file does not exist yet: nothing revoked
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(cn string) error {
+		certPEM, _ := pair(t, cn)
+		block, _ := pem.Decode(certPEM)
+		leaf, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Current().VerifyPeerCertificate(nil, [][]*x509.Certificate{{leaf}})
+	}
+	if verify("etcdstorage:x:ns/b") != nil {
+		t.Fatal("nothing is revoked without the file")
+	}
+	write(t, revoked, []byte("2027-01-01T00:00:00Z etcdstorage:x:ns/b\n\n"))
+	if err := verify("etcdstorage:x:ns/b"); err == nil || !strings.Contains(err.Error(), "spec.clientCertSecret") {
+		t.Fatalf("a revoked name must be refused, naming why: %v", err)
+	}
+	if verify("etcdstorage:x:ns/a") != nil || verify("etcdstorage:x:ns/b2") != nil {
+		t.Fatal("only the revoked name is refused")
+	}
+	if err := os.Remove(revoked); err != nil {
+		t.Fatal(err)
+	}
+	if verify("etcdstorage:x:ns/b") != nil {
+		t.Fatal("once its line is gone the name is accepted again")
 	}
 }
 

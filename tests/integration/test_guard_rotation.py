@@ -11,6 +11,8 @@ import ssl
 import time
 from pathlib import Path
 
+import grpc
+import pytest
 from cryptography import x509
 
 from localcp.etcdclient import Client
@@ -93,5 +95,42 @@ def test_guard_picks_up_a_new_client_ca_without_restart(storages, cp, tmp_path):
             load.wait_ops(50)
         assert load.failures == []
         assert pod.proc.pid == guard_pid and pod.proc.poll() is None
+    finally:
+        pod.stop()
+
+
+def test_a_client_destination_taken_out_of_the_spec_is_refused_by_the_endpoint(storages, cp, tmp_path):
+    """Removing spec.clientCertSecret[i] is how a platform team cuts an API server off: its certificate (valid
+    for months) must stop working, also on a guard that keeps running, and the proxy rolls so that the
+    connections it holds end too."""
+    name = storages.unique("revoke")
+    ns = f"{name}-ns"
+    stays, leaves = {"name": "etcd-client", "namespace": ns}, {"name": "leaving-client", "namespace": ns}
+    storages.create(name, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],
+                           "clientCertSecret": [stays, leaves]})
+    storages.wait_condition(name, "Ready", "True")
+    pod = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    try:
+        kept = delivered_files(storages.core, ns, tmp_path)
+        gone = delivered_files(storages.core, ns, tmp_path, secret="leaving-client")
+        with Client(pod.endpoint, *gone) as client:
+            client.put(b"/registry/before", b"ok")
+        hash_before = storages.deployment(name)["spec"]["template"]["metadata"]["annotations"]
+        storages.patch(name, {"spec": {"clientCertSecret": [stays]}})
+        storages.wait("the proxy's pod template changed (a roll)", lambda: storages.deployment(name)["spec"][
+            "template"]["metadata"]["annotations"] != hash_before)
+        (event,) = storages.events(name, "ClientCertificateRevoked")
+        assert f"Secret {ns}/leaving-client left spec.clientCertSecret" in event.message
+        pod.sync_volumes(storages.core)  # what kubelet does for a pod that has not been replaced yet
+        with Client(pod.endpoint, *gone) as client, pytest.raises(grpc.RpcError) as refused:
+            client.put(b"/registry/after", b"no")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake is refused
+        with Client(pod.endpoint, *kept) as client:
+            client.put(b"/registry/after", b"ok")
+        # The Secret is given back: no certificate, none of our marks, not deleted with the EtcdStorage.
+        given_back = storages.core.read_namespaced_secret("leaving-client", ns)
+        assert not given_back.data.get("tls.crt") and not given_back.data.get("tls.key")
+        assert "etcd.etcdproxy.dev/storage" not in (given_back.metadata.annotations or {})
+        assert not [r for r in given_back.metadata.owner_references or [] if r.name == name]
     finally:
         pod.stop()

@@ -42,19 +42,33 @@ def lease_ids(range_response: dict[str, Any]) -> list[int]:
     return [lease for lease in ids if lease is not None]
 
 
-def release_plan(obj: dict[str, Any] | None, kind: str, name: str, uid: str) -> tuple[str, dict[str, Any] | None]:
-    """("gc" | "patch" | "skip", patch body) for one destination object."""
+def release_patch(obj: dict[str, Any] | None, kind: str, name: str, uid: str) -> dict[str, Any] | None:
+    """The strategic merge patch (the client's default for a dict) that gives a destination object back: our
+    keys emptied or removed, our annotations and our owner reference dropped (so that the object outlives the
+    EtcdStorage for whoever uses it next); None when it is not ours (or another tenant's): never touched."""
     if obj is None:
-        return "skip", None
+        return None
     meta = obj.get("metadata") or {}
     if (meta.get("annotations") or {}).get(OWNER_ANNOTATION) != name:
-        return "skip", None  # not ours (or another tenant's): never touch it
-    if uid and any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
-        return "gc", None  # owned: the garbage collector deletes it with the EtcdStorage
+        return None
     keys = OUR_SECRET_KEYS if kind == "Secret" else OUR_CONFIGMAP_KEYS
     data: dict[str, Any] = {}
     for key in keys:
         if key in (obj.get("data") or {}):
             # kubernetes.io/tls Secrets must keep tls.crt/tls.key: empty them instead.
             data[key] = "" if kind == "Secret" and obj.get("type") == "kubernetes.io/tls" else None
-    return "patch", {"metadata": {"annotations": {a: None for a in OUR_ANNOTATIONS}}, "data": data}
+    patch: dict[str, Any] = {"metadata": {"annotations": {a: None for a in OUR_ANNOTATIONS}}, "data": data}
+    refs = meta.get("ownerReferences") or []
+    if uid and any(ref.get("uid") == uid for ref in refs):
+        patch["metadata"]["ownerReferences"] = [{"$patch": "delete", "uid": uid}]  # the list merges by uid
+    return patch
+
+
+def release_plan(obj: dict[str, Any] | None, kind: str, name: str, uid: str) -> tuple[str, dict[str, Any] | None]:
+    """("gc" | "patch" | "skip", patch body) for one destination object of an EtcdStorage being deleted."""
+    patch = release_patch(obj, kind, name, uid)
+    if patch is None:
+        return "skip", None
+    if "ownerReferences" in patch["metadata"]:
+        return "gc", None  # owned: the garbage collector deletes it with the EtcdStorage
+    return "patch", patch

@@ -36,9 +36,10 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> cli
 
 class Kube:
     def __init__(self, api: client.ApiClient, reuse_reads: bool = False) -> None:
-        """``reuse_reads``: answer repeated reads of a Deployment, ConfigMap or Secret from the first one,
-        until this client writes that object. For one reconcile run, whose steps read the same objects
-        (the proxy Deployment, its client CA) and in which only this client writes them."""
+        """``reuse_reads``: answer repeated reads of a Deployment, ConfigMap, Secret or EtcdStorage from the
+        first one, until this client writes that object. For one reconcile run, whose steps read the same
+        objects (the proxy Deployment, its client CA, the EtcdStorage) and in which only this client writes
+        them."""
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
@@ -92,7 +93,10 @@ class Kube:
         return readers[obj["kind"]](meta["namespace"], meta["name"])
 
     def get_etcdstorage(self, name: str) -> dict[str, Any] | None:
-        return self._get(self.custom.get_cluster_custom_object, GROUP, VERSION, PLURAL, name)
+        def read(name: str, _namespace: str, **kwargs: Any) -> Any:  # cluster-scoped
+            return self.custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name, **kwargs)
+
+        return self._read("EtcdStorage", read, "", name)
 
     def get_backup(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, BACKUP_PLURAL, name)
@@ -161,6 +165,7 @@ class Kube:
 
     def patch_etcdstorage_status(self, name: str, status_patch: dict[str, Any]) -> dict[str, Any]:
         """Apply a JSON merge patch (null deletes a key) to .status through the status subresource."""
+        self._written("EtcdStorage", "", name)
         return self.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name,
                                                               {"status": status_patch})
 

@@ -33,6 +33,9 @@ STORAGE_LABEL = f"{GROUP}/storage"
 ACTION_LABEL = f"{GROUP}/action"
 
 # The proxy's ports: the tenant endpoint (container and Service) and its health/metrics listener.
+# The key of the proxy's client CA ConfigMap listing revoked client certificates ("<notAfter> <CN>" lines),
+# read by the guard (--revoked-clients-file); absent while nothing is revoked.
+REVOKED_CLIENTS_KEY = "revoked-clients"
 CLIENT_PORT = 2379
 HEALTH_PORT = 2381
 
@@ -85,4 +88,5 @@ def endpoint(name: str, namespace: str) -> str:
 def object_names(name: str) -> dict[str, str]:
     """The names of an EtcdStorage's objects in the operator namespace and the proxy's ports, for the template."""
     return {"proxy": proxy(name), "ca_store": ca_store(name), "serving": serving(name),
-            "client_ca": client_ca(name), "client_port": CLIENT_PORT, "health_port": HEALTH_PORT}
+            "client_ca": client_ca(name), "client_port": CLIENT_PORT, "health_port": HEALTH_PORT,
+            "revoked_clients_key": REVOKED_CLIENTS_KEY}

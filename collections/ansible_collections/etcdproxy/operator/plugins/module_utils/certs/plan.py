@@ -77,6 +77,11 @@ class Observed:
     ca_destinations: list[Destination]
     client_destinations: list[Destination]
     listed_ca_destinations: int  # entries of spec.caCertConfigMap, usable or not
+    # Every spec.clientCertSecret entry (namespace, name), usable or not; and status.certificates.clients of
+    # the last run: a destination in the second and not the first has left the spec (its certificates are
+    # revoked).
+    listed_clients: list[tuple[str, str]] = field(default_factory=list)
+    previous_clients: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -100,6 +105,9 @@ class Plan:
     events: list[dict[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     client_hash: str = ""
+    # Client destinations (namespace, name) that left the spec, to give back after the writes (their
+    # certificates are revoked by the client CA ConfigMap write); listed until the status no longer has them.
+    released: list[tuple[str, str]] = field(default_factory=list)
     certificates: dict[str, Any] = field(default_factory=dict)
     due: datetime.datetime | None = None
 
@@ -112,6 +120,42 @@ def bundle_fingerprints(pem: str) -> set[str]:
         return {fingerprint(c) for c in load_certs(pem)}
     except ValueError:
         return set()
+
+
+def trust_hash(bundle: str, revoked: str) -> str:
+    """What the proxy's pod template carries (names.HASH_ANNOTATION): the hash of the client CA bundle, and of
+    the revoked client names once there are any, so that a change of either rolls the proxy (a roll also ends
+    the connections a revoked certificate opened)."""
+    return bundle_hash(bundle + revoked) if revoked else bundle_hash(bundle)
+
+
+def revocations(obs: Observed, now: datetime.datetime) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The proxy's revoked client names as the ConfigMap holds them (names.REVOKED_CLIENTS_KEY: sorted
+    "<notAfter> <CN>" lines), the destinations that left the spec since the last status, and those of them
+    revoked by this run.
+
+    A destination that left spec.clientCertSecret is revoked by name, which covers every certificate ever
+    issued to it, until the last one it got (status.certificates.clients[].notAfter) expires; put back, it is
+    no longer revoked (a new certificate of the same name is issued to it anyway)."""
+    live = ((obs.client_ca or {}).get("data") or {}).get(names.REVOKED_CLIENTS_KEY) or ""
+    until: dict[str, str] = {}
+    for line in live.splitlines():
+        after, _, cn = line.strip().partition(" ")
+        if cn:
+            until[cn] = after
+    listed = {client_spec(obs.name, ns, n).common_name for ns, n in obs.listed_clients}
+    left, new = [], []
+    for old in obs.previous_clients:
+        cn = client_spec(obs.name, old["namespace"], old["name"]).common_name
+        if cn in listed or not old.get("notAfter"):
+            continue
+        left.append(old)
+        if cn not in until:
+            new.append(old)
+        until[cn] = max(until.get(cn, ""), str(old["notAfter"]))
+    stamp = rfc3339(now)
+    text = "".join(f"{after} {cn}\n" for cn, after in sorted(until.items()) if cn not in listed and after > stamp)
+    return text, left, new
 
 
 def proxy_rolled(deployment: dict[str, Any] | None, want_hash: str) -> bool:
@@ -207,8 +251,10 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
                     fp in bundle_fingerprints(((d.obj or {}).get("data") or {}).get(SERVING_CA_KEY, ""))
                     for d in obs.ca_destinations)
             else:
-                pem = ((obs.client_ca or {}).get("data") or {}).get(CLIENT_CA_KEY, "")
-                delivered = fp in bundle_fingerprints(pem) and proxy_rolled(obs.deployment, bundle_hash(pem))
+                live = (obs.client_ca or {}).get("data") or {}
+                pem = live.get(CLIENT_CA_KEY, "")
+                delivered = fp in bundle_fingerprints(pem) and proxy_rolled(
+                    obs.deployment, trust_hash(pem, live.get(names.REVOKED_CLIENTS_KEY) or ""))
         ca_plan = plan_ca(kind, ca, name, settings, now, force_ca, delivered)
         store_changed |= ca_plan.changed
         for ev in ca_plan.events:
@@ -218,7 +264,14 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
         store_changed = True
     client_bundle = bundle_pem(store.cas["client"].trust())
     serving_bundle = bundle_pem(store.cas["serving"].trust())
-    plan.client_hash = bundle_hash(client_bundle)
+    revoked, left, new = revocations(obs, now)
+    plan.client_hash = trust_hash(client_bundle, revoked)
+    plan.released = [(old["namespace"], old["name"]) for old in left]
+    for old in new:
+        plan.event("Normal", "ClientCertificateRevoked",
+                   f"Secret {old['namespace']}/{old['name']} left spec.clientCertSecret: every client certificate "
+                   f"issued to it is refused from now on (the proxy rolls; until {old['notAfter']}, when the last "
+                   "one expires), and the Secret is given back (certificate and key emptied, our marks removed)")
 
     # ---- leaves ------------------------------------------------------------------------------
     force_leaf = bool(settings.rotate_token) and settings.rotate_token != store.rotate_token
@@ -251,7 +304,9 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
             extra_annotations={names.UID_ANNOTATION: obs.uid} if obs.uid else None,
             remove_keys=[k for k in stored if k.endswith((".crt", ".key"))], holds_ca=True))
     writes.append(write_if_changed("ConfigMap", ns, names.client_ca(name), obs.client_ca,
-                                   {CLIENT_CA_KEY: client_bundle}, "proxy client CA", name))
+                                   {CLIENT_CA_KEY: client_bundle, **({names.REVOKED_CLIENTS_KEY: revoked} if revoked
+                                                                     else {})},
+                                   "proxy client CA", name, remove_keys=[names.REVOKED_CLIENTS_KEY]))
     for d in obs.ca_destinations:
         old = ((d.obj or {}).get("data") or {}).get(SERVING_CA_KEY)
         if old and not bundle_fingerprints(old):

@@ -19,6 +19,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.plan impo
     plan_certificates,
 )
 from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.settings import Settings
+from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import release_patch
 from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import parse_go_duration, rfc3339
 from kubernetes.client.rest import ApiException
@@ -115,6 +116,10 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
         ca_destinations=reader.destinations(spec, "caCertConfigMap", "ConfigMap"),
         client_destinations=reader.destinations(spec, "clientCertSecret", "Secret"),
         listed_ca_destinations=len(spec.get("caCertConfigMap") or []),
+        listed_clients=[(d["namespace"], d["name"]) for d in spec.get("clientCertSecret") or []],
+        # The status step reads the EtcdStorage too (one read: the module's client reuses it).
+        previous_clients=(((kube.get_etcdstorage(name) or {}).get("status") or {}).get("certificates") or {}).get(
+            "clients") or [],
     )
     plan = plan_certificates(obs, settings, now)
     plan.problems[:0] = reader.problems
@@ -128,7 +133,27 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
                 plan.problems.append(api_problem(exc, w.kind, w.namespace, w.name, w.where))
                 if w.holds_ca:
                     break  # never hand out leaves whose CA is not saved
+        if plan.writes and written != [w.key for w in plan.writes]:
+            plan.released = []  # the revocation may not be written: give nothing back before it is
+        for namespace, secret in plan.released:
+            if give_back(kube, name, uid, namespace, secret):
+                written.append(f"Secret {namespace}/{secret}")
     return result(kube, p, plan, now, check_mode, written)
+
+
+def give_back(kube: Kube, name: str, uid: str, namespace: str, secret: str) -> bool:
+    """Empty a Secret that left spec.clientCertSecret of our certificate and marks (the certificate is already
+    revoked); True if it was written. One the operator may no longer read or write (its delivery Role went
+    with it) is left as it is: the revocation is what counts."""
+    try:
+        obj = kube.get_secret(namespace, secret)
+        patch = release_patch(obj, "Secret", name, uid)
+        if patch is None:
+            return False
+        kube.write("Secret", namespace, secret, obj, patch)
+    except ApiException:
+        return False
+    return True
 
 
 def result(kube: Kube, params: dict[str, Any], plan: Plan, now: datetime.datetime, check_mode: bool,
