@@ -47,6 +47,7 @@ def test_create_makes_proxy_deployment_and_service(storages, cp):
         "--cert-file=/etc/etcdproxy/serving/tls.crt",
         "--key-file=/etc/etcdproxy/serving/tls.key",
         "--trusted-ca-file=/etc/etcdproxy/client-ca/ca.crt",
+        "--revoked-clients-file=/etc/etcdproxy/client-ca/revoked-clients",
         "--health-listen=0.0.0.0:2381",
         # The operator's default limits (no spec.limits) and core reserve.
         "--max-bytes=512Mi",
