@@ -14,7 +14,9 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
+from kubernetes.client.rest import ApiException
 
+from localcp.admin import OPERATOR_NAMESPACE
 from localcp.etcdclient import Client
 from localcp.load import Load
 from localcp.tenant import delivered_files, start_proxy
@@ -132,5 +134,17 @@ def test_a_client_destination_taken_out_of_the_spec_is_refused_by_the_endpoint(s
         assert not given_back.data.get("tls.crt") and not given_back.data.get("tls.key")
         assert "etcd.etcdproxy.dev/storage" not in (given_back.metadata.annotations or {})
         assert not [r for r in given_back.metadata.owner_references or [] if r.name == name]
+        # The CA store keeps the record: the ConfigMap deleted by hand comes back with the revocation in it.
+        client_ca = f"etcd-{name}-client-ca"
+        storages.core.delete_namespaced_config_map(client_ca, OPERATOR_NAMESPACE)
+
+        def revoked_again() -> bool:
+            try:
+                data = storages.core.read_namespaced_config_map(client_ca, OPERATOR_NAMESPACE).data or {}
+            except ApiException:
+                return False
+            return f"etcdstorage:{name}:{ns}/leaving-client" in data.get("revoked-clients", "")
+
+        storages.wait("the client CA ConfigMap rebuilt with the revocation", revoked_again)
     finally:
         pod.stop()

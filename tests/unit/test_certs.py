@@ -208,7 +208,7 @@ def test_default_overlap_is_a_sixth_of_the_ca_lifetime():
 
 # ---- store ---------------------------------------------------------------------------------------------
 def test_store_round_trip_keeps_every_part():
-    store = Store(rotate_token="a", rotate_ca_token="b")
+    store = Store(rotate_token="a", rotate_ca_token="b", revoked={"etcdstorage:t:ns/gone": "2026-02-01T00:00:00Z"})
     for kind in ("serving", "client"):
         plan_ca(kind, store.cas[kind], "t", SETTINGS, T0, False, False)
     plan_ca("client", store.cas["client"], "t", SETTINGS, T0 + H, True, False)
@@ -217,7 +217,7 @@ def test_store_round_trip_keeps_every_part():
     assert all("PRIVATE KEY" not in v for k, v in data.items() if not k.endswith(".key"))
     back, problems = Store.from_secret_data(data)
     assert problems == []
-    assert back.to_secret_data() == data
+    assert back.to_secret_data() == data and back.revoked == store.revoked
 
 
 def test_store_with_garbage_reports_and_drops_it():

@@ -93,34 +93,48 @@ def test_a_lost_ca_store_is_named_as_such_and_a_first_issue_is_not():
     assert [e["reason"] for e in reused.events if e["type"] == "Warning"] == ["StaleMaterialReplaced"]
 
 
+def applied(live: dict[str, dict], plan) -> dict[str, dict]:
+    """``live`` after the plan's writes (merge patches: keys set to null go)."""
+    out = dict(live)
+    for w in plan.writes:
+        data = {**(live.get(w.key) or {}).get("data", {}), **w.body["data"]}
+        out[w.key] = as_live(dataclasses.replace(w, body={**w.body, "data": {
+            k: v for k, v in data.items() if v is not None}}))
+    return out
+
+
 def test_a_client_destination_that_left_the_spec_is_revoked_by_name_until_its_last_certificate_expires():
     first = plan_certificates(dataclasses.replace(observed(), listed_clients=[("api", "etcd-client")]), SETTINGS, T0)
-    live = {w.key: as_live(w) for w in first.writes}
+    live = applied({}, first)
     issued = first.certificates["clients"]
     assert [(c["namespace"], c["name"]) for c in issued] == [("api", "etcd-client")]
+
+    def without_it(live: dict[str, dict], previous: list) -> Observed:
+        return dataclasses.replace(observed(live), client_destinations=[], listed_clients=[],
+                                   previous_clients=previous)
+
     # The destination is taken out of the spec: the next run sees it only in the last status.
-    gone = dataclasses.replace(observed(live), client_destinations=[], listed_clients=[], previous_clients=issued)
-    plan = plan_certificates(gone, SETTINGS, T0 + H)
-    (write,) = [w for w in plan.writes if w.key == "ConfigMap ops/etcd-a-client-ca"]
+    plan = plan_certificates(without_it(live, issued), SETTINGS, T0 + H)
     line = f"{issued[0]['notAfter']} etcdstorage:a:api/etcd-client\n"
-    assert write.body["data"]["revoked-clients"] == line
+    assert [w.key for w in plan.writes] == ["Secret ops/etcd-a-ca", "ConfigMap ops/etcd-a-client-ca"]
+    assert plan.writes[1].body["data"]["revoked-clients"] == line
     assert plan.client_hash != first.client_hash  # the proxy rolls: connections of the revoked end
     assert [e["reason"] for e in plan.events] == ["ClientCertificateRevoked"]
-    assert "Secret api/etcd-client" not in [w.key for w in plan.writes]
     assert plan.released == [("api", "etcd-client")]  # given back after the writes
-    # Later runs keep it from the ConfigMap alone, with no Event and no write ...
-    live["ConfigMap ops/etcd-a-client-ca"] = as_live(dataclasses.replace(write, body={
-        **write.body, "data": {**live["ConfigMap ops/etcd-a-client-ca"]["data"], **write.body["data"]}}))
-    later = dataclasses.replace(gone, client_ca=live["ConfigMap ops/etcd-a-client-ca"], previous_clients=[])
-    again = plan_certificates(later, SETTINGS, T0 + 2 * H)
+    live = applied(live, plan)
+    # Later runs keep it from the CA store alone, with no Event and no write ...
+    again = plan_certificates(without_it(live, []), SETTINGS, T0 + 2 * H)
     assert again.writes == [] and again.events == [] and again.client_hash == plan.client_hash
-    # ... until the certificate it was issued has expired: then the line goes (set to null in the patch).
-    expired = plan_certificates(later, SETTINGS, T0 + 31 * H)
+    # ... and put it back in a ConfigMap deleted by hand ...
+    rebuilt = {k: v for k, v in live.items() if k != "ConfigMap ops/etcd-a-client-ca"}
+    (write,) = plan_certificates(without_it(rebuilt, []), SETTINGS, T0 + 2 * H).writes
+    assert write.key == "ConfigMap ops/etcd-a-client-ca" and write.body["data"]["revoked-clients"] == line
+    # ... until the certificate it was issued has expired: then the line goes (null in the patch).
+    expired = plan_certificates(without_it(live, []), SETTINGS, T0 + 31 * H)
     (write,) = [w for w in expired.writes if w.key == "ConfigMap ops/etcd-a-client-ca"]
     assert write.body["data"]["revoked-clients"] is None
     # Put back, it is not revoked any more.
-    back = dataclasses.replace(later, client_destinations=observed(live).client_destinations,
-                               listed_clients=[("api", "etcd-client")])
+    back = dataclasses.replace(observed(live), listed_clients=[("api", "etcd-client")])
     (write,) = [w for w in plan_certificates(back, SETTINGS, T0 + 2 * H).writes
                 if w.key == "ConfigMap ops/etcd-a-client-ca"]
     assert write.body["data"]["revoked-clients"] is None

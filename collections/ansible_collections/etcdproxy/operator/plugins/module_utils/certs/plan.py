@@ -129,20 +129,15 @@ def trust_hash(bundle: str, revoked: str) -> str:
     return bundle_hash(bundle + revoked) if revoked else bundle_hash(bundle)
 
 
-def revocations(obs: Observed, now: datetime.datetime) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """The proxy's revoked client names as the ConfigMap holds them (names.REVOKED_CLIENTS_KEY: sorted
-    "<notAfter> <CN>" lines), the destinations that left the spec since the last status, and those of them
-    revoked by this run.
+def revocations(obs: Observed, kept: dict[str, str], now: datetime.datetime
+                ) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The revoked client names in force (name -> notAfter, from ``kept``: the CA store's), the destinations
+    that left the spec since the last status, and those of them revoked by this run.
 
     A destination that left spec.clientCertSecret is revoked by name, which covers every certificate ever
     issued to it, until the last one it got (status.certificates.clients[].notAfter) expires; put back, it is
-    no longer revoked (a new certificate of the same name is issued to it anyway)."""
-    live = ((obs.client_ca or {}).get("data") or {}).get(names.REVOKED_CLIENTS_KEY) or ""
-    until: dict[str, str] = {}
-    for line in live.splitlines():
-        after, _, cn = line.strip().partition(" ")
-        if cn:
-            until[cn] = after
+    no longer revoked (and gets a new certificate, its Secret having been given back)."""
+    until = dict(kept)
     listed = {client_spec(obs.name, ns, n).common_name for ns, n in obs.listed_clients}
     left, new = [], []
     for old in obs.previous_clients:
@@ -154,8 +149,7 @@ def revocations(obs: Observed, now: datetime.datetime) -> tuple[str, list[dict[s
             new.append(old)
         until[cn] = max(until.get(cn, ""), str(old["notAfter"]))
     stamp = rfc3339(now)
-    text = "".join(f"{after} {cn}\n" for cn, after in sorted(until.items()) if cn not in listed and after > stamp)
-    return text, left, new
+    return {cn: after for cn, after in until.items() if cn not in listed and after > stamp}, left, new
 
 
 def proxy_rolled(deployment: dict[str, Any] | None, want_hash: str) -> bool:
@@ -264,7 +258,11 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
         store_changed = True
     client_bundle = bundle_pem(store.cas["client"].trust())
     serving_bundle = bundle_pem(store.cas["serving"].trust())
-    revoked, left, new = revocations(obs, now)
+    in_force, left, new = revocations(obs, store.revoked, now)
+    if in_force != store.revoked:
+        store.revoked, store_changed = in_force, True
+    # What the guard reads (names.REVOKED_CLIENTS_KEY): sorted "<notAfter> <name>" lines.
+    revoked = "".join(f"{after} {cn}\n" for cn, after in sorted(in_force.items()))
     plan.client_hash = trust_hash(client_bundle, revoked)
     plan.released = [(old["namespace"], old["name"]) for old in left]
     for old in new:

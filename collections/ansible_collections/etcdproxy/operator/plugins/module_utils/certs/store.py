@@ -59,10 +59,17 @@ class Store:
     cas: dict[str, CAState] = field(default_factory=lambda: {k: CAState() for k in KINDS})
     rotate_token: str = ""
     rotate_ca_token: str = ""
+    # Revoked client certificate names (destinations that left the spec) and the notAfter of the last
+    # certificate each was issued. Kept here, beside the CA that signed them, rather than only in the
+    # ConfigMap the proxy reads: a ConfigMap deleted or edited by hand must not lift a revocation, and a
+    # lost store means a new client CA, which no revoked certificate chains to.
+    revoked: dict[str, str] = field(default_factory=dict)
 
     def to_secret_data(self) -> dict[str, str]:
         data: dict[str, str] = {}
         state: dict[str, Any] = {"version": 1, "rotate": self.rotate_token, "rotateCA": self.rotate_ca_token}
+        if self.revoked:
+            state["revokedClients"] = dict(sorted(self.revoked.items()))
         for kind, ca in self.cas.items():
             for slot, kp in (("", ca.current), ("-next", ca.next)):
                 if kp:
@@ -87,6 +94,11 @@ class Store:
             state, _ = {}, problems.append("state.json is not JSON")
         store.rotate_token = str(state.get("rotate") or "")
         store.rotate_ca_token = str(state.get("rotateCA") or "")
+        revoked = state.get("revokedClients") or {}
+        if isinstance(revoked, dict):
+            store.revoked = {str(k): str(v) for k, v in revoked.items()}
+        else:
+            problems.append("state.json revokedClients is not a map")
         for kind in KINDS:
             ca = store.cas[kind]
             for slot in ("", "-next"):
