@@ -9,13 +9,16 @@ import ssl
 import subprocess
 from pathlib import Path
 
+import grpc
+import pytest
 from cryptography import x509
 from kubernetes import client, watch
 
-from localcp.admin import OPERATOR_NAMESPACE
+from localcp.admin import OPERATOR_NAMESPACE, apply, ensure_namespace
 from localcp.config import NODE_IP, POD_CIDR
 from localcp.etcdclient import Client
 from localcp.load import Load
+from localcp.tenant import delivered_files
 from localcp.wardle import GROUP, PLURAL, VERSION, core_keys
 
 from .conftest import container_pid, kill_container
@@ -74,6 +77,40 @@ def test_a_new_tenant_is_ready_with_its_usage_in_the_status(node):
     assert first_ready is not None, "no version of the EtcdStorage with Ready True was seen"
     assert (first_ready.get("usage") or {}).get("keys") == 0, first_ready.get("usage")
     assert first_ready["usage"]["summary"], first_ready["usage"]
+
+
+def test_removing_a_client_destination_ends_its_open_connections_and_refuses_new_ones(node, tmp_path):
+    """The revocation end to end: kubelet, the rolled pods and kube-proxy's Service. A client holding a
+    connection on the removed destination's certificate is cut off when the pods roll, and cannot come back."""
+    ns, name = "revoke", "revoke"
+    ensure_namespace(node.api, ns, grant_delivery=False)
+    # The sample's delivery Role names its own Secret; the second destination needs the same grant.
+    apply(node.api, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                     "metadata": {"name": "leaving-cert", "namespace": ns},
+                     "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["leaving-cert"],
+                                "verbs": ["get", "update", "patch"]}]})
+    apply(node.api, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": {"name": "leaving-cert", "namespace": ns},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leaving-cert"},
+                     "subjects": [{"kind": "ServiceAccount", "name": "etcdproxy-operator",
+                                   "namespace": OPERATOR_NAMESPACE}]})
+    stays = {"name": "etcd-client-cert", "namespace": ns}
+    node.tenant(name, ns, {"clientCertSecret": [stays, {"name": "leaving-cert", "namespace": ns}]})
+    gone = delivered_files(node.core, ns, tmp_path, configmap="etcd-serving-ca", secret="leaving-cert")
+    pods = {p.metadata.name for p in node.ready_pods(name)}
+    with load(node, name, gone) as held:
+        held.wait_ops(20)
+        client.CustomObjectsApi(node.api).patch_cluster_custom_object(
+            GROUP, VERSION, PLURAL, name, {"spec": {"clientCertSecret": [stays]}})
+        node.wait("the client on the removed destination's certificate cut off", lambda: bool(held.failures), 180)
+    node.wait("the pods rolled", lambda: len(node.ready_pods(name)) == 2 and not pods & {
+        p.metadata.name for p in node.proxy_pods(name)}, 120)
+    with Client(f"{node.service_ip(name)}:2379", *gone, server_name=node.server_name(name)) as refused, \
+            pytest.raises(grpc.RpcError):
+        refused.put(b"/registry/after", b"no")
+    with Client(f"{node.service_ip(name)}:2379", *node.files(ns, tmp_path), server_name=node.server_name(name),
+                retry_unavailable=True) as kept:
+        kept.put(b"/registry/after", b"ok")
 
 
 def test_readiness_follows_the_core_and_liveness_does_not(node, tmp_path):
