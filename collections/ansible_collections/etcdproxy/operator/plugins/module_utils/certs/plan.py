@@ -105,8 +105,8 @@ class Plan:
     events: list[dict[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     client_hash: str = ""
-    # Client destinations (namespace, name) that left the spec, to give back after the writes (their
-    # certificates are revoked by the client CA ConfigMap write); listed until the status no longer has them.
+    # Client destinations (namespace, name) that left the spec, to give back after the writes (which record
+    # their revocation); listed until the status no longer has them.
     released: list[tuple[str, str]] = field(default_factory=list)
     certificates: dict[str, Any] = field(default_factory=dict)
     due: datetime.datetime | None = None
@@ -301,9 +301,10 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
             "Secret", ns, ca_name, obs.ca_secret, store.to_secret_data(), "CA store", name,
             extra_annotations={names.UID_ANNOTATION: obs.uid} if obs.uid else None,
             remove_keys=[k for k in stored if k.endswith((".crt", ".key"))], holds_ca=True))
-    writes.append(write_if_changed("ConfigMap", ns, names.client_ca(name), obs.client_ca,
-                                   {CLIENT_CA_KEY: client_bundle, **({names.REVOKED_CLIENTS_KEY: revoked} if revoked
-                                                                     else {})},
+    trusted = {CLIENT_CA_KEY: client_bundle}
+    if revoked:
+        trusted[names.REVOKED_CLIENTS_KEY] = revoked
+    writes.append(write_if_changed("ConfigMap", ns, names.client_ca(name), obs.client_ca, trusted,
                                    "proxy client CA", name, remove_keys=[names.REVOKED_CLIENTS_KEY]))
     for d in obs.ca_destinations:
         old = ((d.obj or {}).get("data") or {}).get(SERVING_CA_KEY)
