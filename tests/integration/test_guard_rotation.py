@@ -1,4 +1,5 @@
-"""Certificate rotation under load through the guard: no failed request, no restart.
+"""Certificate rotation under load through the guard: no failed request, no restart; and the other way
+round, a removed client destination's certificate refused by a guard that keeps running.
 
 The guard re-reads its serving cert/key and the tenant client CA when kubelet updates the
 volumes (here: ``ProxyProcess.sync_volumes``, which writes them the way kubelet does).
