@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from cryptography import x509
 from kubernetes.client.rest import ApiException
 
@@ -133,10 +134,10 @@ def test_a_client_destination_taken_out_of_the_spec_is_refused_by_the_endpoint(s
         # The Secret is given back: no certificate, none of our marks, not deleted with the EtcdStorage.
         given_back = storages.core.read_namespaced_secret("leaving-client", ns)
         assert not given_back.data.get("tls.crt") and not given_back.data.get("tls.key")
-        assert "etcd.etcdproxy.dev/storage" not in (given_back.metadata.annotations or {})
+        assert names.OWNER_ANNOTATION not in (given_back.metadata.annotations or {})
         assert not [r for r in given_back.metadata.owner_references or [] if r.name == name]
         # The CA store keeps the record: the ConfigMap deleted by hand comes back with the revocation in it.
-        client_ca = f"etcd-{name}-client-ca"
+        client_ca = names.client_ca(name)
         storages.core.delete_namespaced_config_map(client_ca, OPERATOR_NAMESPACE)
 
         def revoked_again() -> bool:
@@ -144,7 +145,7 @@ def test_a_client_destination_taken_out_of_the_spec_is_refused_by_the_endpoint(s
                 data = storages.core.read_namespaced_config_map(client_ca, OPERATOR_NAMESPACE).data or {}
             except ApiException:
                 return False
-            return f"etcdstorage:{name}:{ns}/leaving-client" in data.get("revoked-clients", "")
+            return f"etcdstorage:{name}:{ns}/leaving-client" in data.get(names.REVOKED_CLIENTS_KEY, "")
 
         storages.wait("the client CA ConfigMap rebuilt with the revocation", revoked_again)
     finally:

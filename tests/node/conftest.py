@@ -19,6 +19,7 @@ from localcp.admin import OPERATOR_NAMESPACE
 from localcp.cluster import ControlPlane
 from localcp.config import REPO
 from localcp.dns import install_dns
+from localcp.etcdclient import Client
 from localcp.incluster import install_operator
 from localcp.probes import StartError, accepts, wait_for
 from localcp.tenant import delivered_files
@@ -82,6 +83,17 @@ class Node:
 
     def server_name(self, name: str) -> str:
         return f"{names.proxy(name)}.{OPERATOR_NAMESPACE}.svc"
+
+    def client(self, name: str, files: tuple[str, str, str], retry: bool = False) -> Client:
+        """A client of the tenant's Service (its ClusterIP, through kube-proxy) with ``files``, as an API server
+        connects; ``retry``: retry UNAVAILABLE as etcd's Go client does."""
+        return Client(f"{self.service_ip(name)}:2379", *files, server_name=self.server_name(name),
+                      retry_unavailable=retry)
+
+    def wait_rolled(self, name: str, before: set[str], replicas: int = SAMPLE_REPLICAS) -> None:
+        """Until every pod of ``before`` (names) is gone and ``replicas`` new ones are Ready."""
+        self.wait("the pods rolled", lambda: len(self.ready_pods(name)) == replicas and not before & {
+            p.metadata.name for p in self.proxy_pods(name)}, 120)
 
     def files(self, namespace: str, out: Path) -> tuple[str, str, str]:
         """What the API server in ``namespace`` was given (the sample's ConfigMap and Secret names)."""

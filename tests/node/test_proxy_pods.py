@@ -16,7 +16,6 @@ from kubernetes import client, watch
 
 from localcp.admin import OPERATOR_NAMESPACE, apply, ensure_namespace
 from localcp.config import NODE_IP, POD_CIDR
-from localcp.etcdclient import Client
 from localcp.load import Load
 from localcp.tenant import delivered_files
 from localcp.wardle import GROUP, PLURAL, VERSION, core_keys
@@ -26,8 +25,7 @@ from .conftest import container_pid, kill_container
 
 def load(node, name: str, files: tuple[str, str, str], retry: bool = False) -> Load:
     """A long-lived client of the tenant's Service (as an API server is)."""
-    return Load(Client(f"{node.service_ip(name)}:2379", *files, server_name=node.server_name(name),
-                       retry_unavailable=retry))
+    return Load(node.client(name, files, retry))
 
 
 def served_serial(ip: str, server_name: str, files: tuple[str, str, str]) -> int:
@@ -103,13 +101,10 @@ def test_removing_a_client_destination_ends_its_open_connections_and_refuses_new
         client.CustomObjectsApi(node.api).patch_cluster_custom_object(
             GROUP, VERSION, PLURAL, name, {"spec": {"clientCertSecret": [stays]}})
         node.wait("the client on the removed destination's certificate cut off", lambda: bool(held.failures), 180)
-    node.wait("the pods rolled", lambda: len(node.ready_pods(name)) == 2 and not pods & {
-        p.metadata.name for p in node.proxy_pods(name)}, 120)
-    with Client(f"{node.service_ip(name)}:2379", *gone, server_name=node.server_name(name)) as refused, \
-            pytest.raises(grpc.RpcError):
+    node.wait_rolled(name, pods)
+    with node.client(name, gone) as refused, pytest.raises(grpc.RpcError):
         refused.put(b"/registry/after", b"no")
-    with Client(f"{node.service_ip(name)}:2379", *node.files(ns, tmp_path), server_name=node.server_name(name),
-                retry_unavailable=True) as kept:
+    with node.client(name, node.files(ns, tmp_path), retry=True) as kept:
         kept.put(b"/registry/after", b"ok")
 
 
@@ -167,11 +162,9 @@ def test_client_ca_rotation_rolls_the_pods_without_failing_a_request(node, tmp_p
                   lambda: Path(node.files("carot", new_dir)[1]).read_bytes() != Path(old[1]).read_bytes(), 180)
         writes.wait_ops(20)
     assert writes.failures == []
-    node.wait("the pods rolled", lambda: len(node.ready_pods("carot")) == 2 and not pods & {
-        p.metadata.name for p in node.proxy_pods("carot")}, 120)
+    node.wait_rolled("carot", pods)
     new = node.files("carot", new_dir)
-    with Client(f"{node.service_ip('carot')}:2379", *new, server_name=node.server_name("carot"),
-                retry_unavailable=True) as fresh:
+    with node.client("carot", new, retry=True) as fresh:
         fresh.put(b"/registry/new-ca", b"ok")
         assert fresh.range(b"/registry/new-ca") == [(b"/registry/new-ca", b"ok")]
 
@@ -197,7 +190,7 @@ def test_a_deleted_or_killed_guard_pod_does_not_interrupt_a_client_of_the_servic
 def test_deleting_an_etcdstorage_removes_its_pods_service_and_keys(node, tmp_path):
     node.tenant("gone", "gone", {"deletionPolicy": "Delete"})
     files = node.files("gone", tmp_path)
-    with Client(f"{node.service_ip('gone')}:2379", *files, server_name=node.server_name("gone")) as c:
+    with node.client("gone", files) as c:
         c.put(b"/registry/x", b"1")
     assert "/gone/" in core_keys(node.cp, "/gone/")
     pods = {p.metadata.name for p in node.proxy_pods("gone")}
