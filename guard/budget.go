@@ -29,6 +29,7 @@ type budget struct {
 	requests *rate.Limiter // nil: unlimited
 	watches  atomic.Int64
 	streams  atomic.Int64           // Watch streams open (each one a stream to the core)
+	grants   chan struct{}          // one LeaseGrant at a time on this replica (AdmitLease)
 	limited  *prometheus.CounterVec // label: reason
 	last     atomic.Pointer[refusalNote]
 	now      func() time.Time
@@ -47,7 +48,7 @@ type refusalNote struct {
 const maxThrottleWait = 250 * time.Millisecond
 
 func newBudget(prefix string, lim Limits, maxRequestBytes int, u *usage, core *headroom) *budget {
-	b := &budget{prefix: prefix, limits: lim, usage: u, core: core, now: time.Now,
+	b := &budget{prefix: prefix, limits: lim, usage: u, core: core, now: time.Now, grants: make(chan struct{}, 1),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "etcdproxy_guard_limited_total",
 			Help: "Calls refused with RESOURCE_EXHAUSTED, by the limit that refused them.",
@@ -189,6 +190,35 @@ func (b *budget) Settle(held *reservation, resp any, err error) {
 		}
 	}
 	b.usage.Settle(held, rev)
+}
+
+// AdmitLease lets one LeaseGrant through if the tenant's live leases, as count reads them from the core,
+// are below spec.limits.leases; done must be called once the grant and its marker are written (or
+// failed). Leases cost the core memory whatever their keys (measured, docs/guard.md): without a bound,
+// the request rate alone would let a tenant fill the core's memory long before its space quota.
+// Grants on one replica go one at a time, so each one's count includes the grant before it; replicas
+// of one tenant can overshoot together by at most one grant each.
+func (b *budget) AdmitLease(ctx context.Context, count func(context.Context) (int64, error)) (done func(), err error) {
+	if b.limits.Leases == 0 {
+		return func() {}, nil
+	}
+	select {
+	case b.grants <- struct{}{}:
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	done = func() { <-b.grants }
+	n, err := count(ctx)
+	if err != nil {
+		done()
+		return nil, status.Errorf(codes.Unavailable, "counting the tenant's leases in the core etcd, retry: %v", err)
+	}
+	if n >= b.limits.Leases {
+		done()
+		return nil, b.refuse(reasonLeases, fmt.Sprintf("lease limit reached: %d of %d leases (spec.limits.leases); "+
+			"a lease counts until its TTL ends, so wait for some to end or raise the limit", n, b.limits.Leases))
+	}
+	return done, nil
 }
 
 // AdmitWatch counts one more open watch on this replica, or refuses it.

@@ -289,11 +289,12 @@ func TestLimitFlags(t *testing.T) {
 	base := []string{"--namespace=/t/", "--endpoints=https://c:2379", "--cacert=a", "--cert=b", "--key=c",
 		"--cert-file=d", "--key-file=e", "--trusted-ca-file=f"}
 	o, err := parseFlags(append(base, "--max-bytes=512Mi", "--max-keys=1000", "--write-bytes-per-second=1Mi",
-		"--write-burst-bytes=8Mi", "--requests-per-second=100", "--request-burst=200", "--max-watches=50"))
+		"--write-burst-bytes=8Mi", "--requests-per-second=100", "--request-burst=200", "--max-watches=50",
+		"--max-leases=300"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Limits{512 << 20, 1000, 1 << 20, 8 << 20, 100, 200, 50}
+	want := Limits{512 << 20, 1000, 1 << 20, 8 << 20, 100, 200, 50, 300}
 	if o.limits != want {
 		t.Fatalf("%+v", o.limits)
 	}
@@ -304,7 +305,7 @@ func TestLimitFlags(t *testing.T) {
 			t.Errorf("%s: %d, %v", value, got, err)
 		}
 	}
-	for _, bad := range []string{"--max-bytes=banana", "--max-keys=1k", "--max-bytes=-1", "--max-watches=x", "--max-bytes=2Pi",
+	for _, bad := range []string{"--max-bytes=banana", "--max-keys=1k", "--max-bytes=-1", "--max-watches=x", "--max-leases=-5", "--max-bytes=2Pi",
 		"--core-reserve-percent=95"} {
 		if _, err := parseFlags(append(base, bad)); err == nil {
 			t.Errorf("%s accepted", bad)
@@ -316,7 +317,7 @@ func TestLimitFlags(t *testing.T) {
 // limits on (go test -bench Budget). Rates are lifted so the loop measures the checks, not the waits.
 func benchmarkBudget(b *testing.B, req, resp any) {
 	bg := testBudget(Limits{Storage: 512 << 20, Keys: 100000, WriteRate: 1 << 20, WriteBurst: 8 << 20,
-		RequestRate: 5000, RequestBurst: 10000, Watches: 1000})
+		RequestRate: 5000, RequestBurst: 10000, Watches: 1000, Leases: 10000})
 	bg.requests.SetLimit(rate.Inf)
 	bg.writes.SetLimit(rate.Inf)
 	bg.core.record("core0", 0, 0, 1<<50, "3.6.4")

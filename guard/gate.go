@@ -107,8 +107,14 @@ func (g *gate) ownLeasesOnly(ctx context.Context, method string, req any) error 
 	return nil
 }
 
-// grant forwards a LeaseGrant and records the new lease as this tenant's before answering.
+// grant forwards a LeaseGrant within the tenant's lease limit and records the new lease as this tenant's
+// before answering.
 func (g *gate) grant(ctx context.Context, req any, handler grpc.UnaryHandler) (any, error) {
+	done, err := g.budget.AdmitLease(ctx, g.leases.Count)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	resp, err := handler(ctx, req)
 	if err != nil {
 		return resp, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -79,6 +80,47 @@ type fakeBook struct{ owned map[int64]bool }
 func (f *fakeBook) Record(_ context.Context, id int64) error { f.owned[id] = true; return nil }
 func (f *fakeBook) Owns(_ context.Context, id int64) (bool, error) {
 	return f.owned[id], nil
+}
+func (f *fakeBook) Count(context.Context) (int64, error) { return int64(len(f.owned)), nil }
+
+func TestLeaseGrantsBeyondTheLimitAreRefusedUntilOneEnds(t *testing.T) {
+	book := &fakeBook{owned: map[int64]bool{}}
+	b := testBudget(Limits{Leases: 2})
+	g := newGate(zap.NewNop(), book, b)
+	info := &grpc.UnaryServerInfo{FullMethod: "/etcdserverpb.Lease/LeaseGrant"}
+	next, forwarded := int64(0), 0
+	grant := func(context.Context, any) (any, error) {
+		forwarded++
+		next++
+		return &pb.LeaseGrantResponse{ID: next, TTL: 10}, nil
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := g.Unary(context.Background(), &pb.LeaseGrantRequest{TTL: 10}, info, grant); err != nil {
+			t.Fatalf("grant %d within the limit: %v", i+1, err)
+		}
+	}
+	_, err := g.Unary(context.Background(), &pb.LeaseGrantRequest{TTL: 10}, info, grant)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "spec.limits.leases") ||
+		!strings.Contains(err.Error(), "2 of 2 leases") {
+		t.Fatalf("third grant: %v, want RESOURCE_EXHAUSTED naming spec.limits.leases", err)
+	}
+	if forwarded != 2 {
+		t.Fatalf("the refused grant reached the core: %d grants forwarded", forwarded)
+	}
+	if got := testutil.ToFloat64(b.limited.WithLabelValues(reasonLeases)); got != 1 {
+		t.Fatalf("limited_total{reason=leases} = %v, want 1", got)
+	}
+	delete(book.owned, 1) // the core revoked lease 1 (its TTL ended): its marker went with it
+	if _, err := g.Unary(context.Background(), &pb.LeaseGrantRequest{TTL: 10}, info, grant); err != nil {
+		t.Fatalf("a grant once a lease ended: %v", err)
+	}
+	// Grants go one at a time; the slot is free again after a refusal and after a grant.
+	select {
+	case b.grants <- struct{}{}:
+		<-b.grants
+	default:
+		t.Fatal("the grant slot was not given back")
+	}
 }
 
 func TestOnlyLeasesGrantedThroughTheEndpointCanBeAttached(t *testing.T) {

@@ -15,10 +15,11 @@ import (
 // endpoint agrees: a marker key outside every tenant prefix (tenant prefixes start with "/"), attached
 // to the lease so that it disappears with it.
 
-// leaseBook records and answers lease ownership for one tenant.
+// leaseBook records and answers lease ownership for one tenant, and counts the tenant's live leases.
 type leaseBook interface {
 	Record(ctx context.Context, id int64) error
 	Owns(ctx context.Context, id int64) (bool, error)
+	Count(ctx context.Context) (int64, error)
 }
 
 // The operator's cleanup reads these markers to revoke a deleted tenant's leases (deletionPolicy Delete;
@@ -106,4 +107,15 @@ func (b *coreLeaseBook) Owns(ctx context.Context, id int64) (bool, error) {
 	}
 	b.remember(id)
 	return true, nil
+}
+
+// Count is the number of the tenant's leases the core still holds: its markers, which go only when the
+// core revokes the lease (an expired lease the core has not revoked yet still counts, as it still costs
+// the core). Every replica writes its markers under the same prefix, so the count is the tenant's.
+func (b *coreLeaseBook) Count(ctx context.Context) (int64, error) {
+	resp, err := b.kv.Get(ctx, leaseMarkerRoot+b.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Count, nil
 }

@@ -8,8 +8,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 )
 
-// Limits are one tenant's budgets. Zero means unlimited. Storage, keys and the core's headroom hold across
-// every replica of the endpoint (each replica follows the tenant's keys in the core); rates and watches
+// Limits are one tenant's budgets. Zero means unlimited. Storage, keys, leases and the core's headroom hold
+// across every replica of the endpoint (each replica follows the tenant's keys in the core and counts its
+// lease markers there); rates and watches
 // are enforced by each replica, so a tenant reaches at most replicas × limit in total (a single API
 // server connection lands on one replica and gets exactly the limit).
 type Limits struct {
@@ -20,6 +21,7 @@ type Limits struct {
 	RequestRate  int64 // calls/s (every unary call, every watch stream and watch creation)
 	RequestBurst int64
 	Watches      int64 // open watches on one replica
+	Leases       int64 // live leases granted through the endpoint, across replicas (counted in the core)
 }
 
 // limitField names each limit as the EtcdStorage spec does, for messages and metric labels.
@@ -41,6 +43,8 @@ var limitFields = []struct {
 		func(l Limits) int64 { return l.RequestBurst }},
 	{"max-watches", "spec.limits.watches", false, func(l *Limits, v int64) { l.Watches = v },
 		func(l Limits) int64 { return l.Watches }},
+	{"max-leases", "spec.limits.leases", false, func(l *Limits, v int64) { l.Leases = v },
+		func(l Limits) int64 { return l.Leases }},
 }
 
 var maxBytes = resource.MustParse("1Pi")
@@ -76,11 +80,12 @@ const (
 	reasonWriteRate   = "write-rate"
 	reasonRequestRate = "request-rate"
 	reasonWatches     = "watches"
+	reasonLeases      = "leases"
 	reasonCoreSpace   = "core-space"
 )
 
 var refusalReasons = []string{reasonStorage, reasonKeys, reasonWriteRate, reasonRequestRate, reasonWatches,
-	reasonCoreSpace}
+	reasonLeases, reasonCoreSpace}
 
 // writeBurst is the write bucket's size: the burst (one second's worth when not set), and never below
 // the largest request, which could otherwise never be written.

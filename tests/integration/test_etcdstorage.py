@@ -57,6 +57,7 @@ def test_create_makes_proxy_deployment_and_service(storages, cp):
         "--requests-per-second=5000",
         "--request-burst=10000",
         "--max-watches=1000",
+        "--max-leases=10000",
         "--core-reserve-percent=20",
     ]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

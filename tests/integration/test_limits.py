@@ -243,6 +243,51 @@ def test_watches_beyond_the_limit_are_refused(storages, cp, tmp_path):
         guard.stop()
 
 
+def test_live_leases_beyond_the_limit_are_refused_on_every_replica_until_one_ends(storages, cp, tmp_path):
+    """Leases cost the core memory whatever their keys (~2.3 KB each with the guard's marker, docs/guard.md):
+    the request rate alone let one tenant grant ~1 000 a second into the core. A lease counts until the core
+    revokes it, whichever replica granted it."""
+    name, ns = tenant(storages, "leases", {"leases": 3})
+    replicas = [start_proxy(storages.core, storages.deployment(name), cp.logs, label=f"guard-{i}") for i in range(2)]
+    try:
+        files = delivered_files(storages.core, ns, tmp_path)
+        marker, marker_end = keyspace.prefix_range(keyspace.lease_marker_prefix(name))
+
+        def in_core() -> int:
+            with cp.core_client() as core:
+                return len(core.range(marker, marker_end))
+
+        with Client(replicas[0].endpoint, *files) as a, Client(replicas[1].endpoint, *files) as b:
+            a.grant(600)
+            a.grant(600)
+            b.grant(2)  # the third, through the other replica; etcd's shortest TTL
+            for c in (a, b):
+                with pytest.raises(grpc.RpcError) as refused:
+                    c.grant(600)
+                assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "spec.limits.leases" in refused.value.details() and "3 of 3" in refused.value.details()
+            assert in_core() <= 3  # the refused grants never reached the core
+            assert sum(r.metric("etcdproxy_guard_limited_total", reason="leases") for r in replicas) == 2
+
+            def grants() -> bool:
+                try:
+                    a.grant(600)
+                    return True
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
+                    return False
+
+            # Once the core revoked the short lease (its marker goes with it), there is room for one more.
+            storages.wait("a grant once the short lease ended", grants, timeout=30)
+            assert in_core() == 3
+        reconcile_until(storages, name, "WithinLimits False",
+                        condition_is(storages, name, "WithinLimits", "False", "LeaseLimitReached"))
+        assert "spec.limits.leases" in storages.condition(name, "WithinLimits")["message"]
+    finally:
+        for r in replicas:
+            r.stop()
+
+
 def test_request_rate_throttles_a_noisy_tenant_only(storages, cp, tmp_path):
     noisy, nns = tenant(storages, "noisy", {"requestsPerSecond": 50, "requestBurst": 50})
     quiet, qns = tenant(storages, "quiet", {})

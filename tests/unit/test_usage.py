@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import re
+from pathlib import Path
 
+import yaml
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import (
     Observed,
     desired_status,
@@ -11,6 +14,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditio
     transition_events,
 )
 from ansible_collections.etcdproxy.operator.plugins.module_utils.usage import (
+    REASONS,
     human_bytes,
     quantity_bytes,
     report_prefix,
@@ -18,6 +22,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.usage import (
 )
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
+REPO = Path(__file__).resolve().parents[2]
 LIMITS = {"storage": "1Mi", "keys": 10, "watches": 100}
 
 
@@ -54,10 +59,28 @@ def test_recent_refusal_names_the_limit_then_expires():
     assert later is not None and later.status == "True"
 
 
+def test_every_limit_is_admitted_defaulted_passed_and_enforced():
+    """A limit lives in four files: the CRD admits it, the role defaults it, the proxy template passes it,
+    the guard enforces it (and names it in its refusals). One missing is a limit silently not applied."""
+    crd = yaml.safe_load((REPO / "config/crd/bases/etcd.etcdproxy.dev_etcdstorages.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    admitted = set(spec["limits"]["properties"])
+    defaults = set(yaml.safe_load((REPO / "roles/etcdstorage/defaults/main.yml").read_text())
+                   ["etcdstorage_default_limits"])
+    template = (REPO / "roles/etcdstorage/templates/proxy.yaml.j2").read_text()
+    passed = {a or b for a, b in re.findall(r"etcdstorage_limits(?:\.(\w+)|\['(\w+)'\])", template)}
+    guard = (REPO / "guard/limits.go").read_text()
+    enforced = set(re.findall(r'"spec\.limits\.(\w+)"', guard))
+    assert admitted == defaults == passed == enforced, (admitted, defaults, passed, enforced)
+    assert "leases" in enforced
+    # Every reason the guard refuses with becomes a condition reason.
+    assert set(re.findall(r'\breason\w+\s*=\s*"([\w-]+)"', guard)) == set(REASONS)
+
+
 def test_every_guard_reason_has_a_condition_reason():
     for reason, expected in (("keys", "KeyLimitReached"), ("write-rate", "WriteRateThrottled"),
                              ("request-rate", "RequestRateThrottled"), ("watches", "WatchLimitReached"),
-                             ("core-space", "CoreSpaceLow")):
+                             ("leases", "LeaseLimitReached"), ("core-space", "CoreSpaceLow")):
         _, cond = summarize([record(refusal=(reason, "m", NOW))], LIMITS, NOW)
         assert cond is not None and cond.reason == expected
 

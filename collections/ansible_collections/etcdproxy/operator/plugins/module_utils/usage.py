@@ -28,6 +28,7 @@ REASONS = {
     "write-rate": "WriteRateThrottled",
     "request-rate": "RequestRateThrottled",
     "watches": "WatchLimitReached",
+    "leases": "LeaseLimitReached",
     "core-space": "CoreSpaceLow",
 }
 
