@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,6 +31,9 @@ type budget struct {
 	watches  atomic.Int64
 	streams  atomic.Int64           // Watch streams open (each one a stream to the core)
 	grants   chan struct{}          // one LeaseGrant at a time on this replica (AdmitLease)
+	reads    *semaphore.Weighted    // bytes of ranges in flight to the core (AdmitRead); nil: unlimited
+	maxKV    int64                  // the largest key + value a put can carry
+	inFlight atomic.Int64           // bytes of ranges in flight, for the metric
 	limited  *prometheus.CounterVec // label: reason
 	last     atomic.Pointer[refusalNote]
 	now      func() time.Time
@@ -62,6 +66,10 @@ func newBudget(prefix string, lim Limits, maxRequestBytes int, u *usage, core *h
 	if lim.RequestRate > 0 {
 		b.requests = rate.NewLimiter(rate.Limit(lim.RequestRate), int(lim.requestBurst()))
 	}
+	if lim.ReadBytesInFlight > 0 {
+		b.reads = semaphore.NewWeighted(lim.ReadBytesInFlight)
+	}
+	b.maxKV = int64(maxRequestBytes)
 	return b
 }
 
@@ -192,6 +200,57 @@ func (b *budget) Settle(held *reservation, resp any, err error) {
 	b.usage.Settle(held, rev)
 }
 
+// readBytesOf bounds what a request reads from the core: its range, or the ranges of a Txn (both
+// branches, at any depth; only one branch runs, so the larger one counts). Count-only ranges read no
+// values.
+func (b *budget) readBytesOf(req any) int64 {
+	rangeBytes := func(r *pb.RangeRequest) int64 {
+		if r.CountOnly {
+			return 0
+		}
+		return b.usage.ReadBytes(r.Key, r.RangeEnd, r.Limit, b.maxKV)
+	}
+	var branch func(ops []*pb.RequestOp) int64
+	branch = func(ops []*pb.RequestOp) (n int64) {
+		for _, op := range ops {
+			if r := op.GetRequestRange(); r != nil {
+				n += rangeBytes(r)
+			}
+			if t := op.GetRequestTxn(); t != nil {
+				n += max(branch(t.Success), branch(t.Failure))
+			}
+		}
+		return n
+	}
+	switch r := req.(type) {
+	case *pb.RangeRequest:
+		return rangeBytes(r)
+	case *pb.TxnRequest:
+		return max(branch(r.Success), branch(r.Failure))
+	}
+	return 0
+}
+
+// AdmitRead holds a read until the bytes of reads in flight to the core from this replica, with its own,
+// stay within spec.limits.readBytesInFlight (a read larger than that waits to run alone); done gives them
+// back once the core answered. The core builds each answer whole in its memory (several times its size,
+// measured: docs/guard.md), so without a bound a few concurrent ranges of a large tenant could take the
+// core's memory. Reads are held, never refused: they wait in order, up to the caller's deadline.
+func (b *budget) AdmitRead(ctx context.Context, req any) (done func(), err error) {
+	if b.reads == nil {
+		return func() {}, nil
+	}
+	n := min(b.readBytesOf(req), b.limits.ReadBytesInFlight)
+	if n == 0 {
+		return func() {}, nil
+	}
+	if err := b.reads.Acquire(ctx, n); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	b.inFlight.Add(n)
+	return func() { b.inFlight.Add(-n); b.reads.Release(n) }, nil
+}
+
 // AdmitLease lets one LeaseGrant through if the tenant's live leases, as count reads them from the core,
 // are below spec.limits.leases; done must be called once the grant and its marker are written (or
 // failed). Leases cost the core memory whatever their keys (measured, docs/guard.md): without a bound,
@@ -317,6 +376,8 @@ func (b *budget) gauges() []prometheus.Collector {
 			func() float64 { return float64(b.usage.Snapshot().Keys) }),
 		g("etcdproxy_guard_watches", "Watches open through this replica.",
 			func() float64 { return float64(b.watches.Load()) }),
+		g("etcdproxy_guard_read_bytes_in_flight", "Bytes of reads this replica waits for from the core (estimated).",
+			func() float64 { return float64(b.inFlight.Load()) }),
 		g("etcdproxy_guard_core_db_size_bytes", "The core's largest member database size, as last known here.",
 			func() float64 { return float64(b.core.State().Size) }),
 		g("etcdproxy_guard_core_quota_bytes", "The core's space quota.",

@@ -290,11 +290,11 @@ func TestLimitFlags(t *testing.T) {
 		"--cert-file=d", "--key-file=e", "--trusted-ca-file=f"}
 	o, err := parseFlags(append(base, "--max-bytes=512Mi", "--max-keys=1000", "--write-bytes-per-second=1Mi",
 		"--write-burst-bytes=8Mi", "--requests-per-second=100", "--request-burst=200", "--max-watches=50",
-		"--max-leases=300"))
+		"--max-leases=300", "--max-read-bytes-in-flight=64Mi"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Limits{512 << 20, 1000, 1 << 20, 8 << 20, 100, 200, 50, 300}
+	want := Limits{512 << 20, 1000, 1 << 20, 8 << 20, 100, 200, 50, 300, 64 << 20}
 	if o.limits != want {
 		t.Fatalf("%+v", o.limits)
 	}
@@ -317,10 +317,11 @@ func TestLimitFlags(t *testing.T) {
 // limits on (go test -bench Budget). Rates are lifted so the loop measures the checks, not the waits.
 func benchmarkBudget(b *testing.B, req, resp any) {
 	bg := testBudget(Limits{Storage: 512 << 20, Keys: 100000, WriteRate: 1 << 20, WriteBurst: 8 << 20,
-		RequestRate: 5000, RequestBurst: 10000, Watches: 1000, Leases: 10000})
+		RequestRate: 5000, RequestBurst: 10000, Watches: 1000, Leases: 10000, ReadBytesInFlight: 64 << 20})
 	bg.requests.SetLimit(rate.Inf)
 	bg.writes.SetLimit(rate.Inf)
 	bg.core.record("core0", 0, 0, 1<<50, "3.6.4")
+	bg.usage.apply(events(2, put("/registry/pods/default/p", 2000)), 2)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		if err := bg.AdmitCall(ctx); err != nil {
@@ -330,6 +331,11 @@ func benchmarkBudget(b *testing.B, req, resp any) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		done, err := bg.AdmitRead(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done()
 		bg.Settle(held, resp, nil)
 	}
 }
@@ -341,4 +347,90 @@ func BenchmarkBudgetOnAGet(b *testing.B) {
 func BenchmarkBudgetOnAPut(b *testing.B) {
 	benchmarkBudget(b, &pb.PutRequest{Key: []byte("/registry/pods/default/p"), Value: make([]byte, 256)},
 		&pb.PutResponse{Header: &pb.ResponseHeader{Revision: 1}})
+}
+
+func TestReadBytesBoundsWhatARangeReads(t *testing.T) {
+	u := testBudget(Limits{}).usage
+	u.apply(events(2, put("/registry/pods/a/x", 100), put("/registry/pods/b/y", 200), put("/registry/cm/a/z", 50),
+		put("/top", 10)), 2)
+	const maxKV = 1000
+	cases := []struct {
+		key, end string
+		limit    int64
+		want     int64
+	}{
+		{"/registry/pods/", "/registry/pods0", 0, 300},        // a resource's LIST: exactly its directory
+		{"/registry/pods/a/", "/registry/pods/a0", 0, 100},    // one namespace
+		{"/registry/cm/a/z", "", 0, 50},                       // a GET
+		{"/registry/cm/a/nothing", "", 0, 0},                  // a GET of a key that is not there
+		{"/registry/pods/a/x\x00", "/registry/pods0", 0, 300}, // the next page: its directory, at most
+		{"/registry/pods/", "/registry/pods0", 1, 300},        // one key of up to maxKV bytes: not less
+		{"/registry/", "/registry0", 0, 350},                  // the whole registry
+		{"", "\x00", 0, 360},                                  // everything from the first key
+		{"/registry/pods/a/", "\x00", 0, 360},                 // from a key to the end
+		{"/registry/pods/a/", "/registry/zzz", 0, 350},        // across directories: the one holding both
+		{"/registry/pods/", "/registry/pods0", 2, 300},
+	}
+	for _, c := range cases {
+		if got := u.ReadBytes([]byte(c.key), []byte(c.end), c.limit, maxKV); got != c.want {
+			t.Errorf("[%q, %q) limit %d: %d, want %d", c.key, c.end, c.limit, got, c.want)
+		}
+	}
+	if got := u.ReadBytes([]byte("/registry/pods/"), []byte("/registry/pods0"), 1, 64); got != 64 {
+		t.Errorf("a limit of one key of 64 bytes: %d", got)
+	}
+	// Deletes and overwrites move the directories; an emptied one is forgotten.
+	u.apply([]*clientv3.Event{{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("/registry/pods/b/y")}}}, 3)
+	u.apply(events(4, put("/registry/pods/a/x", 40)), 4)
+	if got := u.ReadBytes([]byte("/registry/pods/"), []byte("/registry/pods0"), 0, maxKV); got != 40 {
+		t.Errorf("pods after a delete and an overwrite: %d, want 40", got)
+	}
+	if _, ok := u.dirs["/registry/pods/b/"]; ok {
+		t.Error("an emptied directory is still kept")
+	}
+}
+
+func TestReadsWaitWhileTheBytesInFlightWouldPassTheLimit(t *testing.T) {
+	b := testBudget(Limits{ReadBytesInFlight: 250})
+	b.usage.apply(events(2, put("/registry/pods/a/x", 100), put("/registry/pods/b/y", 200), put("/registry/cm/a/z", 50)), 2)
+	ctx := context.Background()
+	pods := &pb.RangeRequest{Key: []byte("/registry/pods/"), RangeEnd: []byte("/registry/pods0")}
+	// Larger than the limit alone: it runs, alone.
+	done, err := b.AdmitRead(ctx, pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.inFlight.Load(); got != 250 {
+		t.Fatalf("read bytes in flight: %v, want 250", got)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	get := &pb.RangeRequest{Key: []byte("/registry/cm/a/z")}
+	if _, err := b.AdmitRead(short, get); code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a read while the limit is taken: %v, want it held until its deadline", err)
+	}
+	// Count-only ranges read no values; keys that are not there read nothing: neither waits.
+	for _, free := range []any{&pb.RangeRequest{Key: pods.Key, RangeEnd: pods.RangeEnd, CountOnly: true},
+		&pb.RangeRequest{Key: []byte("/missing")}, &pb.PutRequest{Key: []byte("/k")}} {
+		d, err := b.AdmitRead(short, free)
+		if err != nil {
+			t.Fatalf("%v: %v", free, err)
+		}
+		d()
+	}
+	// A Txn's ranges count (the larger branch).
+	txn := &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: get}}},
+		Failure: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{RequestRange: pods}}}}
+	if n := b.readBytesOf(txn); n != 300 {
+		t.Fatalf("txn reads %d, want 300", n)
+	}
+	done()
+	d, err := b.AdmitRead(ctx, get)
+	if err != nil {
+		t.Fatalf("once the first read is done: %v", err)
+	}
+	d()
+	if got := b.inFlight.Load(); got != 0 {
+		t.Fatalf("bytes in flight after every read ended: %d", got)
+	}
 }

@@ -82,7 +82,13 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	if err != nil {
 		return nil, err
 	}
+	reading, err := g.budget.AdmitRead(ctx, req)
+	if err != nil {
+		g.budget.Settle(held, nil, err)
+		return nil, err
+	}
 	resp, err := forward(ctx, req)
+	reading()
 	g.budget.Settle(held, resp, err)
 	if r, ok := resp.(*pb.RangeResponse); ok && err == nil {
 		g.rangeBytes.Add(float64(r.Size()))

@@ -11,6 +11,7 @@ require (
 	go.etcd.io/etcd/client/v3 v3.6.4
 	go.etcd.io/etcd/server/v3 v3.6.4
 	go.uber.org/zap v1.27.0
+	golang.org/x/sync v0.12.0
 	golang.org/x/time v0.12.0
 	google.golang.org/grpc v1.71.1
 	k8s.io/apimachinery v0.34.4

@@ -22,6 +22,8 @@ type Limits struct {
 	RequestBurst int64
 	Watches      int64 // open watches on one replica
 	Leases       int64 // live leases granted through the endpoint, across replicas (counted in the core)
+	// ReadBytesInFlight: bytes of reads one replica has in flight to the core at once (estimated)
+	ReadBytesInFlight int64
 }
 
 // limitField names each limit as the EtcdStorage spec does, for messages and metric labels.
@@ -45,6 +47,8 @@ var limitFields = []struct {
 		func(l Limits) int64 { return l.Watches }},
 	{"max-leases", "spec.limits.leases", false, func(l *Limits, v int64) { l.Leases = v },
 		func(l Limits) int64 { return l.Leases }},
+	{"max-read-bytes-in-flight", "spec.limits.readBytesInFlight", true, func(l *Limits, v int64) { l.ReadBytesInFlight = v },
+		func(l Limits) int64 { return l.ReadBytesInFlight }},
 }
 
 var maxBytes = resource.MustParse("1Pi")

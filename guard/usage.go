@@ -22,6 +22,7 @@ import (
 type usage struct {
 	mu       sync.Mutex
 	sizes    map[string]int64
+	dirs     map[string]int64 // bytes under each directory ("/registry/pods/"): what a range of it reads
 	bytes    int64
 	revision int64
 	synced   bool
@@ -43,7 +44,7 @@ type reservation struct {
 const reservationTTL = 5 * time.Second
 
 func newUsage() *usage {
-	return &usage{sizes: map[string]int64{}, first: make(chan struct{})}
+	return &usage{sizes: map[string]int64{}, dirs: map[string]int64{}, first: make(chan struct{})}
 }
 
 // Reserve admits a write of puts if the growth it brings stays within the limits (0: unlimited), and
@@ -147,6 +148,7 @@ func (u *usage) reset(rev int64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.sizes = map[string]int64{}
+	u.dirs = map[string]int64{}
 	u.bytes = 0
 	u.revision = rev
 	u.synced = false
@@ -154,14 +156,67 @@ func (u *usage) reset(rev int64) {
 
 func (u *usage) set(key []byte, size int64) {
 	k := string(key)
-	u.bytes += size - u.sizes[k]
+	u.grow(k, size-u.sizes[k])
 	u.sizes[k] = size
 }
 
 func (u *usage) del(key []byte) {
 	k := string(key)
-	u.bytes -= u.sizes[k]
+	u.grow(k, -u.sizes[k])
 	delete(u.sizes, k)
+}
+
+// grow adds delta to the tenant's bytes and to those of every directory the key is in (each prefix of
+// the key that ends with "/"); an emptied directory is forgotten.
+func (u *usage) grow(key string, delta int64) {
+	u.bytes += delta
+	for i := 0; i < len(key); i++ {
+		if key[i] != '/' {
+			continue
+		}
+		dir := key[:i+1]
+		if n := u.dirs[dir] + delta; n > 0 {
+			u.dirs[dir] = n
+		} else {
+			delete(u.dirs, dir)
+		}
+	}
+}
+
+// ReadBytes is an upper bound of what a range of [key, end) reads from the core (keys and values of the
+// live keys; a read at an older revision may see keys deleted since): the size of a single key, of the
+// deepest directory holding the whole range, or of every key of the tenant; at most limit keys of
+// maxKV bytes each when limit is set.
+func (u *usage) ReadBytes(key, end []byte, limit, maxKV int64) int64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var n int64
+	switch {
+	case len(end) == 0:
+		return u.sizes[string(key)]
+	default:
+		n = u.bytes
+		k := string(key)
+		for i := len(k) - 1; i >= 0; i-- {
+			if k[i] != '/' {
+				continue
+			}
+			dir := k[:i+1]
+			if string(end) <= prefixEnd(dir) && string(end) != "\x00" {
+				n = u.dirs[dir]
+				break
+			}
+		}
+	}
+	if limit > 0 {
+		n = min(n, limit*maxKV)
+	}
+	return n
+}
+
+// prefixEnd is the end of the range of keys that start with prefix (etcd's GetPrefixRangeEnd).
+func prefixEnd(prefix string) string {
+	return clientv3.GetPrefixRangeEnd(prefix)
 }
 
 // apply records one watch response's events (all of one revision or more, in order).

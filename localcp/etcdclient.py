@@ -18,7 +18,7 @@ KV = "/etcdserverpb.KV/"
 
 class Client:
     def __init__(self, endpoint: str, ca: str | Path, cert: str | Path | None, key: str | Path | None,
-                 server_name: str = "", retry_unavailable: bool = False) -> None:
+                 server_name: str = "", retry_unavailable: bool = False, max_message_bytes: int = 0) -> None:
         """``server_name``: the name to verify when ``endpoint`` is an address (a Service's ClusterIP).
         ``retry_unavailable``: retry a call that failed with UNAVAILABLE, with backoff (up to ~12 s), as
         etcd's Go client retries a request that never reached a server (a proxy pod that went away, a
@@ -30,6 +30,8 @@ class Client:
             Path(cert).read_bytes() if cert else None,
         )
         options: list[tuple[str, object]] = []
+        if max_message_bytes:  # answers above gRPC's default of 4 MiB (a large range)
+            options.append(("grpc.max_receive_message_length", max_message_bytes))
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if retry_unavailable:
@@ -60,9 +62,10 @@ class Client:
     def put(self, key: bytes, value: bytes, lease: int = 0) -> None:
         self.unary(KV + "Put", etcdpb.PutRequest(key=key, value=value, lease=lease).SerializeToString())
 
-    def range(self, key: bytes, range_end: bytes = b"", revision: int = 0) -> list[tuple[bytes, bytes]]:
+    def range(self, key: bytes, range_end: bytes = b"", revision: int = 0,
+              timeout: float = 10) -> list[tuple[bytes, bytes]]:
         raw = self.unary(KV + "Range", etcdpb.RangeRequest(key=key, range_end=range_end,
-                                                           revision=revision).SerializeToString())
+                                                           revision=revision).SerializeToString(), timeout)
         return [(kv.key, kv.value) for kv in etcdpb.RangeResponse.FromString(raw).kvs]
 
     def delete(self, key: bytes, range_end: bytes = b"") -> int:

@@ -58,6 +58,7 @@ def test_create_makes_proxy_deployment_and_service(storages, cp):
         "--request-burst=10000",
         "--max-watches=1000",
         "--max-leases=10000",
+        "--max-read-bytes-in-flight=64Mi",
         "--core-reserve-percent=20",
     ]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
