@@ -34,6 +34,7 @@ type budget struct {
 	reads    *semaphore.Weighted    // bytes of ranges in flight to the core (AdmitRead); nil: unlimited
 	maxKV    int64                  // the largest key + value a put can carry
 	inFlight atomic.Int64           // bytes of ranges in flight, for the metric
+	pages    atomic.Int64           // pages read for ranges larger than the limit (pages.go)
 	limited  *prometheus.CounterVec // label: reason
 	last     atomic.Pointer[refusalNote]
 	now      func() time.Time
@@ -232,15 +233,23 @@ func (b *budget) readBytesOf(req any) int64 {
 }
 
 // AdmitRead holds a read until the bytes of reads in flight to the core from this replica, with its own,
-// stay within spec.limits.readBytesInFlight (a read larger than that waits to run alone); done gives them
-// back once the core answered. The core builds each answer whole in its memory (several times its size,
-// measured: docs/guard.md), so without a bound a few concurrent ranges of a large tenant could take the
-// core's memory. Reads are held, never refused: they wait in order, up to the caller's deadline.
+// stay within spec.limits.readBytesInFlight; done gives them back once the core answered. The core builds
+// each answer whole in its memory (several times its size, measured: docs/guard.md), so without a bound
+// a few concurrent ranges of a large tenant could take the core's memory. Reads are held, not refused:
+// they wait in order, up to the caller's deadline. A Range larger than the limit is read in pages
+// (pages.go); a Txn cannot be (its reads are one revision with its writes), so a Txn that would read more
+// than the limit is refused. Without a pager (unit tests) a larger Range waits to run alone.
 func (b *budget) AdmitRead(ctx context.Context, req any) (done func(), err error) {
 	if b.reads == nil {
 		return func() {}, nil
 	}
-	n := min(b.readBytesOf(req), b.limits.ReadBytesInFlight)
+	n := b.readBytesOf(req)
+	if _, txn := req.(*pb.TxnRequest); txn && n > b.limits.ReadBytesInFlight {
+		return nil, b.refuse(reasonReads, fmt.Sprintf("this Txn would read %s from the core at once, more than "+
+			"spec.limits.readBytesInFlight (%s); read that range with a Range call, which is answered in pages",
+			bytesText(n), bytesText(b.limits.ReadBytesInFlight)))
+	}
+	n = min(n, b.limits.ReadBytesInFlight)
 	if n == 0 {
 		return func() {}, nil
 	}
@@ -384,6 +393,9 @@ func (b *budget) gauges() []prometheus.Collector {
 			func() float64 { return float64(b.core.State().Quota) }),
 		g("etcdproxy_guard_core_ceiling_bytes", "Database size above which tenant writes that grow it are refused.",
 			func() float64 { return float64(b.core.State().Ceiling) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "etcdproxy_guard_range_pages_total",
+			Help: "Pages read from the core for ranges larger than spec.limits.readBytesInFlight."},
+			func() float64 { return float64(b.pages.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "etcdproxy_guard_core_status_polls_total",
 			Help: "Maintenance/Status calls this replica made to learn the core's size."}, func() float64 {
 			b.core.mu.Lock()

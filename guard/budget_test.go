@@ -434,3 +434,31 @@ func TestReadsWaitWhileTheBytesInFlightWouldPassTheLimit(t *testing.T) {
 		t.Fatalf("bytes in flight after every read ended: %d", got)
 	}
 }
+
+func TestPagesSplitARangeByTheSizesOfItsKeys(t *testing.T) {
+	u := testBudget(Limits{}).usage
+	u.apply(events(2, put("/p/a", 40), put("/p/b", 40), put("/p/c", 100), put("/p/d", 30), put("/p/e", 30),
+		put("/q/x", 500)), 2)
+	type want struct {
+		start string
+		bytes int64
+	}
+	check := func(key, end string, limit int64, expected ...want) {
+		t.Helper()
+		got := u.Pages([]byte(key), []byte(end), limit)
+		if len(got) != len(expected) {
+			t.Fatalf("[%q, %q) by %d: %d pages %v, want %v", key, end, limit, len(got), got, expected)
+		}
+		for i, p := range got {
+			if string(p.start) != expected[i].start || p.bytes != expected[i].bytes {
+				t.Fatalf("[%q, %q) by %d: page %d is %q/%d, want %v", key, end, limit, i, p.start, p.bytes, expected[i])
+			}
+		}
+	}
+	// The first page starts where the range does; a key larger than a page is a page of its own.
+	check("/p/", "/p0", 90, want{"/p/", 80}, want{"/p/c", 100}, want{"/p/d", 60})
+	check("/p/", "/p0", 1000, want{"/p/", 240})
+	check("/p/b", "/p/e", 100, want{"/p/b", 40}, want{"/p/c", 100}, want{"/p/d", 30})
+	check("/p/d", "\x00", 100, want{"/p/d", 60}, want{"/q/x", 500})
+	check("/r/", "/r0", 100, want{"/r/", 0})
+}

@@ -26,6 +26,7 @@ type gate struct {
 	// rangeBytes: what Range answers carried to the tenant, the core's cost of its reads (an API server
 	// that reads consistently from its watch cache reads almost nothing here).
 	rangeBytes prometheus.Counter
+	pages      *pager // reads larger than the reads-in-flight limit, in pages (nil: none)
 }
 
 func newGate(lg *zap.Logger, leases leaseBook, b *budget) *gate {
@@ -82,8 +83,10 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	if err != nil {
 		return nil, err
 	}
-	reading, err := g.budget.AdmitRead(ctx, req)
-	if err != nil {
+	reading := func() {}
+	if r, ok := req.(*pb.RangeRequest); ok && g.pages != nil && g.pages.Large(r) {
+		forward = func(ctx context.Context, _ any) (any, error) { return g.pages.Range(ctx, r) } // admitted by page
+	} else if reading, err = g.budget.AdmitRead(ctx, req); err != nil {
 		g.budget.Settle(held, nil, err)
 		return nil, err
 	}

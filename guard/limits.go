@@ -85,11 +85,12 @@ const (
 	reasonRequestRate = "request-rate"
 	reasonWatches     = "watches"
 	reasonLeases      = "leases"
+	reasonReads       = "reads"
 	reasonCoreSpace   = "core-space"
 )
 
 var refusalReasons = []string{reasonStorage, reasonKeys, reasonWriteRate, reasonRequestRate, reasonWatches,
-	reasonLeases, reasonCoreSpace}
+	reasonLeases, reasonReads, reasonCoreSpace}
 
 // writeBurst is the write bucket's size: the burst (one second's worth when not set), and never below
 // the largest request, which could otherwise never be written.

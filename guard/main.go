@@ -141,6 +141,7 @@ func run(o options, lg *zap.Logger) error {
 	go b.publish(ctx, core.rawKV, core.rawLease, replica, lg.Named("report"))
 
 	g := newGate(lg.Named("gate"), newCoreLeaseBook(core.rawKV, o.namespace), b)
+	g.pages = &pager{kv: core.client.KV, budget: b}
 	m := newMetrics(g, b)
 	serving.onReload = func(n int) {
 		m.tlsReloads.Inc()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -212,6 +213,40 @@ func (u *usage) ReadBytes(key, end []byte, limit, maxKV int64) int64 {
 		n = min(n, limit*maxKV)
 	}
 	return n
+}
+
+// page is one part of a large range: from start to the next page's start, holding bytes of live keys.
+type page struct {
+	start []byte
+	bytes int64
+}
+
+// Pages splits [key, end) into consecutive pages of at most limit bytes of the tenant's live keys each (a
+// single larger key is a page of its own). The first page starts at key. A key written since, or seen
+// by a read at an older revision, falls in whichever page covers it.
+func (u *usage) Pages(key, end []byte, limit int64) []page {
+	type sized struct {
+		key  string
+		size int64
+	}
+	from, to, toEnd := string(key), string(end), string(end) == "\x00"
+	var in []sized
+	u.mu.Lock()
+	for k, size := range u.sizes {
+		if k >= from && (toEnd || k < to) {
+			in = append(in, sized{k, size})
+		}
+	}
+	u.mu.Unlock()
+	sort.Slice(in, func(i, j int) bool { return in[i].key < in[j].key })
+	pages := []page{{start: key}}
+	for _, kv := range in {
+		if cur := pages[len(pages)-1]; cur.bytes > 0 && cur.bytes+kv.size > limit {
+			pages = append(pages, page{start: []byte(kv.key)})
+		}
+		pages[len(pages)-1].bytes += kv.size
+	}
+	return pages
 }
 
 // prefixEnd is the end of the range of keys that start with prefix (etcd's GetPrefixRangeEnd).

@@ -177,6 +177,14 @@ def core_watchers(cp) -> float:
     raise AssertionError("no watcher metric")
 
 
+KV_RANGE = "/etcdserverpb.KV/Range"
+rng = etcdpb.RangeRequest
+
+
+def answer(client: Client, req) -> etcdpb.RangeResponse:
+    return etcdpb.RangeResponse.FromString(client.unary(KV_RANGE, req.SerializeToString()))
+
+
 def core_ranges_in_flight(cp) -> float:
     """Range calls the core etcd has started and not yet answered (its gRPC metrics)."""
     _, body = https_get(cp.ports["etcd0"], "/metrics", *cp.core_files(), timeout=5)
@@ -194,15 +202,17 @@ def core_ranges_in_flight(cp) -> float:
 def test_large_reads_wait_for_each_other_instead_of_piling_up_in_the_core(storages, cp, tmp_path):
     """The core builds each range's answer whole in its memory: 8 concurrent full reads of a tenant holding
     200 MiB (within the default storage limit) took the core member from 0.6 to 6.9 GB (docs/guard.md). Reads
-    are held to spec.limits.readBytesInFlight per replica: larger ones run one at a time, none is refused."""
+    are held to spec.limits.readBytesInFlight per replica, larger ones read in pages of that size: the core
+    builds one at a time, and none is refused."""
     name, ns = tenant(storages, "reads", {"readBytesInFlight": "4Mi", "writeBytesPerSecond": 0})
     guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:
         files = delivered_files(storages.core, ns, tmp_path)
         with Client(guard.endpoint, *files) as c:
-            for i in range(64):
-                c.put(f"/big/{i:02d}".encode(), b"r" * (1 << 20))
-        storages.wait("the replica knows the 64 MiB", lambda: guard.metric("etcdproxy_guard_tenant_bytes") > 64 << 20)
+            for i in range(64):  # 1.4 MiB each: pages of two (2.8 MiB), so no two pages fit in the 4 MiB at once
+                c.put(f"/big/{i:02d}".encode(), b"r" * (1400 << 10))
+        storages.wait("the replica knows the 87.5 MiB",
+                      lambda: guard.metric("etcdproxy_guard_tenant_bytes") > 64 * (1400 << 10))
         peak, stop = [0.0], threading.Event()
 
         def sample() -> None:
@@ -212,7 +222,7 @@ def test_large_reads_wait_for_each_other_instead_of_piling_up_in_the_core(storag
         results: list[int] = []
 
         def read() -> None:
-            with Client(guard.endpoint, *files, max_message_bytes=128 << 20) as c:
+            with Client(guard.endpoint, *files, max_message_bytes=256 << 20) as c:
                 for _ in range(2):
                     results.append(len(c.range(b"/big/", b"/big0", timeout=120)))
 
@@ -228,10 +238,73 @@ def test_large_reads_wait_for_each_other_instead_of_piling_up_in_the_core(storag
             stop.set()
             sampler.join()
         assert results == [64] * 16  # every read answered whole: held, not refused
-        # Without the limit the core had all eight in hand at once; with it one at a time (the main cluster's
-        # kube-apiserver reads the same core meanwhile, so allow it one).
+        # Without the limit the core had five to eight of these whole reads in hand at once; with it one page
+        # at a time (the main cluster's kube-apiserver reads the same core meanwhile, so allow it one).
         assert peak[0] <= 2, f"{peak[0]} ranges in flight in the core at once"
         assert guard.metric("etcdproxy_guard_read_bytes_in_flight") == 0
+    finally:
+        guard.stop()
+
+
+def test_a_range_larger_than_the_reads_limit_is_read_in_pages_and_answered_as_the_core_answers(
+        storages, cp, tmp_path):
+    """A Range whose answer would pass spec.limits.readBytesInFlight is read from the core in pages of at
+    most that size, at one revision, and answered as the core answers the whole range: the same keys,
+    values, count and `more`, for limits, sorts, revision filters, keys-only and older revisions."""
+    name, ns = tenant(storages, "paged", {"readBytesInFlight": "16Ki"})
+    guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    try:
+        files = delivered_files(storages.core, ns, tmp_path)
+        with Client(guard.endpoint, *files) as c:
+            for i in range(40):  # ~100 KiB: 7 pages and more; distinct values, versions and revisions
+                c.put(f"/p/{i:02d}".encode(), f"{(i * 7919) % 40:02d}".encode() * (640 + 320 * (i % 5)))
+            old = answer(c, rng(key=b"/p/00")).header.revision
+            for i in range(0, 40, 3):
+                for n in range(i % 4 + 1):
+                    c.put(f"/p/{i:02d}".encode(), f"v{n}-{i}".encode() * 1000)
+            c.put(b"/q", b"after")
+        storages.wait("the replica knows every key", lambda: guard.metric("etcdproxy_guard_tenant_keys") == 41)
+        with cp.core_client() as core:
+            now = answer(core, rng(key=b"/")).header.revision
+        whole = {"key": b"/p/", "range_end": b"/p0"}
+        cases = [
+            rng(**whole, revision=now), rng(**whole, revision=now, limit=5), rng(**whole, revision=now, limit=40),
+            rng(**whole, revision=now, limit=5, sort_order=etcdpb.SORT_DESCEND),
+            rng(**whole, revision=now, sort_target=etcdpb.SORT_BY_VERSION),
+            rng(**whole, revision=now, sort_target=etcdpb.SORT_BY_CREATE, sort_order=etcdpb.SORT_DESCEND, limit=7),
+            rng(**whole, revision=now, sort_target=etcdpb.SORT_BY_MOD, sort_order=etcdpb.SORT_DESCEND),
+            rng(**whole, revision=now, sort_target=etcdpb.SORT_BY_VALUE, keys_only=True, limit=9),
+            rng(**whole, revision=now, min_mod_revision=old + 1),
+            rng(**whole, revision=now, max_create_revision=old - 5),
+            rng(**whole, revision=now, keys_only=True), rng(**whole, revision=old),
+            rng(**whole, revision=now, serializable=True),
+            rng(key=b"/p/17", range_end=b"\0", revision=now, limit=30),
+        ]
+        pages_before = guard.metric("etcdproxy_guard_range_pages_total")
+        with Client(guard.endpoint, *files, max_message_bytes=16 << 20) as c, cp.core_client() as core:
+            for req in cases:
+                got = answer(c, req)
+                direct = rng()
+                direct.CopyFrom(req)
+                direct.key = f"/{name}/".encode() + req.key
+                direct.range_end = (f"/{name}0".encode() if req.range_end == b"\0"
+                                    else f"/{name}/".encode() + req.range_end)
+                want = answer(core, direct)
+                strip = len(f"/{name}/")
+                assert [(kv.key, kv.value, kv.version, kv.mod_revision) for kv in got.kvs] == \
+                    [(kv.key[strip:], kv.value, kv.version, kv.mod_revision) for kv in want.kvs], req
+                assert (got.count, got.more) == (want.count, want.more), req
+            # Without a revision: the pages are read at the first one's revision.
+            got = answer(c, rng(**whole))
+            assert len(got.kvs) == 40 and got.header.revision >= now
+        assert guard.metric("etcdproxy_guard_range_pages_total") - pages_before >= 2 * len(cases)
+        assert guard.metric("etcdproxy_guard_read_bytes_in_flight") == 0
+        # A Txn cannot be read in pages (its reads share a revision with its writes): refused, naming the limit.
+        txn = etcdpb.TxnRequest(success=[etcdpb.RequestOp(request_range=rng(**whole))])
+        with Client(guard.endpoint, *files) as c, pytest.raises(grpc.RpcError) as refused:
+            c.unary("/etcdserverpb.KV/Txn", txn.SerializeToString())
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "spec.limits.readBytesInFlight" in refused.value.details()
     finally:
         guard.stop()
 

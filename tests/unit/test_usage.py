@@ -80,7 +80,8 @@ def test_every_limit_is_admitted_defaulted_passed_and_enforced():
 def test_every_guard_reason_has_a_condition_reason():
     for reason, expected in (("keys", "KeyLimitReached"), ("write-rate", "WriteRateThrottled"),
                              ("request-rate", "RequestRateThrottled"), ("watches", "WatchLimitReached"),
-                             ("leases", "LeaseLimitReached"), ("core-space", "CoreSpaceLow")):
+                             ("leases", "LeaseLimitReached"), ("reads", "ReadLimitReached"),
+                             ("core-space", "CoreSpaceLow")):
         _, cond = summarize([record(refusal=(reason, "m", NOW))], LIMITS, NOW)
         assert cond is not None and cond.reason == expected
 

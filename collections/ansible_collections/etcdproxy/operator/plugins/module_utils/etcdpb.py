@@ -16,6 +16,10 @@ _F = descriptor_pb2.FieldDescriptorProto
 # (name, number, type, label, message type name or "")
 _Field = tuple[str, int, int, int, str]
 
+# RangeRequest.SortOrder and RangeRequest.SortTarget.
+SORT_NONE, SORT_ASCEND, SORT_DESCEND = 0, 1, 2
+SORT_BY_KEY, SORT_BY_VERSION, SORT_BY_CREATE, SORT_BY_MOD, SORT_BY_VALUE = 0, 1, 2, 3, 4
+
 _OPT = _F.LABEL_OPTIONAL
 _REP = _F.LABEL_REPEATED
 
@@ -39,9 +43,15 @@ _MESSAGES: dict[str, list[_Field]] = {
         ("range_end", 2, _F.TYPE_BYTES, _OPT, ""),
         ("limit", 3, _F.TYPE_INT64, _OPT, ""),
         ("revision", 4, _F.TYPE_INT64, _OPT, ""),
+        ("sort_order", 5, _F.TYPE_INT32, _OPT, ""),  # enums on the wire: SORT_* below
+        ("sort_target", 6, _F.TYPE_INT32, _OPT, ""),
         ("serializable", 7, _F.TYPE_BOOL, _OPT, ""),
         ("keys_only", 8, _F.TYPE_BOOL, _OPT, ""),
         ("count_only", 9, _F.TYPE_BOOL, _OPT, ""),
+        ("min_mod_revision", 10, _F.TYPE_INT64, _OPT, ""),
+        ("max_mod_revision", 11, _F.TYPE_INT64, _OPT, ""),
+        ("min_create_revision", 12, _F.TYPE_INT64, _OPT, ""),
+        ("max_create_revision", 13, _F.TYPE_INT64, _OPT, ""),
     ],
     "RangeResponse": [
         ("header", 1, _F.TYPE_MESSAGE, _OPT, "ResponseHeader"),

@@ -29,6 +29,7 @@ REASONS = {
     "request-rate": "RequestRateThrottled",
     "watches": "WatchLimitReached",
     "leases": "LeaseLimitReached",
+    "reads": "ReadLimitReached",
     "core-space": "CoreSpaceLow",
 }
 

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"sort"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy"
+)
+
+// A Range whose answer would be larger than spec.limits.readBytesInFlight is read from the core in pages
+// of at most that many bytes of the tenant's live keys, all at the revision of the first page, and
+// answered as the core would have answered the whole range: the core then never builds more than one
+// page of it in memory, whatever the tenant holds. The page bounds come from the key sizes the replica
+// already follows (usage.Pages). What etcd does after reading — revision filters, sorting, the limit,
+// `more`, `count` — is done here over the pages, as etcd's executeRange does it over the whole range.
+
+// pager reads large ranges page by page through the tenant's namespaced core client.
+type pager struct {
+	kv     clientv3.KV
+	budget *budget
+}
+
+// Large says whether r is read in pages: a multi-key read of values larger than the limit.
+func (p *pager) Large(r *pb.RangeRequest) bool {
+	lim := p.budget.limits.ReadBytesInFlight
+	return lim > 0 && !r.CountOnly && len(r.RangeEnd) > 0 && p.budget.readBytesOf(r) > lim
+}
+
+// Range answers r from pages, each admitted to the reads in flight like any other read.
+func (p *pager) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	lim := p.budget.limits.ReadBytesInFlight
+	pages := p.budget.usage.Pages(r.Key, r.RangeEnd, lim)
+	sortOrder := effectiveSortOrder(r)
+	filtered := r.MinModRevision != 0 || r.MaxModRevision != 0 || r.MinCreateRevision != 0 || r.MaxCreateRevision != 0
+	// Without a sort order or filters etcd reads only the first limit+1 keys (in key order, even when it
+	// then sorts them by another target): the rest is only counted.
+	firstOnly := r.Limit > 0 && r.SortOrder == pb.RangeRequest_NONE && !filtered
+	enough := func(n int) bool { return firstOnly && int64(n) > r.Limit }
+
+	// etcd sorts by value before it drops the values of a keys-only read: keep them for that sort.
+	keysOnly := r.KeysOnly && (sortOrder == pb.RangeRequest_NONE || r.SortTarget != pb.RangeRequest_VALUE)
+	out := &pb.RangeResponse{}
+	rev := r.Revision
+	for i, page := range pages {
+		end := r.RangeEnd
+		if i+1 < len(pages) {
+			end = pages[i+1].start
+		}
+		read := &pb.RangeRequest{Key: page.start, RangeEnd: end, Revision: rev, KeysOnly: keysOnly,
+			Serializable: r.Serializable}
+		if enough(len(out.Kvs)) {
+			read = &pb.RangeRequest{Key: page.start, RangeEnd: r.RangeEnd, Revision: rev, CountOnly: true,
+				Serializable: r.Serializable}
+		}
+		resp, err := p.read(ctx, read, min(page.bytes, lim))
+		if err != nil {
+			return nil, err
+		}
+		if out.Header == nil {
+			out.Header = resp.Header
+		}
+		// Later pages are read at the first one's revision. A read at an older revision is answered with
+		// the current revision in its header, so only a read without one takes it from there.
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		out.Kvs = append(out.Kvs, resp.Kvs...)
+		out.Count += resp.Count
+		if read.CountOnly {
+			break
+		}
+	}
+	if firstOnly && int64(len(out.Kvs)) > r.Limit+1 {
+		out.Kvs = out.Kvs[:r.Limit+1]
+	}
+	out.Kvs = filterKVs(out.Kvs, r)
+	sortKVs(out.Kvs, r.SortTarget, sortOrder)
+	if r.Limit > 0 && int64(len(out.Kvs)) > r.Limit {
+		out.Kvs = out.Kvs[:r.Limit]
+		out.More = true
+	}
+	if r.KeysOnly {
+		for _, kv := range out.Kvs {
+			kv.Value = nil
+		}
+	}
+	return out, nil
+}
+
+// read is one page: held to the reads in flight for its bytes.
+func (p *pager) read(ctx context.Context, r *pb.RangeRequest, n int64) (*pb.RangeResponse, error) {
+	if r.CountOnly {
+		n = 0
+	}
+	if n > 0 {
+		if err := p.budget.reads.Acquire(ctx, n); err != nil {
+			return nil, err
+		}
+		p.budget.inFlight.Add(n)
+		defer func() { p.budget.inFlight.Add(-n); p.budget.reads.Release(n) }()
+	}
+	p.budget.pages.Add(1)
+	resp, err := p.kv.Do(ctx, grpcproxy.RangeRequestToOp(r))
+	if err != nil {
+		return nil, err
+	}
+	return (*pb.RangeResponse)(resp.Get()), nil
+}
+
+// effectiveSortOrder is the order etcd applies: ascending by default for a target other than the key,
+// none for ascending keys (the order ranges come in).
+func effectiveSortOrder(r *pb.RangeRequest) pb.RangeRequest_SortOrder {
+	switch {
+	case r.SortTarget != pb.RangeRequest_KEY && r.SortOrder == pb.RangeRequest_NONE:
+		return pb.RangeRequest_ASCEND
+	case r.SortTarget == pb.RangeRequest_KEY && r.SortOrder == pb.RangeRequest_ASCEND:
+		return pb.RangeRequest_NONE
+	}
+	return r.SortOrder
+}
+
+// filterKVs keeps the keys within the request's revision bounds (0: no bound).
+func filterKVs(kvs []*mvccpb.KeyValue, r *pb.RangeRequest) []*mvccpb.KeyValue {
+	out := kvs[:0]
+	for _, kv := range kvs {
+		if (r.MaxModRevision != 0 && kv.ModRevision > r.MaxModRevision) ||
+			(r.MinModRevision != 0 && kv.ModRevision < r.MinModRevision) ||
+			(r.MaxCreateRevision != 0 && kv.CreateRevision > r.MaxCreateRevision) ||
+			(r.MinCreateRevision != 0 && kv.CreateRevision < r.MinCreateRevision) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// sortKVs orders the keys by target, as etcd sorts a range's keys.
+func sortKVs(kvs []*mvccpb.KeyValue, target pb.RangeRequest_SortTarget, order pb.RangeRequest_SortOrder) {
+	if order == pb.RangeRequest_NONE {
+		return
+	}
+	var less func(a, b *mvccpb.KeyValue) bool
+	switch target {
+	case pb.RangeRequest_VERSION:
+		less = func(a, b *mvccpb.KeyValue) bool { return a.Version < b.Version }
+	case pb.RangeRequest_CREATE:
+		less = func(a, b *mvccpb.KeyValue) bool { return a.CreateRevision < b.CreateRevision }
+	case pb.RangeRequest_MOD:
+		less = func(a, b *mvccpb.KeyValue) bool { return a.ModRevision < b.ModRevision }
+	case pb.RangeRequest_VALUE:
+		less = func(a, b *mvccpb.KeyValue) bool { return bytes.Compare(a.Value, b.Value) < 0 }
+	default:
+		less = func(a, b *mvccpb.KeyValue) bool { return bytes.Compare(a.Key, b.Key) < 0 }
+	}
+	var s sort.Interface = byTarget{kvs, less}
+	if order == pb.RangeRequest_DESCEND {
+		s = sort.Reverse(s)
+	}
+	sort.Sort(s)
+}
+
+type byTarget struct {
+	kvs  []*mvccpb.KeyValue
+	less func(a, b *mvccpb.KeyValue) bool
+}
+
+func (s byTarget) Len() int           { return len(s.kvs) }
+func (s byTarget) Less(i, j int) bool { return s.less(s.kvs[i], s.kvs[j]) }
+func (s byTarget) Swap(i, j int)      { s.kvs[i], s.kvs[j] = s.kvs[j], s.kvs[i] }
