@@ -32,7 +32,6 @@ type budget struct {
 	streams  atomic.Int64           // Watch streams open (each one a stream to the core)
 	grants   chan struct{}          // one LeaseGrant at a time on this replica (AdmitLease)
 	reads    *semaphore.Weighted    // bytes of ranges in flight to the core (AdmitRead); nil: unlimited
-	maxKV    int64                  // the largest key + value a put can carry
 	inFlight atomic.Int64           // bytes of ranges in flight, for the metric
 	pages    atomic.Int64           // pages read for ranges larger than the limit (pages.go)
 	limited  *prometheus.CounterVec // label: reason
@@ -70,7 +69,6 @@ func newBudget(prefix string, lim Limits, maxRequestBytes int, u *usage, core *h
 	if lim.ReadBytesInFlight > 0 {
 		b.reads = semaphore.NewWeighted(lim.ReadBytesInFlight)
 	}
-	b.maxKV = int64(maxRequestBytes)
 	return b
 }
 
@@ -209,7 +207,7 @@ func (b *budget) readBytesOf(req any) int64 {
 		if r.CountOnly {
 			return 0
 		}
-		return b.usage.ReadBytes(r.Key, r.RangeEnd, r.Limit, b.maxKV)
+		return b.usage.ReadBytes(r.Key, r.RangeEnd, r.Limit)
 	}
 	var branch func(ops []*pb.RequestOp) int64
 	branch = func(ops []*pb.RequestOp) (n int64) {
@@ -249,8 +247,12 @@ func (b *budget) AdmitRead(ctx context.Context, req any) (done func(), err error
 			"spec.limits.readBytesInFlight (%s); read that range with a Range call, which is answered in pages",
 			bytesText(n), bytesText(b.limits.ReadBytesInFlight)))
 	}
-	n = min(n, b.limits.ReadBytesInFlight)
-	if n == 0 {
+	return b.holdRead(ctx, min(n, b.limits.ReadBytesInFlight))
+}
+
+// holdRead waits until n more bytes fit in the reads in flight (n at most the limit); done gives them back.
+func (b *budget) holdRead(ctx context.Context, n int64) (done func(), err error) {
+	if b.reads == nil || n == 0 {
 		return func() {}, nil
 	}
 	if err := b.reads.Acquire(ctx, n); err != nil {

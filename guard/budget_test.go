@@ -352,8 +352,7 @@ func BenchmarkBudgetOnAPut(b *testing.B) {
 func TestReadBytesBoundsWhatARangeReads(t *testing.T) {
 	u := testBudget(Limits{}).usage
 	u.apply(events(2, put("/registry/pods/a/x", 100), put("/registry/pods/b/y", 200), put("/registry/cm/a/z", 50),
-		put("/top", 10)), 2)
-	const maxKV = 1000
+		put("/top", 10), put("/registry/ev/1", 20), put("/registry/ev/2", 20), put("/registry/ev/3", 20)), 2)
 	cases := []struct {
 		key, end string
 		limit    int64
@@ -364,26 +363,30 @@ func TestReadBytesBoundsWhatARangeReads(t *testing.T) {
 		{"/registry/cm/a/z", "", 0, 50},                       // a GET
 		{"/registry/cm/a/nothing", "", 0, 0},                  // a GET of a key that is not there
 		{"/registry/pods/a/x\x00", "/registry/pods0", 0, 300}, // the next page: its directory, at most
-		{"/registry/pods/", "/registry/pods0", 1, 300},        // one key of up to maxKV bytes: not less
-		{"/registry/", "/registry0", 0, 350},                  // the whole registry
-		{"", "\x00", 0, 360},                                  // everything from the first key
-		{"/registry/pods/a/", "\x00", 0, 360},                 // from a key to the end
-		{"/registry/pods/a/", "/registry/zzz", 0, 350},        // across directories: the one holding both
-		{"/registry/pods/", "/registry/pods0", 2, 300},
+		{"/registry/", "/registry0", 0, 410},                  // the whole registry
+		{"", "\x00", 0, 420},                                  // everything from the first key
+		{"/registry/pods/a/", "\x00", 0, 420},                 // from a key to the end
+		{"/registry/pods/a/", "/registry/zzz", 0, 410},        // across directories: the one holding both
+		// With a limit etcd reads limit+1 keys: at most that many of the largest key there.
+		{"/registry/ev/", "/registry/ev0", 1, 40},
+		{"/registry/ev/", "/registry/ev0", 5, 60},
+		{"/registry/pods/", "/registry/pods0", 1, 300},
+		{"", "\x00", 1, 400},
 	}
 	for _, c := range cases {
-		if got := u.ReadBytes([]byte(c.key), []byte(c.end), c.limit, maxKV); got != c.want {
+		if got := u.ReadBytes([]byte(c.key), []byte(c.end), c.limit); got != c.want {
 			t.Errorf("[%q, %q) limit %d: %d, want %d", c.key, c.end, c.limit, got, c.want)
 		}
 	}
-	if got := u.ReadBytes([]byte("/registry/pods/"), []byte("/registry/pods0"), 1, 64); got != 64 {
-		t.Errorf("a limit of one key of 64 bytes: %d", got)
-	}
-	// Deletes and overwrites move the directories; an emptied one is forgotten.
+	// Deletes and overwrites move the directories; an emptied one is forgotten. The largest key is a
+	// high-water mark: a smaller overwrite does not lower it.
 	u.apply([]*clientv3.Event{{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("/registry/pods/b/y")}}}, 3)
 	u.apply(events(4, put("/registry/pods/a/x", 40)), 4)
-	if got := u.ReadBytes([]byte("/registry/pods/"), []byte("/registry/pods0"), 0, maxKV); got != 40 {
+	if got := u.ReadBytes([]byte("/registry/pods/"), []byte("/registry/pods0"), 0); got != 40 {
 		t.Errorf("pods after a delete and an overwrite: %d, want 40", got)
+	}
+	if got := u.dirs["/registry/pods/"].largest; got != 200 {
+		t.Errorf("the largest pod so far: %d, want 200", got)
 	}
 	if _, ok := u.dirs["/registry/pods/b/"]; ok {
 		t.Error("an emptied directory is still kept")

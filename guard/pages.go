@@ -52,6 +52,9 @@ func (p *pager) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 		}
 		read := &pb.RangeRequest{Key: page.start, RangeEnd: end, Revision: rev, KeysOnly: keysOnly,
 			Serializable: r.Serializable}
+		if firstOnly {
+			read.Limit = r.Limit + 1 - int64(len(out.Kvs)) // no more of the page than the answer needs
+		}
 		if enough(len(out.Kvs)) {
 			read = &pb.RangeRequest{Key: page.start, RangeEnd: r.RangeEnd, Revision: rev, CountOnly: true,
 				Serializable: r.Serializable}
@@ -96,13 +99,11 @@ func (p *pager) read(ctx context.Context, r *pb.RangeRequest, n int64) (*pb.Rang
 	if r.CountOnly {
 		n = 0
 	}
-	if n > 0 {
-		if err := p.budget.reads.Acquire(ctx, n); err != nil {
-			return nil, err
-		}
-		p.budget.inFlight.Add(n)
-		defer func() { p.budget.inFlight.Add(-n); p.budget.reads.Release(n) }()
+	done, err := p.budget.holdRead(ctx, n)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	p.budget.pages.Add(1)
 	resp, err := p.kv.Do(ctx, grpcproxy.RangeRequestToOp(r))
 	if err != nil {

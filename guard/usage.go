@@ -23,7 +23,8 @@ import (
 type usage struct {
 	mu       sync.Mutex
 	sizes    map[string]int64
-	dirs     map[string]int64 // bytes under each directory ("/registry/pods/"): what a range of it reads
+	dirs     map[string]dirSize // each directory's ("/registry/pods/"): what a range of it reads
+	largest  int64              // the largest key seen since the last full read (a high-water mark)
 	bytes    int64
 	revision int64
 	synced   bool
@@ -45,7 +46,7 @@ type reservation struct {
 const reservationTTL = 5 * time.Second
 
 func newUsage() *usage {
-	return &usage{sizes: map[string]int64{}, dirs: map[string]int64{}, first: make(chan struct{})}
+	return &usage{sizes: map[string]int64{}, dirs: map[string]dirSize{}, first: make(chan struct{})}
 }
 
 // Reserve admits a write of puts if the growth it brings stays within the limits (0: unlimited), and
@@ -149,7 +150,8 @@ func (u *usage) reset(rev int64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.sizes = map[string]int64{}
-	u.dirs = map[string]int64{}
+	u.dirs = map[string]dirSize{}
+	u.largest = 0
 	u.bytes = 0
 	u.revision = rev
 	u.synced = false
@@ -157,27 +159,36 @@ func (u *usage) reset(rev int64) {
 
 func (u *usage) set(key []byte, size int64) {
 	k := string(key)
-	u.grow(k, size-u.sizes[k])
+	u.grow(k, size-u.sizes[k], size)
 	u.sizes[k] = size
 }
 
 func (u *usage) del(key []byte) {
 	k := string(key)
-	u.grow(k, -u.sizes[k])
+	u.grow(k, -u.sizes[k], 0)
 	delete(u.sizes, k)
 }
 
+// dirSize is what the live keys of one directory hold: their bytes, and the largest key written there
+// since the directory was last empty (a high-water mark: deletes do not lower it).
+type dirSize struct {
+	bytes, largest int64
+}
+
 // grow adds delta to the tenant's bytes and to those of every directory the key is in (each prefix of
-// the key that ends with "/"); an emptied directory is forgotten.
-func (u *usage) grow(key string, delta int64) {
+// the key that ends with "/"), and raises the largest-key marks to size; an emptied directory is forgotten.
+func (u *usage) grow(key string, delta, size int64) {
 	u.bytes += delta
+	u.largest = max(u.largest, size)
 	for i := 0; i < len(key); i++ {
 		if key[i] != '/' {
 			continue
 		}
 		dir := key[:i+1]
-		if n := u.dirs[dir] + delta; n > 0 {
-			u.dirs[dir] = n
+		d := u.dirs[dir]
+		if d.bytes += delta; d.bytes > 0 {
+			d.largest = max(d.largest, size)
+			u.dirs[dir] = d
 		} else {
 			delete(u.dirs, dir)
 		}
@@ -186,33 +197,29 @@ func (u *usage) grow(key string, delta int64) {
 
 // ReadBytes is an upper bound of what a range of [key, end) reads from the core (keys and values of the
 // live keys; a read at an older revision may see keys deleted since): the size of a single key, of the
-// deepest directory holding the whole range, or of every key of the tenant; at most limit keys of
-// maxKV bytes each when limit is set.
-func (u *usage) ReadBytes(key, end []byte, limit, maxKV int64) int64 {
+// deepest directory holding the whole range, or of every key of the tenant; when limit is set, at most
+// the limit+1 keys etcd reads, each as large as the largest there.
+func (u *usage) ReadBytes(key, end []byte, limit int64) int64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var n int64
-	switch {
-	case len(end) == 0:
+	if len(end) == 0 {
 		return u.sizes[string(key)]
-	default:
-		n = u.bytes
-		k := string(key)
-		for i := len(k) - 1; i >= 0; i-- {
-			if k[i] != '/' {
-				continue
-			}
-			dir := k[:i+1]
-			if string(end) <= prefixEnd(dir) && string(end) != "\x00" {
-				n = u.dirs[dir]
-				break
-			}
+	}
+	in := dirSize{u.bytes, u.largest}
+	k := string(key)
+	for i := len(k) - 1; i >= 0; i-- {
+		if k[i] != '/' {
+			continue
+		}
+		if dir := k[:i+1]; string(end) <= prefixEnd(dir) && string(end) != "\x00" {
+			in = u.dirs[dir]
+			break
 		}
 	}
 	if limit > 0 {
-		n = min(n, limit*maxKV)
+		return min(in.bytes, (limit+1)*in.largest)
 	}
-	return n
+	return in.bytes
 }
 
 // page is one part of a large range: from start to the next page's start, holding bytes of live keys.
