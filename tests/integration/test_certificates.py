@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import (
     bundle_hash,
     fingerprint,
@@ -270,6 +271,31 @@ def test_destination_of_another_tenant_is_refused_not_overwritten(storages, api)
     cond = storages.wait_condition(second, "CertificatesReady", "False")
     assert f"already receives the material of EtcdStorage {first}" in cond["message"]
     assert m.secret(ns, "shared")["text"]["tls.crt"] == before
+
+
+def test_a_ca_bundle_destination_taken_out_of_the_spec_is_given_back_and_can_move_to_another_tenant(
+        storages, api):
+    """Moving an API server to another EtcdStorage means taking its ConfigMap out of one spec and into the
+    other. The first kept our bundle and mark in it, so the second was refused it as another tenant's."""
+    m = Material(api)
+    first, second = storages.unique("cafrom"), storages.unique("cato")
+    ns = f"{first}-ns"
+    storages.create(first, {"replicas": 1, "caCertConfigMap": dests(ns, "moving", "staying")})
+    storages.wait_condition(first, "Ready", "True")
+    storages.patch(first, {"spec": {"caCertConfigMap": dests(ns, "staying")}})
+
+    def given_back() -> bool:
+        cm = m.cm(ns, "moving") or {}
+        return not (cm.get("metadata", {}).get("annotations") or {}).get(names.OWNER_ANNOTATION) and \
+            "serving-ca.crt" not in (cm.get("data") or {})
+
+    storages.wait("the ConfigMap given back", given_back)
+    assert [e for e in storages.events(first, "CABundleReleased") if f"{ns}/moving" in e.message]
+    assert m.cm(ns, "staying")["metadata"]["annotations"][names.OWNER_ANNOTATION] == first
+    storages.create(second, {"replicas": 1, "caCertConfigMap": dests(ns, "moving")})
+    storages.wait_condition(second, "Ready", "True")
+    assert m.cm(ns, "moving")["metadata"]["annotations"][names.OWNER_ANNOTATION] == second
+    assert verifies(m.serving_leaf(second), m.bundle(ns, "moving", "serving-ca.crt"))
 
 
 def test_a_deleted_ca_store_is_reported_as_lost_keys_and_everything_is_reissued(storages, api):

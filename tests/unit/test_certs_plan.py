@@ -30,7 +30,7 @@ def observed(objects: dict[str, dict] | None = None) -> Observed:
         ca_destinations=[Destination("caCertConfigMap", 0, "api", "etcd-ca", objects.get("ConfigMap api/etcd-ca"))],
         client_destinations=[Destination("clientCertSecret", 0, "api", "etcd-client",
                                          objects.get("Secret api/etcd-client"))],
-        listed_ca_destinations=1,
+        listed_cas=[("api", "etcd-ca")],
     )
 
 
@@ -149,3 +149,18 @@ def test_a_client_destination_still_listed_but_unusable_is_not_revoked():
     plan = plan_certificates(broken, SETTINGS, T0 + H)
     assert "ClientCertificateRevoked" not in [e["reason"] for e in plan.events]
     assert plan.client_hash == first.client_hash
+
+
+def test_a_ca_bundle_destination_that_left_the_spec_is_given_back_and_one_still_listed_keeps_its_record():
+    obs = observed()
+    obs.previous_cas = [{"namespace": "api", "name": "etcd-ca"}, {"namespace": "old", "name": "gone"},
+                        {"namespace": "api", "name": "down"}]
+    obs.listed_cas = [("api", "etcd-ca"), ("api", "down")]  # "down" is listed but not usable this run
+    plan = plan_certificates(obs, SETTINGS, T0)
+    assert plan.released_cas == [("old", "gone")]
+    assert plan.certificates["caBundles"] == [{"namespace": "api", "name": "down"},
+                                              {"namespace": "api", "name": "etcd-ca"}]
+    # The next run, with that status: nothing more to give back, the same record (no status write).
+    obs.previous_cas = plan.certificates["caBundles"]
+    again = plan_certificates(obs, SETTINGS, T0)
+    assert again.released_cas == [] and again.certificates["caBundles"] == plan.certificates["caBundles"]

@@ -76,11 +76,12 @@ class Observed:
     deployment: dict[str, Any] | None
     ca_destinations: list[Destination]
     client_destinations: list[Destination]
-    listed_ca_destinations: int  # entries of spec.caCertConfigMap, usable or not
-    # Every spec.clientCertSecret entry (namespace, name), usable or not; and status.certificates.clients of
-    # the last run: a destination in the second and not the first has left the spec (its certificates are
-    # revoked).
+    # Every spec.caCertConfigMap and spec.clientCertSecret entry (namespace, name), usable or not; and
+    # status.certificates.caBundles and .clients of the last run: a destination in the second and not the
+    # first has left the spec (a CA bundle is given back; client certificates are revoked, then given back).
+    listed_cas: list[tuple[str, str]] = field(default_factory=list)
     listed_clients: list[tuple[str, str]] = field(default_factory=list)
+    previous_cas: list[dict[str, Any]] = field(default_factory=list)
     previous_clients: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -108,6 +109,8 @@ class Plan:
     # Client destinations (namespace, name) that left the spec, to give back after the writes (which record
     # their revocation); listed until the status no longer has them.
     released: list[tuple[str, str]] = field(default_factory=list)
+    # CA bundle destinations (namespace, name) that left the spec, to give back.
+    released_cas: list[tuple[str, str]] = field(default_factory=list)
     certificates: dict[str, Any] = field(default_factory=dict)
     due: datetime.datetime | None = None
 
@@ -241,7 +244,7 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
         if ca.next is not None:
             fp = fingerprint(ca.next.cert)
             if kind == "serving":
-                delivered = len(obs.ca_destinations) == obs.listed_ca_destinations and all(
+                delivered = len(obs.ca_destinations) == len(obs.listed_cas) and all(
                     fp in bundle_fingerprints(((d.obj or {}).get("data") or {}).get(SERVING_CA_KEY, ""))
                     for d in obs.ca_destinations)
             else:
@@ -265,6 +268,8 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
     revoked = "".join(f"{after} {cn}\n" for cn, after in sorted(in_force.items()))
     plan.client_hash = trust_hash(client_bundle, revoked)
     plan.released = [(old["namespace"], old["name"]) for old in left]
+    plan.released_cas = [(old["namespace"], old["name"]) for old in obs.previous_cas
+                         if (old.get("namespace"), old.get("name")) not in obs.listed_cas]
     for old in new:
         plan.event("Normal", "ClientCertificateRevoked",
                    f"Secret {old['namespace']}/{old['name']} left spec.clientCertSecret: every client certificate "
@@ -327,8 +332,19 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
             writes.append(write_if_changed("Secret", d.namespace, d.name, d.obj, leaf.data, d.where, name, tls=True))
     plan.writes = [w for w in writes if w is not None]
     plan.certificates = describe(store, serving.cert, [(d, leaf.cert) for d, leaf in clients], settings, now)
+    plan.certificates["caBundles"] = ca_bundles(obs)
     plan.due = next_due(store, [serving.cert] + [leaf.cert for _, leaf in clients], settings, now)
     return plan
+
+
+def ca_bundles(obs: Observed) -> list[dict[str, str]]:
+    """``status.certificates.caBundles``: the CA bundle destinations that hold our bundle — delivered by this
+    run, or by an earlier one and still listed (one unusable for now keeps its record) — so that one that
+    leaves the spec is given back."""
+    held = {(d.namespace, d.name) for d in obs.ca_destinations}
+    held |= {(str(old.get("namespace")), str(old.get("name"))) for old in obs.previous_cas
+             if (old.get("namespace"), old.get("name")) in obs.listed_cas}
+    return [{"namespace": ns, "name": n} for ns, n in sorted(held)]
 
 
 def describe(store: Store, serving_cert: x509.Certificate | None,

@@ -104,6 +104,8 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
         return result(kube, p, Plan(problems=[str(exc)]), now, check_mode)
 
     reader = Reader(kube, name, ns)
+    # The status step reads the EtcdStorage too (one read: the module's client reuses it).
+    last_certificates = ((kube.get_etcdstorage(name) or {}).get("status") or {}).get("certificates") or {}
     ca_secret = reader.read("Secret", ns, names.ca_store(name), "CA store")
     if ca_secret is False:
         return result(kube, p, Plan(problems=reader.problems), now, check_mode)
@@ -115,11 +117,10 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
         deployment=kube.get_deployment(ns, names.proxy(name)),
         ca_destinations=reader.destinations(spec, "caCertConfigMap", "ConfigMap"),
         client_destinations=reader.destinations(spec, "clientCertSecret", "Secret"),
-        listed_ca_destinations=len(spec.get("caCertConfigMap") or []),
+        listed_cas=[(d["namespace"], d["name"]) for d in spec.get("caCertConfigMap") or []],
         listed_clients=[(d["namespace"], d["name"]) for d in spec.get("clientCertSecret") or []],
-        # The status step reads the EtcdStorage too (one read: the module's client reuses it).
-        previous_clients=(((kube.get_etcdstorage(name) or {}).get("status") or {}).get("certificates") or {}).get(
-            "clients") or [],
+        previous_cas=last_certificates.get("caBundles") or [],
+        previous_clients=last_certificates.get("clients") or [],
     )
     plan = plan_certificates(obs, settings, now)
     plan.problems[:0] = reader.problems
@@ -136,21 +137,27 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
         if plan.writes and written != [w.key for w in plan.writes]:
             plan.released = []  # the revocation may not be written: give nothing back before it is
         for namespace, secret in plan.released:
-            if give_back(kube, name, uid, namespace, secret):
+            if give_back(kube, name, uid, namespace, secret, "Secret"):
                 written.append(f"Secret {namespace}/{secret}")
+        for namespace, configmap in plan.released_cas:
+            if give_back(kube, name, uid, namespace, configmap, "ConfigMap"):
+                written.append(f"ConfigMap {namespace}/{configmap}")
+                plan.event("Normal", "CABundleReleased",
+                           f"ConfigMap {namespace}/{configmap} left spec.caCertConfigMap: our CA bundle and marks "
+                           "were removed from it, so it can be given to another EtcdStorage")
     return result(kube, p, plan, now, check_mode, written)
 
 
-def give_back(kube: Kube, name: str, uid: str, namespace: str, secret: str) -> bool:
-    """Empty a Secret that left spec.clientCertSecret of our certificate and marks (the certificate is already
-    revoked); True if it was written. One the operator may no longer read or write (its delivery Role went
-    with it) is left as it is: the revocation is what counts."""
+def give_back(kube: Kube, name: str, uid: str, namespace: str, obj_name: str, kind: str) -> bool:
+    """Empty a destination that left the spec of our material and marks (a client certificate is already
+    revoked); True if it was written. One that is no longer ours, or that the operator may no longer read or
+    write (its delivery Role went with it), is left as it is."""
     try:
-        obj = kube.get_secret(namespace, secret)
-        patch = release_patch(obj, "Secret", name, uid)
+        obj = kube.get_secret(namespace, obj_name) if kind == "Secret" else kube.get_configmap(namespace, obj_name)
+        patch = release_patch(obj, kind, name, uid)
         if patch is None:
             return False
-        kube.write("Secret", namespace, secret, obj, patch)
+        kube.write(kind, namespace, obj_name, obj, patch)
     except ApiException:
         return False
     return True
