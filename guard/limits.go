@@ -10,9 +10,9 @@ import (
 
 // Limits are one tenant's budgets. Zero means unlimited. Storage, keys, leases and the core's headroom hold
 // across every replica of the endpoint (each replica follows the tenant's keys in the core and counts its
-// lease markers there); rates and watches
-// are enforced by each replica, so a tenant reaches at most replicas × limit in total (a single API
-// server connection lands on one replica and gets exactly the limit).
+// lease markers there); rates, watches and reads in flight are enforced by each replica, so a tenant
+// reaches at most replicas × limit in total (a single API server connection lands on one replica and gets
+// exactly the limit).
 type Limits struct {
 	Storage      int64 // live bytes (keys + values) under the prefix
 	Keys         int64 // live keys under the prefix
@@ -47,8 +47,8 @@ var limitFields = []struct {
 		func(l Limits) int64 { return l.Watches }},
 	{"max-leases", "spec.limits.leases", false, func(l *Limits, v int64) { l.Leases = v },
 		func(l Limits) int64 { return l.Leases }},
-	{"max-read-bytes-in-flight", "spec.limits.readBytesInFlight", true, func(l *Limits, v int64) { l.ReadBytesInFlight = v },
-		func(l Limits) int64 { return l.ReadBytesInFlight }},
+	{"max-read-bytes-in-flight", "spec.limits.readBytesInFlight", true,
+		func(l *Limits, v int64) { l.ReadBytesInFlight = v }, func(l Limits) int64 { return l.ReadBytesInFlight }},
 }
 
 var maxBytes = resource.MustParse("1Pi")

@@ -211,7 +211,7 @@ func (u *usage) ReadBytes(key, end []byte, limit int64) int64 {
 		if k[i] != '/' {
 			continue
 		}
-		if dir := k[:i+1]; string(end) <= prefixEnd(dir) && string(end) != "\x00" {
+		if dir := k[:i+1]; string(end) <= clientv3.GetPrefixRangeEnd(dir) && string(end) != "\x00" {
 			in = u.dirs[dir]
 			break
 		}
@@ -254,11 +254,6 @@ func (u *usage) Pages(key, end []byte, limit int64) []page {
 		pages[len(pages)-1].bytes += kv.size
 	}
 	return pages
-}
-
-// prefixEnd is the end of the range of keys that start with prefix (etcd's GetPrefixRangeEnd).
-func prefixEnd(prefix string) string {
-	return clientv3.GetPrefixRangeEnd(prefix)
 }
 
 // apply records one watch response's events (all of one revision or more, in order).
