@@ -201,8 +201,11 @@ func (b *budget) Settle(held *reservation, resp any, err error) {
 
 // readBytesOf bounds what a request reads from the core: its range, or the ranges of a Txn (both
 // branches, at any depth; only one branch runs, so the larger one counts). Count-only ranges read no
-// values.
+// values. 0 when reads are not limited (nothing to estimate for).
 func (b *budget) readBytesOf(req any) int64 {
+	if b.reads == nil {
+		return 0
+	}
 	rangeBytes := func(r *pb.RangeRequest) int64 {
 		if r.CountOnly {
 			return 0
@@ -230,18 +233,18 @@ func (b *budget) readBytesOf(req any) int64 {
 	return 0
 }
 
-// AdmitRead holds a read until the bytes of reads in flight to the core from this replica, with its own,
-// stay within spec.limits.readBytesInFlight; done gives them back once the core answered. The core builds
+// AdmitRead holds a read of n bytes (readBytesOf) until the bytes of reads in flight to the core from this
+// replica, with its own, stay within spec.limits.readBytesInFlight; done gives them back once the core
+// answered. The core builds
 // each answer whole in its memory (several times its size, measured: docs/guard.md), so without a bound
 // a few concurrent ranges of a large tenant could take the core's memory. Reads are held, not refused:
 // they wait in order, up to the caller's deadline. A Range larger than the limit is read in pages
 // (pages.go); a Txn cannot be (its reads are one revision with its writes), so a Txn that would read more
 // than the limit is refused. Without a pager (unit tests) a larger Range waits to run alone.
-func (b *budget) AdmitRead(ctx context.Context, req any) (done func(), err error) {
+func (b *budget) AdmitRead(ctx context.Context, req any, n int64) (done func(), err error) {
 	if b.reads == nil {
 		return func() {}, nil
 	}
-	n := b.readBytesOf(req)
 	if _, txn := req.(*pb.TxnRequest); txn && n > b.limits.ReadBytesInFlight {
 		return nil, b.refuse(reasonReads, fmt.Sprintf("this Txn would read %s from the core at once, more than "+
 			"spec.limits.readBytesInFlight (%s); read that range with a Range call, which is answered in pages",

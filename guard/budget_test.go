@@ -331,7 +331,7 @@ func benchmarkBudget(b *testing.B, req, resp any) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		done, err := bg.AdmitRead(ctx, req)
+		done, err := bg.AdmitRead(ctx, req, bg.readBytesOf(req))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -399,7 +399,7 @@ func TestReadsWaitWhileTheBytesInFlightWouldPassTheLimit(t *testing.T) {
 	ctx := context.Background()
 	pods := &pb.RangeRequest{Key: []byte("/registry/pods/"), RangeEnd: []byte("/registry/pods0")}
 	// Larger than the limit alone: it runs, alone.
-	done, err := b.AdmitRead(ctx, pods)
+	done, err := b.AdmitRead(ctx, pods, b.readBytesOf(pods))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,13 +409,13 @@ func TestReadsWaitWhileTheBytesInFlightWouldPassTheLimit(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	get := &pb.RangeRequest{Key: []byte("/registry/cm/a/z")}
-	if _, err := b.AdmitRead(short, get); code(err) != codes.DeadlineExceeded {
+	if _, err := b.AdmitRead(short, get, b.readBytesOf(get)); code(err) != codes.DeadlineExceeded {
 		t.Fatalf("a read while the limit is taken: %v, want it held until its deadline", err)
 	}
 	// Count-only ranges read no values; keys that are not there read nothing: neither waits.
 	for _, free := range []any{&pb.RangeRequest{Key: pods.Key, RangeEnd: pods.RangeEnd, CountOnly: true},
 		&pb.RangeRequest{Key: []byte("/missing")}, &pb.PutRequest{Key: []byte("/k")}} {
-		d, err := b.AdmitRead(short, free)
+		d, err := b.AdmitRead(short, free, b.readBytesOf(free))
 		if err != nil {
 			t.Fatalf("%v: %v", free, err)
 		}
@@ -428,7 +428,7 @@ func TestReadsWaitWhileTheBytesInFlightWouldPassTheLimit(t *testing.T) {
 		t.Fatalf("txn reads %d, want 300", n)
 	}
 	done()
-	d, err := b.AdmitRead(ctx, get)
+	d, err := b.AdmitRead(ctx, get, b.readBytesOf(get))
 	if err != nil {
 		t.Fatalf("once the first read is done: %v", err)
 	}

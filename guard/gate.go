@@ -83,10 +83,10 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	if err != nil {
 		return nil, err
 	}
-	reading := func() {}
-	if r, ok := req.(*pb.RangeRequest); ok && g.pages != nil && g.pages.Large(r) {
+	reading, size := func() {}, g.budget.readBytesOf(req)
+	if r, ok := req.(*pb.RangeRequest); ok && g.pages.Large(r, size) {
 		forward = func(ctx context.Context, _ any) (any, error) { return g.pages.Range(ctx, r) } // admitted by page
-	} else if reading, err = g.budget.AdmitRead(ctx, req); err != nil {
+	} else if reading, err = g.budget.AdmitRead(ctx, req, size); err != nil {
 		g.budget.Settle(held, nil, err)
 		return nil, err
 	}

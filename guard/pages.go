@@ -24,10 +24,10 @@ type pager struct {
 	budget *budget
 }
 
-// Large says whether r is read in pages: a multi-key read of values larger than the limit.
-func (p *pager) Large(r *pb.RangeRequest) bool {
-	lim := p.budget.limits.ReadBytesInFlight
-	return lim > 0 && !r.CountOnly && len(r.RangeEnd) > 0 && p.budget.readBytesOf(r) > lim
+// Large says whether r, which reads size bytes (budget.readBytesOf), is read in pages: a multi-key read
+// larger than the limit. A nil pager (unit tests) pages nothing.
+func (p *pager) Large(r *pb.RangeRequest, size int64) bool {
+	return p != nil && len(r.RangeEnd) > 0 && size > p.budget.limits.ReadBytesInFlight
 }
 
 // Range answers r from pages, each admitted to the reads in flight like any other read.

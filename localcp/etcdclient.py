@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
@@ -64,9 +65,12 @@ class Client:
 
     def range(self, key: bytes, range_end: bytes = b"", revision: int = 0,
               timeout: float = 10) -> list[tuple[bytes, bytes]]:
-        raw = self.unary(KV + "Range", etcdpb.RangeRequest(key=key, range_end=range_end,
-                                                           revision=revision).SerializeToString(), timeout)
-        return [(kv.key, kv.value) for kv in etcdpb.RangeResponse.FromString(raw).kvs]
+        resp = self.ranged(etcdpb.RangeRequest(key=key, range_end=range_end, revision=revision), timeout)
+        return [(kv.key, kv.value) for kv in resp.kvs]
+
+    def ranged(self, request: Any, timeout: float = 10) -> Any:
+        """The whole RangeResponse to a RangeRequest with any of its options (sorts, limits, filters)."""
+        return etcdpb.RangeResponse.FromString(self.unary(KV + "Range", request.SerializeToString(), timeout))
 
     def delete(self, key: bytes, range_end: bytes = b"") -> int:
         raw = self.unary(KV + "DeleteRange", etcdpb.DeleteRangeRequest(key=key, range_end=range_end)

@@ -169,27 +169,26 @@ def test_usage_in_status_and_etcdctl_endpoint_status(storages, cp, tmp_path):
         guard.stop()
 
 
-def core_watchers(cp) -> float:
+def core_metrics(cp) -> list[str]:
+    """The core etcd member's /metrics, a line each."""
     _, body = https_get(cp.ports["etcd0"], "/metrics", *cp.core_files(), timeout=5)
-    for line in body.decode().splitlines():
+    return body.decode().splitlines()
+
+
+def core_watchers(cp) -> float:
+    for line in core_metrics(cp):
         if line.startswith("etcd_debugging_mvcc_watcher_total "):
             return float(line.split()[1])
     raise AssertionError("no watcher metric")
 
 
-KV_RANGE = "/etcdserverpb.KV/Range"
 rng = etcdpb.RangeRequest
-
-
-def answer(client: Client, req) -> etcdpb.RangeResponse:
-    return etcdpb.RangeResponse.FromString(client.unary(KV_RANGE, req.SerializeToString()))
 
 
 def core_ranges_in_flight(cp) -> float:
     """Range calls the core etcd has started and not yet answered (its gRPC metrics)."""
-    _, body = https_get(cp.ports["etcd0"], "/metrics", *cp.core_files(), timeout=5)
     started = handled = 0.0
-    for line in body.decode().splitlines():
+    for line in core_metrics(cp):
         if 'grpc_method="Range"' not in line:
             continue
         if line.startswith("grpc_server_started_total{"):
@@ -258,14 +257,14 @@ def test_a_range_larger_than_the_reads_limit_is_read_in_pages_and_answered_as_th
         with Client(guard.endpoint, *files) as c:
             for i in range(40):  # ~100 KiB: 7 pages and more; distinct values, versions and revisions
                 c.put(f"/p/{i:02d}".encode(), f"{(i * 7919) % 40:02d}".encode() * (640 + 320 * (i % 5)))
-            old = answer(c, rng(key=b"/p/00")).header.revision
+            old = c.ranged(rng(key=b"/p/00")).header.revision
             for i in range(0, 40, 3):
                 for n in range(i % 4 + 1):
                     c.put(f"/p/{i:02d}".encode(), f"v{n}-{i}".encode() * 1000)
             c.put(b"/q", b"after")
         storages.wait("the replica knows every key", lambda: guard.metric("etcdproxy_guard_tenant_keys") == 41)
         with cp.core_client() as core:
-            now = answer(core, rng(key=b"/")).header.revision
+            now = core.ranged(rng(key=b"/")).header.revision
         whole = {"key": b"/p/", "range_end": b"/p0"}
         cases = [
             rng(**whole, revision=now), rng(**whole, revision=now, limit=5), rng(**whole, revision=now, limit=40),
@@ -283,19 +282,19 @@ def test_a_range_larger_than_the_reads_limit_is_read_in_pages_and_answered_as_th
         pages_before = guard.metric("etcdproxy_guard_range_pages_total")
         with Client(guard.endpoint, *files, max_message_bytes=16 << 20) as c, cp.core_client() as core:
             for req in cases:
-                got = answer(c, req)
+                got = c.ranged(req)
                 direct = rng()
                 direct.CopyFrom(req)
                 direct.key = f"/{name}/".encode() + req.key
                 direct.range_end = (f"/{name}0".encode() if req.range_end == b"\0"
                                     else f"/{name}/".encode() + req.range_end)
-                want = answer(core, direct)
+                want = core.ranged(direct)
                 strip = len(f"/{name}/")
                 assert [(kv.key, kv.value, kv.version, kv.mod_revision) for kv in got.kvs] == \
                     [(kv.key[strip:], kv.value, kv.version, kv.mod_revision) for kv in want.kvs], req
                 assert (got.count, got.more) == (want.count, want.more), req
             # Without a revision: the pages are read at the first one's revision.
-            got = answer(c, rng(**whole))
+            got = c.ranged(rng(**whole))
             assert len(got.kvs) == 40 and got.header.revision >= now
         assert guard.metric("etcdproxy_guard_range_pages_total") - pages_before >= 2 * len(cases)
         assert guard.metric("etcdproxy_guard_read_bytes_in_flight") == 0

@@ -72,6 +72,10 @@ def test_every_limit_is_admitted_defaulted_passed_and_enforced():
     guard = (REPO / "guard/limits.go").read_text()
     enforced = set(re.findall(r'"spec\.limits\.(\w+)"', guard))
     assert admitted == defaults == passed == enforced, (admitted, defaults, passed, enforced)
+    # The role checks the operator's defaults as quantities exactly where the guard parses quantities.
+    quantities = {f for f, q in re.findall(r'"spec\.limits\.(\w+)",\s*(true|false)', guard) if q == "true"}
+    role_vars = yaml.safe_load((REPO / "roles/etcdstorage/vars/main.yml").read_text())
+    assert set(role_vars["etcdstorage_byte_limits"]) == quantities
     assert "leases" in enforced
     # Every reason the guard refuses with becomes a condition reason.
     assert set(re.findall(r'\breason\w+\s*=\s*"([\w-]+)"', guard)) == set(REASONS)
