@@ -47,15 +47,20 @@ def service_client(cp: ControlPlane, name: str, namespace: str, out_dir: Path, r
                   retry_unavailable=retry)
 
 
-def wait_ready(cp: ControlPlane, name: str) -> None:
+def wait_ready(cp: ControlPlane, name: str, settled: bool = False) -> None:
+    """Until EtcdStorage ``name`` is Ready (one proxy replica serves); with ``settled``, until its status also
+    reports every replica available, the last status the operator writes for an unchanged object."""
     custom = client.CustomObjectsApi(cp.api())
 
     def ready() -> bool:
         es = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
-        conditions = (es.get("status") or {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        conditions = {c["type"]: c for c in (es.get("status") or {}).get("conditions", [])}
+        if conditions.get("Ready", {}).get("status") != "True":
+            return False
+        return not settled or conditions.get("ProxyAvailable", {}).get("reason") == "MinimumReplicasAvailable"
 
-    wait_for(f"EtcdStorage {name} Ready", ready, 180, None, cp.logs / "kubelet.log", interval=0.25)
+    what = f"EtcdStorage {name} Ready" + (" with every proxy replica available" if settled else "")
+    wait_for(what, ready, 180, None, cp.logs / "kubelet.log", interval=0.25)
 
 
 def tenant_apiserver(cp: ControlPlane, namespace: str, register: bool) -> None:

@@ -62,9 +62,11 @@ def test_the_operator_runs_with_exactly_what_its_csv_grants(installed: Olm) -> N
 
 @pytest.fixture(scope="session")
 def tenant(installed: Olm) -> str:
-    """A tenant like the sample, delivering to its own namespace under the example Role's grant."""
+    """A tenant like the sample, delivering to its own namespace under the example Role's grant, its status
+    settled (Ready comes with the first replica; the status is written again once the second is up, which
+    the upgrade test would otherwise take for a rewrite by the new operator)."""
     etcdstorage(installed.cp, "olm-a", "olm-a")
-    wait_ready(installed.cp, "olm-a")
+    wait_ready(installed.cp, "olm-a", settled=True)
     return "olm-a"
 
 
