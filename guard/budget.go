@@ -210,16 +210,16 @@ func (b *budget) readBytesOf(req any) int64 {
 		if r.CountOnly {
 			return 0
 		}
-		return b.usage.ReadBytes(r.Key, r.RangeEnd, r.Limit)
+		return b.usage.ReadBytes(r.Key, r.RangeEnd, r.Limit, r.Revision)
 	}
 	var branch func(ops []*pb.RequestOp) int64
 	branch = func(ops []*pb.RequestOp) (n int64) {
 		for _, op := range ops {
 			if r := op.GetRequestRange(); r != nil {
-				n += rangeBytes(r)
+				n = plus(n, rangeBytes(r))
 			}
 			if t := op.GetRequestTxn(); t != nil {
-				n += max(branch(t.Success), branch(t.Failure))
+				n = plus(n, max(branch(t.Success), branch(t.Failure)))
 			}
 		}
 		return n
@@ -231,6 +231,14 @@ func (b *budget) readBytesOf(req any) int64 {
 		return max(branch(r.Success), branch(r.Failure))
 	}
 	return 0
+}
+
+// plus adds two read sizes, unbounded if either is (or if the sum would overflow).
+func plus(a, b int64) int64 {
+	if a > unbounded-b {
+		return unbounded
+	}
+	return a + b
 }
 
 // AdmitRead holds a read of n bytes (readBytesOf) until the bytes of reads in flight to the core from this
@@ -245,7 +253,11 @@ func (b *budget) AdmitRead(ctx context.Context, req any, n int64) (done func(), 
 	if b.reads == nil {
 		return func() {}, nil
 	}
-	if _, txn := req.(*pb.TxnRequest); txn && n > b.limits.ReadBytesInFlight {
+	if _, txn := req.(*pb.TxnRequest); txn && n == unbounded {
+		return nil, b.refuse(reasonReads, "this Txn reads several keys at an older revision without a limit, "+
+			"which spec.limits.readBytesInFlight cannot bound; read that range with a Range call, which is "+
+			"answered in pages")
+	} else if txn && n > b.limits.ReadBytesInFlight {
 		return nil, b.refuse(reasonReads, fmt.Sprintf("this Txn would read %s from the core at once, more than "+
 			"spec.limits.readBytesInFlight (%s); read that range with a Range call, which is answered in pages",
 			bytesText(n), bytesText(b.limits.ReadBytesInFlight)))

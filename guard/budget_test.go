@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ import (
 // testBudget: a budget whose usage is read (empty, revision 1) and whose core is 10 MiB of a 100 MiB
 // quota with the default 20% reserve.
 func testBudget(lim Limits) *budget {
-	u := newUsage()
+	u := newUsage(1000)
 	u.reset(1)
 	u.synced = true
 	h := newHeadroom(20, 0)
@@ -372,9 +373,13 @@ func TestReadBytesBoundsWhatARangeReads(t *testing.T) {
 		{"/registry/ev/", "/registry/ev0", 5, 60},
 		{"/registry/pods/", "/registry/pods0", 1, 300},
 		{"", "\x00", 1, 400},
+		// A client's limit so large that limit+1 keys of the largest would overflow: the directory, not
+		// the wrapped product (it was 20 here, so a read of everything went through as 20 bytes).
+		{"/registry/ev/", "/registry/ev0", 1 << 62, 60},
+		{"/registry/ev/", "/registry/ev0", math.MaxInt64, 60},
 	}
 	for _, c := range cases {
-		if got := u.ReadBytes([]byte(c.key), []byte(c.end), c.limit); got != c.want {
+		if got := u.ReadBytes([]byte(c.key), []byte(c.end), c.limit, 0); got != c.want {
 			t.Errorf("[%q, %q) limit %d: %d, want %d", c.key, c.end, c.limit, got, c.want)
 		}
 	}
@@ -382,7 +387,7 @@ func TestReadBytesBoundsWhatARangeReads(t *testing.T) {
 	// high-water mark: a smaller overwrite does not lower it.
 	u.apply([]*clientv3.Event{{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("/registry/pods/b/y")}}}, 3)
 	u.apply(events(4, put("/registry/pods/a/x", 40)), 4)
-	if got := u.ReadBytes([]byte("/registry/pods/"), []byte("/registry/pods0"), 0); got != 40 {
+	if got := u.ReadBytes([]byte("/registry/pods/"), []byte("/registry/pods0"), 0, 0); got != 40 {
 		t.Errorf("pods after a delete and an overwrite: %d, want 40", got)
 	}
 	if got := u.dirs["/registry/pods/"].largest; got != 200 {
@@ -390,6 +395,61 @@ func TestReadBytesBoundsWhatARangeReads(t *testing.T) {
 	}
 	if _, ok := u.dirs["/registry/pods/b/"]; ok {
 		t.Error("an emptied directory is still kept")
+	}
+}
+
+func TestReadsOfThePastAreBoundedByTheLargestKeyTheyCanSee(t *testing.T) {
+	u := testBudget(Limits{}).usage // read at revision 1
+	u.apply(events(2, put("/registry/pods/a/x", 100), put("/registry/pods/b/y", 200), put("/registry/cm/a/z", 50)), 2)
+	u.apply([]*clientv3.Event{{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("/registry/pods/b/y")}}}, 3)
+	pods, podsEnd := []byte("/registry/pods/"), []byte("/registry/pods0")
+	cases := []struct {
+		what       string
+		key, end   []byte
+		limit, rev int64
+		want       int64
+		past       bool
+	}{
+		{"now", pods, podsEnd, 0, 0, 100, false},
+		{"at the revision followed to", pods, podsEnd, 0, 3, 100, false},
+		{"at a revision not followed yet", pods, podsEnd, 0, 9, 100, false},
+		// At revision 2 the deleted pod is there: the live keys do not bound the read.
+		{"before a delete", pods, podsEnd, 0, 2, unbounded, true},
+		{"before a delete, limit 1", pods, podsEnd, 1, 2, 400, true}, // 2 keys of the largest seen (200)
+		{"one key before a delete", []byte("/registry/pods/b/y"), nil, 0, 2, 200, true},
+		{"a huge limit", pods, podsEnd, 1 << 62, 2, unbounded, true},
+	}
+	for _, c := range cases {
+		if got := u.ReadBytes(c.key, c.end, c.limit, c.rev); got != c.want {
+			t.Errorf("%s: %d, want %d", c.what, got, c.want)
+		}
+		if past, _ := u.Past(c.rev); past != c.past {
+			t.Errorf("%s: past %v, want %v", c.what, past, c.past)
+		}
+	}
+	// Before the last full read the replica saw nothing: a key can be as large as a request.
+	u.reset(5)
+	u.synced = true
+	if past, bound := u.Past(4); !past || bound != 1000 {
+		t.Errorf("before the full read: past %v, key bound %d; want true, 1000", past, bound)
+	}
+	if past, bound := u.Past(5); past || bound != 0 {
+		t.Errorf("at the full read of nothing: past %v, key bound %d; want false, 0", past, bound)
+	}
+	// While the keys are being read, nothing is bounded by them.
+	u.synced = false
+	if got := u.ReadBytes(pods, podsEnd, 0, 0); got != unbounded {
+		t.Errorf("while reading the keys: %d, want unbounded", got)
+	}
+	// A Txn with such a range cannot be paged: refused, naming the limit.
+	b := testBudget(Limits{ReadBytesInFlight: 1 << 20})
+	b.usage.apply(events(2, put("/registry/pods/a/x", 100)), 2)
+	b.usage.apply(events(3, put("/registry/pods/a/x", 30)), 3)
+	past := &pb.TxnRequest{Success: []*pb.RequestOp{{Request: &pb.RequestOp_RequestRange{
+		RequestRange: &pb.RangeRequest{Key: pods, RangeEnd: podsEnd, Revision: 2}}}}}
+	_, err := b.AdmitRead(context.Background(), past, b.readBytesOf(past))
+	if code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "spec.limits.readBytesInFlight") {
+		t.Fatalf("a Txn reading the past without a limit: %v", err)
 	}
 }
 

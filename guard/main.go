@@ -131,7 +131,7 @@ func run(o options, lg *zap.Logger) error {
 	// Amounts: the tenant's usage (followed by watch), the core's headroom (polled), the budget over both.
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	tenant := newUsage()
+	tenant := newUsage(int64(o.maxRequestBytes))
 	room := newHeadroom(o.coreReservePercent, o.coreQuotaBytes)
 	tenant.onPut = func(k, v int) { room.Seen(int64(len(o.namespace) + k + v + kvOverhead)) }
 	go tenant.follow(ctx, core.client.KV, core.client.Watcher, lg.Named("usage"))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"sort"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -12,11 +13,13 @@ import (
 )
 
 // A Range whose answer would be larger than spec.limits.readBytesInFlight is read from the core in pages
-// of at most that many bytes of the tenant's live keys, all at the revision of the first page, and
-// answered as the core would have answered the whole range: the core then never builds more than one
-// page of it in memory, whatever the tenant holds. The page bounds come from the key sizes the replica
-// already follows (usage.Pages). What etcd does after reading — revision filters, sorting, the limit,
-// `more`, `count` — is done here over the pages, as etcd's executeRange does it over the whole range.
+// of at most that many bytes, all at the revision of the first page, and answered as the core would have
+// answered the whole range: the core then never builds more than one page of it in memory, whatever the
+// tenant holds. The page bounds come from the key sizes the replica follows (usage.Pages); a read of the
+// past, whose keys the replica may no longer count (usage.Past), is read in pages of as many keys as the
+// limit holds at the largest key it can see. What etcd does after reading — revision filters, sorting,
+// the limit, `more`, `count` — is done here over the pages, as etcd's executeRange does it over the whole
+// range.
 
 // pager reads large ranges page by page through the tenant's namespaced core client.
 type pager struct {
@@ -30,36 +33,36 @@ func (p *pager) Large(r *pb.RangeRequest, size int64) bool {
 	return p != nil && len(r.RangeEnd) > 0 && size > p.budget.limits.ReadBytesInFlight
 }
 
+// pageRead is what one page asks the core for: a range, at most limit keys of it (0: all), or only their
+// count; bytes is what it holds of the reads in flight.
+type pageRead struct {
+	key, end     []byte
+	limit, bytes int64
+	countOnly    bool
+}
+
 // Range answers r from pages, each admitted to the reads in flight like any other read.
 func (p *pager) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	lim := p.budget.limits.ReadBytesInFlight
-	pages := p.budget.usage.Pages(r.Key, r.RangeEnd, lim)
 	sortOrder := effectiveSortOrder(r)
 	filtered := r.MinModRevision != 0 || r.MaxModRevision != 0 || r.MinCreateRevision != 0 || r.MaxCreateRevision != 0
 	// Without a sort order or filters etcd reads only the first limit+1 keys (in key order, even when it
-	// then sorts them by another target): the rest is only counted.
-	firstOnly := r.Limit > 0 && r.SortOrder == pb.RangeRequest_NONE && !filtered
-	enough := func(n int) bool { return firstOnly && int64(n) > r.Limit }
-
+	// then sorts them by another target): the rest is only counted. (A limit of MaxInt64 overflows
+	// etcd's limit+1 into no limit at all.)
+	firstOnly := r.Limit > 0 && r.Limit < math.MaxInt64 && r.SortOrder == pb.RangeRequest_NONE && !filtered
+	var wanted int64 // keys a page may still read for the answer (0: any)
+	if firstOnly {
+		wanted = r.Limit + 1
+	}
 	// etcd sorts by value before it drops the values of a keys-only read: keep them for that sort.
 	keysOnly := r.KeysOnly && (sortOrder == pb.RangeRequest_NONE || r.SortTarget != pb.RangeRequest_VALUE)
 	out := &pb.RangeResponse{}
 	rev := r.Revision
-	for i, page := range pages {
-		end := r.RangeEnd
-		if i+1 < len(pages) {
-			end = pages[i+1].start
+	fetch := func(pr pageRead) (*pb.RangeResponse, error) {
+		if need := wanted - int64(len(out.Kvs)); wanted > 0 && !pr.countOnly && (pr.limit == 0 || pr.limit > need) {
+			pr.limit = need // no more of the page than the answer needs
 		}
-		read := &pb.RangeRequest{Key: page.start, RangeEnd: end, Revision: rev, KeysOnly: keysOnly,
-			Serializable: r.Serializable}
-		if firstOnly {
-			read.Limit = r.Limit + 1 - int64(len(out.Kvs)) // no more of the page than the answer needs
-		}
-		if enough(len(out.Kvs)) {
-			read = &pb.RangeRequest{Key: page.start, RangeEnd: r.RangeEnd, Revision: rev, CountOnly: true,
-				Serializable: r.Serializable}
-		}
-		resp, err := p.read(ctx, read, min(page.bytes, lim))
+		resp, err := p.read(ctx, &pb.RangeRequest{Key: pr.key, RangeEnd: pr.end, Revision: rev, Limit: pr.limit,
+			KeysOnly: keysOnly, CountOnly: pr.countOnly, Serializable: r.Serializable}, pr.bytes)
 		if err != nil {
 			return nil, err
 		}
@@ -72,13 +75,17 @@ func (p *pager) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 			rev = resp.Header.Revision
 		}
 		out.Kvs = append(out.Kvs, resp.Kvs...)
-		out.Count += resp.Count
-		if read.CountOnly {
-			break
-		}
+		return resp, nil
 	}
-	if firstOnly && int64(len(out.Kvs)) > r.Limit+1 {
-		out.Kvs = out.Kvs[:r.Limit+1]
+	enough := func() bool { return wanted > 0 && int64(len(out.Kvs)) >= wanted }
+	var err error
+	if past, keyBound := p.budget.usage.Past(r.Revision); past {
+		err = p.byKeys(r, keyBound, fetch, enough, out)
+	} else {
+		err = p.byBytes(r, fetch, enough, out)
+	}
+	if err != nil {
+		return nil, err
 	}
 	out.Kvs = filterKVs(out.Kvs, r)
 	sortKVs(out.Kvs, r.SortTarget, sortOrder)
@@ -92,6 +99,53 @@ func (p *pager) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 		}
 	}
 	return out, nil
+}
+
+// byBytes reads r in pages split by the live key sizes, each [start, next page's start) counted on its
+// own; once the answer has its keys, the rest of the range is only counted.
+func (p *pager) byBytes(r *pb.RangeRequest, fetch func(pageRead) (*pb.RangeResponse, error), enough func() bool,
+	out *pb.RangeResponse) error {
+	lim := p.budget.limits.ReadBytesInFlight
+	pages := p.budget.usage.Pages(r.Key, r.RangeEnd, lim)
+	for i, page := range pages {
+		pr := pageRead{key: page.start, end: r.RangeEnd, bytes: min(page.bytes, lim)}
+		if i+1 < len(pages) {
+			pr.end = pages[i+1].start
+		}
+		if enough() {
+			pr = pageRead{key: page.start, end: r.RangeEnd, countOnly: true}
+		}
+		resp, err := fetch(pr)
+		if err != nil {
+			return err
+		}
+		out.Count += resp.Count
+		if pr.countOnly {
+			break
+		}
+	}
+	return nil
+}
+
+// byKeys reads r in pages of as many keys as the limit holds at keyBound bytes each, each from after the
+// last key read to the range's end: the first page's count is the whole range's.
+func (p *pager) byKeys(r *pb.RangeRequest, keyBound int64, fetch func(pageRead) (*pb.RangeResponse, error),
+	enough func() bool, out *pb.RangeResponse) error {
+	lim := p.budget.limits.ReadBytesInFlight
+	perPage := max(1, lim/max(keyBound, 1))
+	for key, first := r.Key, true; ; first = false {
+		resp, err := fetch(pageRead{key: key, end: r.RangeEnd, limit: perPage, bytes: min(keysOf(perPage-1, keyBound), lim)})
+		if err != nil {
+			return err
+		}
+		if first {
+			out.Count = resp.Count
+		}
+		if !resp.More || len(resp.Kvs) == 0 || enough() {
+			return nil
+		}
+		key = append(bytes.Clone(resp.Kvs[len(resp.Kvs)-1].Key), 0)
+	}
 }
 
 // read is one page: held to the reads in flight for its bytes.

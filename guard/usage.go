@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -25,8 +26,10 @@ type usage struct {
 	sizes    map[string]int64
 	dirs     map[string]dirSize // each directory's ("/registry/pods/"): what a range of it reads
 	largest  int64              // the largest key seen since the last full read (a high-water mark)
+	maxKey   int64              // the largest key the tenant can have written (its largest request)
 	bytes    int64
 	revision int64
+	loaded   int64 // the revision of the last full read
 	synced   bool
 	held     []*reservation
 	onPut    func(keyLen, valueLen int) // called for every put the watch shows (may be nil)
@@ -45,8 +48,8 @@ type reservation struct {
 // (a Txn whose compare failed, a put of an unchanged value under a newer revision of other keys).
 const reservationTTL = 5 * time.Second
 
-func newUsage() *usage {
-	return &usage{sizes: map[string]int64{}, dirs: map[string]dirSize{}, first: make(chan struct{})}
+func newUsage(maxKey int64) *usage {
+	return &usage{sizes: map[string]int64{}, dirs: map[string]dirSize{}, maxKey: maxKey, first: make(chan struct{})}
 }
 
 // Reserve admits a write of puts if the growth it brings stays within the limits (0: unlimited), and
@@ -154,6 +157,7 @@ func (u *usage) reset(rev int64) {
 	u.largest = 0
 	u.bytes = 0
 	u.revision = rev
+	u.loaded = rev
 	u.synced = false
 }
 
@@ -195,13 +199,29 @@ func (u *usage) grow(key string, delta, size int64) {
 	}
 }
 
-// ReadBytes is an upper bound of what a range of [key, end) reads from the core (keys and values of the
-// live keys; a read at an older revision may see keys deleted since): the size of a single key, of the
-// deepest directory holding the whole range, or of every key of the tenant; when limit is set, at most
-// the limit+1 keys etcd reads, each as large as the largest there.
-func (u *usage) ReadBytes(key, end []byte, limit int64) int64 {
+// unbounded is the size of a read that cannot be bounded from the keys the replica follows: a range of
+// several keys, without a limit, at a revision older than the replica has followed to (keys deleted or
+// shrunk since are not counted any more) or before it has read the tenant's keys. Such a Range is read in
+// pages of a bounded number of keys (pager); a Txn holding one is refused.
+const unbounded = math.MaxInt64
+
+// ReadBytes is an upper bound of what a range of [key, end) at revision rev (0: the current one) reads
+// from the core, keys and values: the size of a single key, of the deepest directory holding the whole
+// range, or of every key of the tenant; when limit is set, at most the limit+1 keys etcd reads, each as
+// large as the largest there. A read of the past (past) is bounded by the largest key it can see
+// (KeyBound): one for a single key, limit+1 with a limit, unbounded otherwise.
+func (u *usage) ReadBytes(key, end []byte, limit, rev int64) int64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.pastLocked(rev) {
+		switch largest := u.keyBoundLocked(rev); {
+		case len(end) == 0:
+			return largest
+		case limit > 0:
+			return keysOf(limit, largest)
+		}
+		return unbounded
+	}
 	if len(end) == 0 {
 		return u.sizes[string(key)]
 	}
@@ -217,9 +237,40 @@ func (u *usage) ReadBytes(key, end []byte, limit int64) int64 {
 		}
 	}
 	if limit > 0 {
-		return min(in.bytes, (limit+1)*in.largest)
+		return min(in.bytes, keysOf(limit, in.largest))
 	}
 	return in.bytes
+}
+
+// keysOf is what the limit+1 keys etcd reads for a limit hold at size bytes each; limits are the
+// client's, so the product saturates instead of overflowing.
+func keysOf(limit, size int64) int64 {
+	if size > 0 && limit >= math.MaxInt64/size-1 {
+		return unbounded
+	}
+	return (limit + 1) * size
+}
+
+// Past says whether a read at rev may see keys the replica no longer counts: rev is older than the
+// revision it has followed to, so keys deleted or shrunk since count as they are now (or not at all), or
+// the tenant's keys are still being read. KeyBound is then the largest key such a read can see.
+func (u *usage) Past(rev int64) (past bool, keyBound int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.pastLocked(rev), u.keyBoundLocked(rev)
+}
+
+func (u *usage) pastLocked(rev int64) bool {
+	return !u.synced || (rev > 0 && rev < u.revision)
+}
+
+// keyBoundLocked is the largest key a read at rev can see: from the last full read on, every key the
+// replica saw (the high-water mark); before it, keys the replica never saw, as large as a request.
+func (u *usage) keyBoundLocked(rev int64) int64 {
+	if u.synced && rev >= u.loaded {
+		return u.largest
+	}
+	return u.maxKey
 }
 
 // page is one part of a large range: from start to the next page's start, holding bytes of live keys.

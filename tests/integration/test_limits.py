@@ -278,27 +278,77 @@ def test_a_range_larger_than_the_reads_limit_is_read_in_pages_and_answered_as_th
             rng(**whole, revision=now, keys_only=True), rng(**whole, revision=old),
             rng(**whole, revision=now, serializable=True),
             rng(key=b"/p/17", range_end=b"\0", revision=now, limit=30),
+            # A limit so large that etcd's limit+1 overflows: no limit (the guard's estimate overflowed too,
+            # to a few bytes, and let the whole range through in one read).
+            rng(**whole, revision=now, limit=1 << 62), rng(**whole, revision=now, limit=2**63 - 1),
         ]
-        pages_before = guard.metric("etcdproxy_guard_range_pages_total")
         with Client(guard.endpoint, *files, max_message_bytes=16 << 20) as c, cp.core_client() as core:
             for req in cases:
-                got = c.ranged(req)
-                direct = rng()
-                direct.CopyFrom(req)
-                direct.key = f"/{name}/".encode() + req.key
-                direct.range_end = (f"/{name}0".encode() if req.range_end == b"\0"
-                                    else f"/{name}/".encode() + req.range_end)
-                want = core.ranged(direct)
-                strip = len(f"/{name}/")
-                assert [(kv.key, kv.value, kv.version, kv.mod_revision) for kv in got.kvs] == \
-                    [(kv.key[strip:], kv.value, kv.version, kv.mod_revision) for kv in want.kvs], req
-                assert (got.count, got.more) == (want.count, want.more), req
+                answered_in_pages_as_the_core_answers(guard, c, core, name, req)
             # Without a revision: the pages are read at the first one's revision.
             got = c.ranged(rng(**whole))
             assert len(got.kvs) == 40 and got.header.revision >= now
-        assert guard.metric("etcdproxy_guard_range_pages_total") - pages_before >= 2 * len(cases)
         assert guard.metric("etcdproxy_guard_read_bytes_in_flight") == 0
         # A Txn cannot be read in pages (its reads share a revision with its writes): refused, naming the limit.
+        txn = etcdpb.TxnRequest(success=[etcdpb.RequestOp(request_range=rng(**whole))])
+        with Client(guard.endpoint, *files) as c, pytest.raises(grpc.RpcError) as refused:
+            c.unary("/etcdserverpb.KV/Txn", txn.SerializeToString())
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "spec.limits.readBytesInFlight" in refused.value.details()
+    finally:
+        guard.stop()
+
+
+def answered_in_pages_as_the_core_answers(guard, c: Client, core: Client, name: str, req) -> None:
+    """``req`` through the guard is read in pages (two at least) and answered as the core answers it: the
+    same keys, values, versions, revisions, ``count`` and ``more``."""
+    pages = guard.metric("etcdproxy_guard_range_pages_total")
+    got = c.ranged(req)
+    assert guard.metric("etcdproxy_guard_range_pages_total") - pages >= 2, f"not read in pages: {req}"
+    direct = rng()
+    direct.CopyFrom(req)
+    direct.key = f"/{name}/".encode() + req.key
+    direct.range_end = f"/{name}0".encode() if req.range_end == b"\0" else f"/{name}/".encode() + req.range_end
+    want = core.ranged(direct)
+    strip = len(f"/{name}/")
+    assert [(kv.key, kv.value, kv.version, kv.mod_revision) for kv in got.kvs] == \
+        [(kv.key[strip:], kv.value, kv.version, kv.mod_revision) for kv in want.kvs], req
+    assert (got.count, got.more) == (want.count, want.more), req
+
+
+def test_a_read_of_keys_deleted_since_is_read_in_pages_too(storages, cp, tmp_path):
+    """The keys a replica follows are the live ones; a read at an older revision sees keys deleted or
+    shrunk since. Filled, emptied, then read as it was, a tenant got its whole former size in one read (the
+    live keys said 0 bytes), as many times at once as it liked: the core's memory again. Now such a read is
+    read in pages of as many keys as the limit holds at the largest key the replica has seen."""
+    name, ns = tenant(storages, "past", {"readBytesInFlight": "16Ki"})
+    guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
+    try:
+        files = delivered_files(storages.core, ns, tmp_path)
+        with Client(guard.endpoint, *files) as c:
+            for i in range(30):  # ~110 KiB, distinct values and sizes
+                c.put(f"/d/{i:02d}".encode(), f"{(i * 7919) % 30:02d}".encode() * (1000 + 400 * (i % 5)))
+            for i in range(0, 30, 4):
+                c.put(f"/d/{i:02d}".encode(), b"small")  # shrunk
+            full = c.ranged(rng(key=b"/d/00")).header.revision
+            assert c.delete(b"/d/", b"/d0") == 30
+            c.put(b"/e", b"after")
+        storages.wait("the replica followed the deletes", lambda: guard.metric("etcdproxy_guard_tenant_keys") == 1)
+        whole = {"key": b"/d/", "range_end": b"/d0", "revision": full}
+        cases = [
+            rng(**whole), rng(**whole, limit=7), rng(**whole, limit=30), rng(**whole, limit=1 << 62),
+            rng(**whole, keys_only=True), rng(**whole, sort_target=etcdpb.SORT_BY_VALUE, limit=5),
+            rng(**whole, sort_order=etcdpb.SORT_DESCEND, limit=4), rng(**whole, min_mod_revision=full - 3),
+            rng(key=b"/d/10", range_end=b"\0", revision=full), rng(**whole, serializable=True),
+        ]
+        with Client(guard.endpoint, *files, max_message_bytes=16 << 20) as c, cp.core_client() as core:
+            for req in cases:
+                answered_in_pages_as_the_core_answers(guard, c, core, name, req)
+            # One key of the past is read whole, as the core answers it.
+            got, want = c.range(b"/d/01", revision=full), core.range(f"/{name}//d/01".encode(), revision=full)
+            assert [v for _, v in got] == [v for _, v in want] != []
+        assert guard.metric("etcdproxy_guard_read_bytes_in_flight") == 0
+        # A Txn cannot be read in pages: one reading the past without a limit is refused, naming the limit.
         txn = etcdpb.TxnRequest(success=[etcdpb.RequestOp(request_range=rng(**whole))])
         with Client(guard.endpoint, *files) as c, pytest.raises(grpc.RpcError) as refused:
             c.unary("/etcdserverpb.KV/Txn", txn.SerializeToString())
