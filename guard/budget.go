@@ -34,6 +34,7 @@ type budget struct {
 	reads    *semaphore.Weighted    // bytes of ranges in flight to the core (AdmitRead); nil: unlimited
 	inFlight atomic.Int64           // bytes of ranges in flight, for the metric
 	pages    atomic.Int64           // pages read for ranges larger than the limit (pages.go)
+	revision atomic.Int64           // the newest core revision seen in an answer (SawRevision)
 	limited  *prometheus.CounterVec // label: reason
 	last     atomic.Pointer[refusalNote]
 	now      func() time.Time
@@ -104,12 +105,53 @@ func take(ctx context.Context, l *rate.Limiter, n int, now time.Time) bool {
 
 // AdmitCall charges one call to the request rate.
 func (b *budget) AdmitCall(ctx context.Context) error {
-	if b.requests == nil || take(ctx, b.requests, 1, b.now()) {
+	return b.admitCalls(ctx, 1, "")
+}
+
+// admitCalls charges n calls to the request rate; why says what made one call cost n.
+func (b *budget) admitCalls(ctx context.Context, n int64, why string) error {
+	if b.requests == nil || take(ctx, b.requests, int(n), b.now()) {
 		return nil
 	}
 	return b.refuse(reasonRequestRate, fmt.Sprintf("over its request rate of %d/s with a burst of %d "+
-		"(spec.limits.requestsPerSecond, spec.limits.requestBurst); retry later",
-		b.limits.RequestRate, b.limits.requestBurst()))
+		"(spec.limits.requestsPerSecond, spec.limits.requestBurst)%s; retry later",
+		b.limits.RequestRate, b.limits.requestBurst(), why))
+}
+
+// revisionsPerCall: a watch created at an older revision is charged one call per this many revisions
+// it starts back. etcd catches a new watcher up by reading every change in the core since its start
+// revision — every key's, the main cluster's and other tenants' too — and keeps those events in memory
+// while watchers need them. Measured (docs/guard.md): one client creating and cancelling watches 50 000
+// revisions back as fast as the default request rate let it took the core member from 87 to 522 MiB; an
+// API server's watches start at the revision it just listed, a few revisions back.
+const revisionsPerCall = 100
+
+// SawRevision keeps the newest core revision an answer to the tenant carried (resp: any etcd response).
+func (b *budget) SawRevision(resp any) {
+	h, ok := resp.(interface{ GetHeader() *pb.ResponseHeader })
+	if !ok || h.GetHeader() == nil {
+		return
+	}
+	rev := h.GetHeader().Revision
+	for {
+		cur := b.revision.Load()
+		if rev <= cur || b.revision.CompareAndSwap(cur, rev) {
+			return
+		}
+	}
+}
+
+// watchCost is what creating w is charged to the request rate: one call, and one more per
+// revisionsPerCall revisions it starts before the newest core revision seen (at most the burst, which
+// a single call can never exceed).
+func (b *budget) watchCost(w *pb.WatchCreateRequest) (int64, string) {
+	back := b.revision.Load() - w.StartRevision
+	if w.StartRevision <= 0 || back < revisionsPerCall {
+		return 1, ""
+	}
+	n := min(1+back/revisionsPerCall, b.limits.requestBurst())
+	return n, fmt.Sprintf(" (a watch from revision %d, %d revisions back, makes the core read that history "+
+		"and counts as %d calls)", w.StartRevision, back, n)
 }
 
 // kvSize is one put as the tenant sent it: key (without the prefix) and key+value bytes.
@@ -306,16 +348,18 @@ func (b *budget) AdmitLease(ctx context.Context, count func(context.Context) (in
 	return done, nil
 }
 
-// AdmitWatch counts one more open watch on this replica, or refuses it.
-func (b *budget) AdmitWatch(ctx context.Context) error {
-	return b.admitOpen(ctx, &b.watches, "watches")
+// AdmitWatch counts one more open watch on this replica, charged by how far back it starts (watchCost),
+// or refuses it.
+func (b *budget) AdmitWatch(ctx context.Context, w *pb.WatchCreateRequest) error {
+	n, why := b.watchCost(w)
+	return b.admitOpen(ctx, &b.watches, "watches", n, why)
 }
 
 // AdmitStream counts one more Watch stream on this replica, or refuses it. Each is a stream of its own
 // to the core (watchServer), which costs the core even without a watch on it: streams are held to the
 // same limit as watches.
 func (b *budget) AdmitStream(ctx context.Context) error {
-	return b.admitOpen(ctx, &b.streams, "watch streams")
+	return b.admitOpen(ctx, &b.streams, "watch streams", 1, "")
 }
 
 // ReleaseStream gives back what AdmitStream counted, when the stream ends.
@@ -324,8 +368,8 @@ func (b *budget) ReleaseStream() {
 }
 
 // admitOpen counts one more of what open counts (held to spec.limits.watches), or refuses it.
-func (b *budget) admitOpen(ctx context.Context, open *atomic.Int64, what string) error {
-	if err := b.AdmitCall(ctx); err != nil {
+func (b *budget) admitOpen(ctx context.Context, open *atomic.Int64, what string, calls int64, why string) error {
+	if err := b.admitCalls(ctx, calls, why); err != nil {
 		return err
 	}
 	for {
@@ -359,7 +403,7 @@ func (s *watchStream) RecvMsg(m any) error {
 		if !ok || req.GetCreateRequest() == nil {
 			return nil
 		}
-		err := s.b.AdmitWatch(s.Context())
+		err := s.b.AdmitWatch(s.Context(), req.GetCreateRequest())
 		if err == nil {
 			s.open.Add(1)
 			return nil
@@ -376,6 +420,7 @@ func (s *watchStream) RecvMsg(m any) error {
 }
 
 func (s *watchStream) SendMsg(m any) error {
+	s.b.SawRevision(m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if resp, ok := m.(*pb.WatchResponse); ok && resp.Canceled && s.open.Load() > 0 {

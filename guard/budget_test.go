@@ -272,6 +272,44 @@ func TestWatchLimitAnswersLikeEtcdAndGivesBackCancelled(t *testing.T) {
 	}
 }
 
+func TestAWatchFromFarBackCostsItsHistoryInCalls(t *testing.T) {
+	b := testBudget(Limits{RequestRate: 10, RequestBurst: 20})
+	watch := func(start int64) *pb.WatchRequest {
+		return &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
+			CreateRequest: &pb.WatchCreateRequest{Key: []byte("k"), StartRevision: start}}}
+	}
+	// The newest revision comes from the answers the tenant gets, unary and watch alike.
+	b.SawRevision(&pb.RangeResponse{Header: &pb.ResponseHeader{Revision: 3000}})
+	b.SawRevision(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: 5000}})
+	b.SawRevision(&pb.PutResponse{Header: &pb.ResponseHeader{Revision: 4000}}) // older: kept the newest
+	b.SawRevision((*pb.RangeResponse)(nil))
+	for _, c := range []struct {
+		start, calls int64
+	}{{0, 1}, {4999, 1}, {5001, 1}, {4901, 1}, {4900, 2}, {4000, 11}, {1, 20}} {
+		if n, _ := b.watchCost(watch(c.start).GetCreateRequest()); n != c.calls {
+			t.Errorf("a watch from %d: %d calls, want %d", c.start, n, c.calls)
+		}
+	}
+	// The burst pays for one from far back; the next is refused as etcd refuses a watch, naming the rate
+	// and why the watch cost that much; one from now still goes through.
+	fake := &fakeWatchStream{in: []*pb.WatchRequest{watch(1), watch(1), watch(0)}}
+	ws := &watchStream{ServerStream: fake, b: b}
+	var req pb.WatchRequest
+	for i := 0; i < 2; i++ { // the first, and the third after the second's refusal
+		if err := ws.RecvMsg(&req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(fake.sent) != 1 || !fake.sent[0].Canceled ||
+		!strings.Contains(fake.sent[0].CancelReason, "spec.limits.requestsPerSecond") ||
+		!strings.Contains(fake.sent[0].CancelReason, "4999 revisions back") {
+		t.Fatalf("refusal %+v", fake.sent)
+	}
+	if req.GetCreateRequest().StartRevision != 0 {
+		t.Fatalf("the watch let through after the refusal: %+v", req.GetCreateRequest())
+	}
+}
+
 func TestStatusReportsTheTenantsUsageAndQuota(t *testing.T) {
 	b := testBudget(Limits{Storage: 1 << 20})
 	s := &statusServer{version: "3.5.0", budget: b}

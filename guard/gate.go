@@ -93,6 +93,9 @@ func (g *gate) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h
 	resp, err := forward(ctx, req)
 	reading()
 	g.budget.Settle(held, resp, err)
+	if err == nil {
+		g.budget.SawRevision(resp)
+	}
 	if r, ok := resp.(*pb.RangeResponse); ok && err == nil {
 		g.rangeBytes.Add(float64(r.Size()))
 	}
