@@ -454,24 +454,33 @@ func TestReadsOfThePastAreBoundedByTheLargestKeyTheyCanSee(t *testing.T) {
 		// At revision 2 the deleted pod is there: the live keys do not bound the read.
 		{"before a delete", pods, podsEnd, 0, 2, unbounded, true},
 		{"before a delete, limit 1", pods, podsEnd, 1, 2, 400, true}, // 2 keys of the largest seen (200)
-		{"one key before a delete", []byte("/registry/pods/b/y"), nil, 0, 2, 200, true},
+		{"one key before a delete", []byte("/registry/pods/b/y"), nil, 0, 2, 200, true}, // its emptied directory
+		{"another directory, limit 1", []byte("/registry/cm/"), []byte("/registry/cm0"), 1, 2, 400, true},
 		{"a huge limit", pods, podsEnd, 1 << 62, 2, unbounded, true},
 	}
 	for _, c := range cases {
 		if got := u.ReadBytes(c.key, c.end, c.limit, c.rev); got != c.want {
 			t.Errorf("%s: %d, want %d", c.what, got, c.want)
 		}
-		if past, _ := u.Past(c.rev); past != c.past {
+		if past, _ := u.Past(c.key, c.end, c.rev); past != c.past {
 			t.Errorf("%s: past %v, want %v", c.what, past, c.past)
 		}
+	}
+	// Each directory is bounded by its own largest key while none was emptied: a LIST's later chunks (limit
+	// 500, at the first chunk's revision) are not held to the tenant's largest object elsewhere.
+	v := testBudget(Limits{}).usage
+	v.apply(events(2, put("/registry/pods/a/x", 100), put("/registry/crd/big", 1000)), 2)
+	v.apply(events(3, put("/registry/pods/a/x", 50)), 3)
+	if got := v.ReadBytes([]byte("/registry/pods/a/x\x00"), []byte("/registry/pods0"), 500, 2); got != 501*100 {
+		t.Errorf("a later chunk of pods: %d, want 501 pods of the largest (100)", got)
 	}
 	// Before the last full read the replica saw nothing: a key can be as large as a request.
 	u.reset(5)
 	u.synced = true
-	if past, bound := u.Past(4); !past || bound != 1000 {
+	if past, bound := u.Past(pods, podsEnd, 4); !past || bound != 1000 {
 		t.Errorf("before the full read: past %v, key bound %d; want true, 1000", past, bound)
 	}
-	if past, bound := u.Past(5); past || bound != 0 {
+	if past, bound := u.Past(pods, podsEnd, 5); past || bound != 0 {
 		t.Errorf("at the full read of nothing: past %v, key bound %d; want false, 0", past, bound)
 	}
 	// While the keys are being read, nothing is bounded by them.

@@ -79,7 +79,7 @@ func (p *pager) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 	}
 	enough := func() bool { return wanted > 0 && int64(len(out.Kvs)) >= wanted }
 	var err error
-	if past, keyBound := p.budget.usage.Past(r.Revision); past {
+	if past, keyBound := p.budget.usage.Past(r.Key, r.RangeEnd, r.Revision); past {
 		err = p.byKeys(r, keyBound, fetch, enough, out)
 	} else {
 		err = p.byBytes(r, fetch, enough, out)

@@ -22,19 +22,20 @@ import (
 // faster than the watch reports cannot overshoot through one replica; what other replicas admit in
 // the same moment is the bound on overshoot (docs/guard.md).
 type usage struct {
-	mu       sync.Mutex
-	sizes    map[string]int64
-	dirs     map[string]dirSize // each directory's ("/registry/pods/"): what a range of it reads
-	largest  int64              // the largest key seen since the last full read (a high-water mark)
-	maxKey   int64              // the largest key the tenant can have written (its largest request)
-	bytes    int64
-	revision int64
-	loaded   int64 // the revision of the last full read
-	synced   bool
-	held     []*reservation
-	onPut    func(keyLen, valueLen int) // called for every put the watch shows (may be nil)
-	first    chan struct{}              // closed when the usage is first synced
-	once     sync.Once
+	mu        sync.Mutex
+	sizes     map[string]int64
+	dirs      map[string]dirSize // each directory's ("/registry/pods/"): what a range of it reads
+	largest   int64              // the largest key seen since the last full read (a high-water mark)
+	forgotten int64              // the largest key of a directory emptied since the last full read
+	maxKey    int64              // the largest key the tenant can have written (its largest request)
+	bytes     int64
+	revision  int64
+	loaded    int64 // the revision of the last full read
+	synced    bool
+	held      []*reservation
+	onPut     func(keyLen, valueLen int) // called for every put the watch shows (may be nil)
+	first     chan struct{}              // closed when the usage is first synced
+	once      sync.Once
 }
 
 // reservation is an admitted write's growth, held until the watch shows revision rev (0: not known
@@ -155,6 +156,7 @@ func (u *usage) reset(rev int64) {
 	u.sizes = map[string]int64{}
 	u.dirs = map[string]dirSize{}
 	u.largest = 0
+	u.forgotten = 0
 	u.bytes = 0
 	u.revision = rev
 	u.loaded = rev
@@ -194,6 +196,7 @@ func (u *usage) grow(key string, delta, size int64) {
 			d.largest = max(d.largest, size)
 			u.dirs[dir] = d
 		} else {
+			u.forgotten = max(u.forgotten, d.largest) // a read of the past may still see its keys
 			delete(u.dirs, dir)
 		}
 	}
@@ -208,13 +211,14 @@ const unbounded = math.MaxInt64
 // ReadBytes is an upper bound of what a range of [key, end) at revision rev (0: the current one) reads
 // from the core, keys and values: the size of a single key, of the deepest directory holding the whole
 // range, or of every key of the tenant; when limit is set, at most the limit+1 keys etcd reads, each as
-// large as the largest there. A read of the past (past) is bounded by the largest key it can see
-// (KeyBound): one for a single key, limit+1 with a limit, unbounded otherwise.
+// large as the largest there. A read of the past (Past) is bounded by the largest key it can see there:
+// one for a single key, limit+1 with a limit, unbounded otherwise.
 func (u *usage) ReadBytes(key, end []byte, limit, rev int64) int64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	in := u.coverLocked(key, end)
 	if u.pastLocked(rev) {
-		switch largest := u.keyBoundLocked(rev); {
+		switch largest := u.keyBoundLocked(in, rev); {
 		case len(end) == 0:
 			return largest
 		case limit > 0:
@@ -225,21 +229,25 @@ func (u *usage) ReadBytes(key, end []byte, limit, rev int64) int64 {
 	if len(end) == 0 {
 		return u.sizes[string(key)]
 	}
-	in := dirSize{u.bytes, u.largest}
+	if limit > 0 {
+		return min(in.bytes, keysOf(limit, in.largest))
+	}
+	return in.bytes
+}
+
+// coverLocked is what the deepest directory holding [key, end) holds (a single key's when end is empty;
+// nothing if that directory holds no key now), or the whole tenant's.
+func (u *usage) coverLocked(key, end []byte) dirSize {
 	k := string(key)
 	for i := len(k) - 1; i >= 0; i-- {
 		if k[i] != '/' {
 			continue
 		}
 		if dir := k[:i+1]; string(end) <= clientv3.GetPrefixRangeEnd(dir) && string(end) != "\x00" {
-			in = u.dirs[dir]
-			break
+			return u.dirs[dir]
 		}
 	}
-	if limit > 0 {
-		return min(in.bytes, keysOf(limit, in.largest))
-	}
-	return in.bytes
+	return dirSize{u.bytes, u.largest}
 }
 
 // keysOf is what the limit+1 keys etcd reads for a limit hold at size bytes each; limits are the
@@ -251,24 +259,25 @@ func keysOf(limit, size int64) int64 {
 	return (limit + 1) * size
 }
 
-// Past says whether a read at rev may see keys the replica no longer counts: rev is older than the
-// revision it has followed to, so keys deleted or shrunk since count as they are now (or not at all), or
-// the tenant's keys are still being read. KeyBound is then the largest key such a read can see.
-func (u *usage) Past(rev int64) (past bool, keyBound int64) {
+// Past says whether a read of [key, end) at rev may see keys the replica no longer counts: rev is older
+// than the revision it has followed to, so keys deleted or shrunk since count as they are now (or not at
+// all), or the tenant's keys are still being read. KeyBound is then the largest key it can see there.
+func (u *usage) Past(key, end []byte, rev int64) (past bool, keyBound int64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.pastLocked(rev), u.keyBoundLocked(rev)
+	return u.pastLocked(rev), u.keyBoundLocked(u.coverLocked(key, end), rev)
 }
 
 func (u *usage) pastLocked(rev int64) bool {
 	return !u.synced || (rev > 0 && rev < u.revision)
 }
 
-// keyBoundLocked is the largest key a read at rev can see: from the last full read on, every key the
-// replica saw (the high-water mark); before it, keys the replica never saw, as large as a request.
-func (u *usage) keyBoundLocked(rev int64) int64 {
+// keyBoundLocked is the largest key a read at rev of what in covers can see: from the last full read on,
+// the largest key written there (a high-water mark), or in a directory emptied since (forgotten);
+// before that read, keys the replica never saw, as large as a request.
+func (u *usage) keyBoundLocked(in dirSize, rev int64) int64 {
 	if u.synced && rev >= u.loaded {
-		return u.largest
+		return max(in.largest, u.forgotten)
 	}
 	return u.maxKey
 }
