@@ -216,8 +216,12 @@ const unbounded = math.MaxInt64
 func (u *usage) ReadBytes(key, end []byte, limit, rev int64) int64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	past := u.pastLocked(rev)
+	if !past && len(end) == 0 { // a GET: every call's path
+		return u.sizes[string(key)]
+	}
 	in := u.coverLocked(key, end)
-	if u.pastLocked(rev) {
+	if past {
 		switch largest := u.keyBoundLocked(in, rev); {
 		case len(end) == 0:
 			return largest
@@ -225,9 +229,6 @@ func (u *usage) ReadBytes(key, end []byte, limit, rev int64) int64 {
 			return keysOf(limit, largest)
 		}
 		return unbounded
-	}
-	if len(end) == 0 {
-		return u.sizes[string(key)]
 	}
 	if limit > 0 {
 		return min(in.bytes, keysOf(limit, in.largest))
