@@ -120,10 +120,10 @@ func (b *budget) admitCalls(ctx context.Context, n int64, why string) error {
 
 // revisionsPerCall: a watch created at an older revision is charged one call per this many revisions
 // it starts back. etcd catches a new watcher up by reading every change in the core since its start
-// revision — every key's, the main cluster's and other tenants' too — and keeps those events in memory
-// while watchers need them. Measured (docs/guard.md): one client creating and cancelling watches 50 000
-// revisions back as fast as the default request rate let it took the core member from 87 to 522 MiB; an
-// API server's watches start at the revision it just listed, a few revisions back.
+// revision — every key's, the main cluster's and other tenants' too — under its watch store's lock.
+// Measured (docs/guard.md): one client creating and cancelling watches 50 000 revisions back at the
+// default rate took the core's put p99 from 1.5 to 8.2 ms; charged, 1.46 ms. An API server's watches
+// start at the revision it just listed, a few revisions back: one call.
 const revisionsPerCall = 100
 
 // SawRevision keeps the newest core revision an answer to the tenant carried (resp: any etcd response).
