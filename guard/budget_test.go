@@ -453,7 +453,7 @@ func TestReadsOfThePastAreBoundedByTheLargestKeyTheyCanSee(t *testing.T) {
 		{"at a revision not followed yet", pods, podsEnd, 0, 9, 100, false},
 		// At revision 2 the deleted pod is there: the live keys do not bound the read.
 		{"before a delete", pods, podsEnd, 0, 2, unbounded, true},
-		{"before a delete, limit 1", pods, podsEnd, 1, 2, 400, true}, // 2 keys of the largest seen (200)
+		{"before a delete, limit 1", pods, podsEnd, 1, 2, 400, true},                    // 2 keys of the largest seen (200)
 		{"one key before a delete", []byte("/registry/pods/b/y"), nil, 0, 2, 200, true}, // its emptied directory
 		{"another directory, limit 1", []byte("/registry/cm/"), []byte("/registry/cm0"), 1, 2, 400, true},
 		{"a huge limit", pods, podsEnd, 1 << 62, 2, unbounded, true},
