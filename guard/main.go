@@ -138,9 +138,10 @@ func run(o options, lg *zap.Logger) error {
 	go room.poll(ctx, core.client.Maintenance, core.client.Endpoints(), lg.Named("headroom"))
 	b := newBudget(o.namespace, o.limits, o.maxRequestBytes, tenant, room)
 	replica, _ := os.Hostname() // the pod name
-	go b.publish(ctx, core.rawKV, core.rawLease, replica, lg.Named("report"))
+	leases := newCoreLeaseBook(core.rawKV, o.namespace)
+	go b.publish(ctx, core.rawKV, core.rawLease, replica, leases.Count, lg.Named("report"))
 
-	g := newGate(lg.Named("gate"), newCoreLeaseBook(core.rawKV, o.namespace), b)
+	g := newGate(lg.Named("gate"), leases, b)
 	g.pages = &pager{kv: core.client.KV, budget: b}
 	m := newMetrics(g, b)
 	serving.onReload = func(n int) {

@@ -32,6 +32,7 @@ type usageReport struct {
 	Keys        int64        `json:"keys"`
 	Revision    int64        `json:"revision"`
 	Watches     int64        `json:"watches"`
+	Leases      int64        `json:"leases"` // live leases of the tenant in the core (all replicas')
 	LastRefusal *refusalNote `json:"lastRefusal,omitempty"`
 	MeasuredAt  time.Time    `json:"measuredAt"`
 }
@@ -43,17 +44,19 @@ func (b *budget) report() (usageReport, bool) {
 }
 
 // publish writes the replica's record as soon as the tenant's usage is first known, then whenever it
-// changed, at most once per reportEvery, until ctx ends. kv and lease are the un-namespaced core client's.
+// changed, at most once per reportEvery, until ctx ends. kv and lease are the un-namespaced core client's;
+// leases counts the tenant's live leases in the core (a count-only read: they expire without an event).
 // The first attempt, written or not, sets b.published: /readyz waits for it, so the reconcile that finds
 // the endpoint available also finds a record for the status (and a core refusing writes cannot hold the
 // replica unready).
-func (b *budget) publish(ctx context.Context, kv clientv3.KV, lease clientv3.Lease, replica string, lg *zap.Logger) {
+func (b *budget) publish(ctx context.Context, kv clientv3.KV, lease clientv3.Lease, replica string,
+	leases func(context.Context) (int64, error), lg *zap.Logger) {
 	select {
 	case <-b.usage.first:
 	case <-ctx.Done():
 		return
 	}
-	r := &reporter{key: usageReportKey(b.prefix, replica), kv: kv, lease: lease, lg: lg}
+	r := &reporter{key: usageReportKey(b.prefix, replica), kv: kv, lease: lease, leases: leases, lg: lg}
 	for ctx.Err() == nil {
 		r.write(ctx, b)
 		b.published.Store(true)
@@ -66,6 +69,7 @@ type reporter struct {
 	key     string
 	kv      clientv3.KV
 	lease   clientv3.Lease
+	leases  func(context.Context) (int64, error)
 	lg      *zap.Logger
 	leaseID clientv3.LeaseID
 	lost    chan struct{} // closed when the keep-alive ends (core out of reach longer than the TTL)
@@ -79,6 +83,14 @@ func (r *reporter) write(ctx context.Context, b *budget) {
 	if !synced {
 		return
 	}
+	tctx, cancel := context.WithTimeout(ctx, reportEvery)
+	defer cancel()
+	rep.Leases = r.last.Leases // kept if the core does not answer the count
+	if r.leases != nil {
+		if n, err := r.leases(tctx); err == nil {
+			rep.Leases = n
+		}
+	}
 	if r.lost != nil {
 		select {
 		case <-r.lost:
@@ -89,8 +101,6 @@ func (r *reporter) write(ctx context.Context, b *budget) {
 	if r.lost != nil && sameReport(rep, r.last) {
 		return
 	}
-	tctx, cancel := context.WithTimeout(ctx, reportEvery)
-	defer cancel()
 	if r.lost == nil {
 		g, err := r.lease.Grant(tctx, reportTTL)
 		if err != nil {

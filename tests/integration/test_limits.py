@@ -502,6 +502,10 @@ def test_live_leases_beyond_the_limit_are_refused_on_every_replica_until_one_end
         reconcile_until(storages, name, "WithinLimits False",
                         condition_is(storages, name, "WithinLimits", "False", "LeaseLimitReached"))
         assert "spec.limits.leases" in storages.condition(name, "WithinLimits")["message"]
+        # status.usage shows them: counted in the core by each replica as it publishes its record.
+        reconcile_until(storages, name, "status.usage.leases 3", lambda: (
+            (storages.get(name) or {}).get("status", {}).get("usage", {}).get("leases") == 3))
+        assert storages.get(name)["status"]["usage"]["leasesLimit"] == 3
     finally:
         for r in replicas:
             r.stop()

@@ -23,11 +23,11 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.usage import (
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 REPO = Path(__file__).resolve().parents[2]
-LIMITS = {"storage": "1Mi", "keys": 10, "watches": 100}
+LIMITS = {"storage": "1Mi", "keys": 10, "watches": 100, "leases": 5}
 
 
-def record(bytes_=0, keys=0, revision=1, watches=0, refusal=None, at=NOW):
-    rec = {"bytes": bytes_, "keys": keys, "revision": revision, "watches": watches,
+def record(bytes_=0, keys=0, revision=1, watches=0, refusal=None, at=NOW, leases=0):
+    rec = {"bytes": bytes_, "keys": keys, "revision": revision, "watches": watches, "leases": leases,
            "measuredAt": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
     if refusal:
         rec["lastRefusal"] = {"reason": refusal[0], "message": refusal[1],
@@ -40,11 +40,12 @@ def test_no_record_no_usage_no_condition():
 
 
 def test_latest_revision_wins_and_watches_add_up():
-    usage, cond = summarize([record(100, 1, revision=5, watches=2), record(300, 3, revision=9, watches=3)],
-                            LIMITS, NOW)
+    usage, cond = summarize([record(100, 1, revision=5, watches=2, leases=1),
+                             record(300, 3, revision=9, watches=3, leases=2)], LIMITS, NOW)
     assert usage is not None and cond is not None
-    assert (usage["bytes"], usage["keys"], usage["watches"]) == (300, 3, 5)
+    assert (usage["bytes"], usage["keys"], usage["watches"], usage["leases"]) == (300, 3, 5, 2)
     assert usage["summary"] == "300/1Mi" and usage["storageLimit"] == "1Mi" and usage["keysLimit"] == 10
+    assert usage["leasesLimit"] == 5
     assert (cond.type, cond.status, cond.reason) == ("WithinLimits", "True", "WithinLimits")
 
 
@@ -95,6 +96,8 @@ def test_at_the_limit_without_a_refusal_is_reported():
     assert cond is not None and cond.reason == "StorageLimitReached"
     _, cond = summarize([record(1, 10)], LIMITS, NOW)
     assert cond is not None and cond.reason == "KeyLimitReached"
+    _, cond = summarize([record(1, 1, leases=5)], LIMITS, NOW)
+    assert cond is not None and cond.reason == "LeaseLimitReached" and "spec.limits.leases" in cond.message
     _, cond = summarize([record(1 << 30, 10**6)], {"storage": "0", "keys": 0}, NOW)
     assert cond is not None and cond.status == "True"
 

@@ -96,19 +96,20 @@ def summarize(reports: list[dict[str, Any]], limits: dict[str, Any], now: dateti
               ) -> tuple[dict[str, Any] | None, Condition | None]:
     """``status.usage`` and the ``WithinLimits`` condition from the replicas' records (None, None: no record).
 
-    Bytes and keys come from the record of the replica that saw the latest revision (every replica
-    follows the same keys); watches are added up; the most recent refusal within RECENT_SECONDS decides
-    the condition, else a limit reached by the live figures.
+    Bytes, keys and leases come from the record of the replica that saw the latest revision (every replica
+    follows the same keys and counts the same leases in the core); watches are added up; the most recent
+    refusal within RECENT_SECONDS decides the condition, else a limit reached by the live figures.
     """
     if not reports:
         return None, None
     latest = max(reports, key=lambda r: (int(r.get("revision") or 0), str(r.get("measuredAt") or "")))
     used, keys = int(latest.get("bytes") or 0), int(latest.get("keys") or 0)
+    leases, leases_limit = int(latest.get("leases") or 0), int(limits.get("leases") or 0)
     storage_limit, keys_limit = quantity_bytes(limits.get("storage")), int(limits.get("keys") or 0)
     storage_text = str(limits.get("storage") or 0)
     usage = {
         "bytes": used, "keys": keys, "watches": sum(int(r.get("watches") or 0) for r in reports),
-        "storageLimit": storage_text, "keysLimit": keys_limit,
+        "leases": leases, "storageLimit": storage_text, "keysLimit": keys_limit, "leasesLimit": leases_limit,
         "summary": f"{human_bytes(used)}/{storage_text if storage_limit else 'none'}",
         "measuredAt": str(latest.get("measuredAt") or ""),
     }
@@ -128,4 +129,7 @@ def summarize(reports: list[dict[str, Any]], limits: dict[str, Any], now: dateti
     if keys_limit and keys >= keys_limit:
         return usage, Condition(WITHIN_LIMITS, "False", REASONS["keys"],
                                 f"{keys} keys of {keys_limit} (spec.limits.keys)")
+    if leases_limit and leases >= leases_limit:
+        return usage, Condition(WITHIN_LIMITS, "False", REASONS["leases"],
+                                f"{leases} live leases of {leases_limit} (spec.limits.leases)")
     return usage, Condition(WITHIN_LIMITS, "True", "WithinLimits", "the tenant is within its limits")
