@@ -113,7 +113,18 @@ func (b *coreLeaseBook) Owns(ctx context.Context, id int64) (bool, error) {
 // core revokes the lease (an expired lease the core has not revoked yet still counts, as it still costs
 // the core). Every replica writes its markers under the same prefix, so the count is the tenant's.
 func (b *coreLeaseBook) Count(ctx context.Context) (int64, error) {
-	resp, err := b.kv.Get(ctx, leaseMarkerRoot+b.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	return b.count(ctx)
+}
+
+// Seen is Count as the core member the replica talks to last saw it (a serializable read, no consensus
+// round): for the usage record, which tolerates a moment's lag and is read by every replica of every tenant.
+func (b *coreLeaseBook) Seen(ctx context.Context) (int64, error) {
+	return b.count(ctx, clientv3.WithSerializable())
+}
+
+func (b *coreLeaseBook) count(ctx context.Context, opts ...clientv3.OpOption) (int64, error) {
+	opts = append(opts, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := b.kv.Get(ctx, leaseMarkerRoot+b.prefix, opts...)
 	if err != nil {
 		return 0, err
 	}

@@ -139,7 +139,7 @@ func run(o options, lg *zap.Logger) error {
 	b := newBudget(o.namespace, o.limits, o.maxRequestBytes, tenant, room)
 	replica, _ := os.Hostname() // the pod name
 	leases := newCoreLeaseBook(core.rawKV, o.namespace)
-	go b.publish(ctx, core.rawKV, core.rawLease, replica, leases.Count, lg.Named("report"))
+	go b.publish(ctx, core.rawKV, core.rawLease, replica, leases.Seen, lg.Named("report"))
 
 	g := newGate(lg.Named("gate"), leases, b)
 	g.pages = &pager{kv: core.client.KV, budget: b}
