@@ -4,11 +4,17 @@
   limit), per 100k keys;
 - how fast a call is refused once the tenant is at a limit (client-side p50/p99 of refused puts);
 - a noisy neighbour: tenant B's get latency idle, and while tenant A hammers over its request rate;
-- what knowing the core's size costs: Status calls per guard replica and second, idle (far from the ceiling).
+- what knowing the core's size costs: Status calls per guard replica and second, idle (far from the ceiling);
+- watches from far back: the core's put latency while one client of a tenant creates and cancels watches
+  50 000 revisions back (the core reads every change since to catch each one up; the guard charges them).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,8 +22,26 @@ import grpc
 from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb
 
 from bench.stats import pct, rss_mib
+from localcp.cluster import ControlPlane
+from localcp.config import REPO
 from localcp.etcdclient import KV, Client
 from localcp.tenant import ProxyProcess
+
+# Times puts straight to the core in a process of its own, so that the load's Python threads do not share
+# its interpreter: argv endpoint, ca, cert, key, seconds; prints the latencies as JSON.
+CORE_PUTS = """
+import json, sys, time
+from localcp.etcdclient import Client
+endpoint, ca, cert, key, seconds = sys.argv[1:6]
+out = []
+with Client(endpoint, ca, cert, key) as core:
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        core.put(b"/bench-core-puts/%d" % (len(out) % 100), b"x" * 200)
+        out.append(time.perf_counter() - t0)
+print(json.dumps(out))
+"""
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -122,3 +146,56 @@ def status_calls_per_replica_s(guard: ProxyProcess, seconds: float = 90.0) -> di
     per = (guard.metric(name) - before) / seconds
     return {"core_status_calls_per_replica_s": round(per, 4),
             "core_status_calls_500x3_replicas_s": round(per * 1500, 1)}
+
+
+def _core_puts(cp: ControlPlane, seconds: float) -> list[float]:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'collections'}"}
+    out = subprocess.run([sys.executable, "-c", CORE_PUTS, cp.etcd_endpoints[0], *map(str, cp.core_files()),
+                          str(seconds)], capture_output=True, text=True, check=True, cwd=REPO, env=env)
+    return json.loads(out.stdout)
+
+
+def far_back_watches(cp: ControlPlane, guard: ProxyProcess, files: tuple[str, str, str], revisions: int = 50_000,
+                     seconds: float = 15.0) -> dict[str, float]:
+    """The core's put latency idle and while one client of the tenant creates and cancels watches on a key of
+    its own from before ``revisions`` single-key revisions of other writes (~2 KiB each)."""
+    with cp.core_client() as core:
+        start = core.ranged(etcdpb.RangeRequest(key=b"/")).header.revision
+
+    def write(w: int) -> None:
+        with cp.core_client() as c:
+            for k in range(revisions // 8):
+                c.put(f"/bench-history/{w}/{k % 100}".encode(), b"v" * 2048)
+
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    idle = _core_puts(cp, seconds)
+    stop = threading.Event()
+    created = [0, 0]  # created, refused
+
+    def churn() -> None:
+        create = etcdpb.WatchRequest(create_request=etcdpb.WatchCreateRequest(
+            key=b"/bench-far-back", start_revision=start + 1)).SerializeToString()
+        with Client(guard.endpoint, *files) as c:
+            while not stop.is_set():
+                try:
+                    stream = c.bidi("/etcdserverpb.Watch/Watch", iter([create]), timeout=10)
+                    first = etcdpb.WatchResponse.FromString(next(stream))
+                    stream.cancel()
+                except grpc.RpcError:
+                    created[1] += 1
+                    continue
+                created[1 if first.canceled else 0] += 1
+
+    t = threading.Thread(target=churn, daemon=True)
+    t.start()
+    busy = _core_puts(cp, seconds)
+    stop.set()
+    t.join(30)
+    return {"far_back_core_put_idle_p50_ms": _ms(idle, 0.5), "far_back_core_put_idle_p99_ms": _ms(idle, 0.99),
+            "far_back_core_put_churn_p50_ms": _ms(busy, 0.5),
+            "far_back_core_put_churn_p99_ms (goal: near idle)": _ms(busy, 0.99),
+            "far_back_watches_created": created[0], "far_back_watches_refused": created[1]}

@@ -204,6 +204,7 @@ def limit_figures(cp: ControlPlane, results: dict[str, object], guard: ProxyProc
     finally:
         noisy.stop()
     results.update(limits.fill_to_key_limit(guard, files, 100_000))
+    results.update(limits.far_back_watches(cp, guard, files))
 
 
 def apply_to_ready(custom: client.CustomObjectsApi, op: Operator, bodies: list[dict[str, Any]]) -> list[float]:
