@@ -290,11 +290,7 @@ def test_a_range_larger_than_the_reads_limit_is_read_in_pages_and_answered_as_th
             assert len(got.kvs) == 40 and got.header.revision >= now
         assert guard.metric("etcdproxy_guard_read_bytes_in_flight") == 0
         # A Txn cannot be read in pages (its reads share a revision with its writes): refused, naming the limit.
-        txn = etcdpb.TxnRequest(success=[etcdpb.RequestOp(request_range=rng(**whole))])
-        with Client(guard.endpoint, *files) as c, pytest.raises(grpc.RpcError) as refused:
-            c.unary("/etcdserverpb.KV/Txn", txn.SerializeToString())
-        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "spec.limits.readBytesInFlight" in refused.value.details()
+        txn_reading_is_refused(guard, files, rng(**whole))
     finally:
         guard.stop()
 
@@ -314,6 +310,15 @@ def answered_in_pages_as_the_core_answers(guard, c: Client, core: Client, name: 
     assert [(kv.key, kv.value, kv.version, kv.mod_revision) for kv in got.kvs] == \
         [(kv.key[strip:], kv.value, kv.version, kv.mod_revision) for kv in want.kvs], req
     assert (got.count, got.more) == (want.count, want.more), req
+
+
+def txn_reading_is_refused(guard, files, req) -> None:
+    """A Txn holding Range ``req`` is refused by the guard, naming spec.limits.readBytesInFlight."""
+    txn = etcdpb.TxnRequest(success=[etcdpb.RequestOp(request_range=req)])
+    with Client(guard.endpoint, *files) as c, pytest.raises(grpc.RpcError) as refused:
+        c.unary("/etcdserverpb.KV/Txn", txn.SerializeToString())
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "spec.limits.readBytesInFlight" in refused.value.details()
 
 
 def test_a_read_of_keys_deleted_since_is_read_in_pages_too(storages, cp, tmp_path):
@@ -349,11 +354,7 @@ def test_a_read_of_keys_deleted_since_is_read_in_pages_too(storages, cp, tmp_pat
             assert [v for _, v in got] == [v for _, v in want] != []
         assert guard.metric("etcdproxy_guard_read_bytes_in_flight") == 0
         # A Txn cannot be read in pages: one reading the past without a limit is refused, naming the limit.
-        txn = etcdpb.TxnRequest(success=[etcdpb.RequestOp(request_range=rng(**whole))])
-        with Client(guard.endpoint, *files) as c, pytest.raises(grpc.RpcError) as refused:
-            c.unary("/etcdserverpb.KV/Txn", txn.SerializeToString())
-        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "spec.limits.readBytesInFlight" in refused.value.details()
+        txn_reading_is_refused(guard, files, rng(**whole))
     finally:
         guard.stop()
 
