@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
+from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -60,13 +60,13 @@ def api(cp: ControlPlane) -> client.ApiClient:
 class Storages:
     """Create EtcdStorages for a test and delete them afterwards."""
 
-    def __init__(self, api: client.ApiClient, op: Operator) -> None:
+    def __init__(self, api: client.ApiClient, op: Operator, kubeconfig: Path) -> None:
         self.api = api
         self.op = op
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
-        self.kube = Kube(api)  # the operator's own JSON reads
+        self.kube = Kube(api_client(str(kubeconfig)))  # the operator's own client, as the admin
         self.created: list[str] = []
 
     @staticmethod
@@ -179,7 +179,7 @@ def another_control_plane(session_operator: Operator, workdir: str, **options: A
         seed_operator_namespace(plane)
         install_rbac(plane)
         op = start_operator(plane.operator_kubeconfig, ",".join(plane.etcd_endpoints), plane.logs / "operator.log")
-        storages = Storages(plane.api(), op)
+        storages = Storages(plane.api(), op, plane.kubeconfig)
         yield plane, storages
         storages.cleanup()
     finally:
@@ -190,8 +190,8 @@ def another_control_plane(session_operator: Operator, workdir: str, **options: A
 
 
 @pytest.fixture
-def storages(api: client.ApiClient, operator: Operator) -> Iterator[Storages]:
-    s = Storages(api, operator)
+def storages(api: client.ApiClient, operator: Operator, cp: ControlPlane) -> Iterator[Storages]:
+    s = Storages(api, operator, cp.kubeconfig)
     yield s
     s.cleanup()
 

@@ -66,7 +66,7 @@ def tenant(api, operator, cp, tmp_path_factory):
     extends the tenant's (``/<name>x/`` starts like ``/<name>``) with an object of its own. Shared by this
     module's tests (they only read it, or write ConfigMaps named otherwise)."""
     tmp_path = tmp_path_factory.mktemp("tenant")
-    storages = Storages(api, operator)
+    storages = Storages(api, operator, cp.kubeconfig)
     name, _ = storages.create_ready_tenant("bk")
     neighbour, ns = name + "x", name + "x-ns"
     storages.create(neighbour, {"replicas": 1, "caCertConfigMap": [{"name": "etcd-ca", "namespace": ns}],

@@ -75,7 +75,7 @@ def core_state(s: Setup) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def setup(api, operator, cp: ControlPlane, tmp_path_factory) -> Iterator[Setup]:
-    storages = Storages(api, operator)
+    storages = Storages(api, operator, cp.kubeconfig)
     tmp = tmp_path_factory.mktemp("isolation")
     a, b = storages.unique("isoa"), storages.unique("isob")
     for name in (a, b):

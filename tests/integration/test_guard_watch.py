@@ -112,7 +112,7 @@ class WatchSession:
 
 @pytest.fixture(scope="module")
 def tenant(api, operator, cp: ControlPlane, tmp_path_factory) -> Iterator[tuple[str, ProxyProcess, tuple]]:
-    storages = Storages(api, operator)
+    storages = Storages(api, operator, cp.kubeconfig)
     name, ns = storages.create_ready_tenant("wprog")
     guard = start_proxy(storages.core, storages.deployment(name), cp.logs)
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity as kube_parse_quantity
+from ansible_collections.etcdproxy.operator.plugins.module_utils.quantity import parse_quantity as quantity
 
 
 def parse_quantity(value: Any) -> Decimal | None:
@@ -19,7 +19,7 @@ def parse_quantity(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value in (None, ""):
         return None
     try:
-        return kube_parse_quantity(value)
+        return quantity(value)
     except (ValueError, TypeError):
         return None
 

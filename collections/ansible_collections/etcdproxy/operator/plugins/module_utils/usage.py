@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
+from ansible_collections.etcdproxy.operator.plugins.module_utils.quantity import parse_quantity
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import WITHIN_LIMITS, Condition
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import parse_rfc3339
 
@@ -67,8 +68,6 @@ def quantity_bytes(value: Any) -> int:
     """A quantity of bytes (``512Mi``, ``1.5G``, ``1048576`` or an int) as an int, fractions of a byte
     rounded up as the guard does; 0 for empty."""
     import math
-
-    from kubernetes.utils import parse_quantity
 
     if value in (None, ""):
         return 0

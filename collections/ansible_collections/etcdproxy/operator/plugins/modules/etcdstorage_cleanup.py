@@ -69,15 +69,13 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from kubernetes.client.rest import ApiException
-
     from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import release_plan
     from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import delete_tenant, material
     from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, names
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import (
         COMMON_OPTIONS, CORE_OPTIONS, OBJECT_OPTIONS,
     )
-    from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import ApiError, Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.spec import with_defaults
     from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
     IMPORT_ERROR = None
@@ -99,7 +97,7 @@ def run(module: AnsibleModule) -> dict:
         getter = kube.get_secret if kind == "Secret" else kube.get_configmap
         try:
             obj = getter(d["namespace"], d["name"])
-        except ApiException as exc:
+        except ApiError as exc:
             released[f"{kind} {d['namespace']}/{d['name']}"] = f"not readable (HTTP {exc.status})"
             continue
         action, patch = release_plan(obj, kind, name, uid)
@@ -110,10 +108,9 @@ def run(module: AnsibleModule) -> dict:
             continue
         changed = True
         if not module.check_mode:
-            patcher = kube.core.patch_namespaced_secret if kind == "Secret" else kube.core.patch_namespaced_config_map
             try:
-                patcher(d["name"], d["namespace"], patch)
-            except ApiException as exc:
+                kube.patch(kind, d["namespace"], d["name"], patch)
+            except ApiError as exc:
                 if exc.status != 404:
                     raise RuntimeError(f"cannot empty {key} of our keys: HTTP {exc.status} {exc.reason}") from exc
         released[key] = "emptied"

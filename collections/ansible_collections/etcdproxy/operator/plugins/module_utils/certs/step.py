@@ -20,12 +20,11 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.plan impo
 )
 from ansible_collections.etcdproxy.operator.plugins.module_utils.certs.settings import Settings
 from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import release_patch
-from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
+from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import ApiError, Kube
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import parse_go_duration, rfc3339
-from kubernetes.client.rest import ApiException
 
 
-def api_problem(exc: ApiException, kind: str, namespace: str, name: str, where: str) -> str:
+def api_problem(exc: ApiError, kind: str, namespace: str, name: str, where: str) -> str:
     if exc.status == 403:
         return (f"{where}: the operator may not read or write {kind} {namespace}/{name}: grant it with a "
                 f"Role/RoleBinding in namespace {namespace} (see config/rbac/destination_role_example.yaml)")
@@ -47,7 +46,7 @@ class Reader:
         try:
             getter = self.kube.get_secret if kind == "Secret" else self.kube.get_configmap
             return getter(namespace, name)
-        except ApiException as exc:
+        except ApiError as exc:
             self.problems.append(api_problem(exc, kind, namespace, name, where))
             return False
 
@@ -55,7 +54,7 @@ class Reader:
         if namespace not in self._namespaces:
             try:
                 self._namespaces[namespace] = self.kube.get_namespace(namespace) is not None
-            except ApiException as exc:
+            except ApiError as exc:
                 self._namespaces[namespace] = exc.status == 403  # cannot tell: try, and report what the write says
         if not self._namespaces[namespace]:
             self.problems.append(f"{where}: namespace {namespace} does not exist: create it, or fix {where}")
@@ -130,7 +129,7 @@ def reconcile_certificates(kube: Kube, params: dict[str, Any], check_mode: bool)
             try:
                 kube.write(w.kind, w.namespace, w.name, w.existing, w.body)
                 written.append(w.key)
-            except ApiException as exc:
+            except ApiError as exc:
                 plan.problems.append(api_problem(exc, w.kind, w.namespace, w.name, w.where))
                 if w.holds_ca:
                     break  # never hand out leaves whose CA is not saved
@@ -158,7 +157,7 @@ def give_back(kube: Kube, name: str, uid: str, namespace: str, obj_name: str, ki
         if patch is None:
             return False
         kube.write(kind, namespace, obj_name, obj, patch)
-    except ApiException:
+    except ApiError:
         return False
     return True
 
@@ -170,7 +169,7 @@ def result(kube: Kube, params: dict[str, Any], plan: Plan, now: datetime.datetim
         for ev in plan.events:
             try:
                 kube.create_event(owner, ev["type"], ev["reason"], ev["message"], rfc3339(now))
-            except ApiException:
+            except ApiError:
                 pass  # Events are best effort; the status condition carries the problems too
     seconds = max(1, int((plan.due - now).total_seconds()) + 1) if plan.due is not None else 0
     return {"changed": bool(plan.writes), "problems": plan.problems, "client_ca_hash": plan.client_hash,
