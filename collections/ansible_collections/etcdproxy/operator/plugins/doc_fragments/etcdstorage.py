@@ -16,10 +16,15 @@ options:
     type: str
     required: true
   kubeconfig:
-    description: Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then in-cluster config.
+    description:
+      - Path to a kubeconfig; defaults to E(K8S_AUTH_KUBECONFIG), then E(KUBECONFIG), then in-cluster config.
+      - A kubeconfig whose user runs an exec plugin or an auth provider, or that names a proxy, is read by the
+        C(kubernetes) Python client's loader; the others need only C(urllib3) and C(PyYAML).
     type: path
 requirements:
-  - kubernetes >= 28
+  - urllib3 >= 2
+  - PyYAML
+  - kubernetes >= 28 (only for the kubeconfigs said under O(kubeconfig))
 """
 
     # the admin's core etcd material and endpoints

@@ -21,3 +21,14 @@ OBJECT_OPTIONS: dict[str, dict[str, Any]] = dict(
     uid=dict(type="str", default=""),
     spec=dict(type="dict", default={}),
 )
+
+
+def refuse_without_core_endpoints(module: Any) -> None:
+    """Before anything else: an operator without its core endpoints must not touch a single object. OLM starts
+    a new CSV's pod once without the Subscription's config.env, then again with it; that first pod would
+    otherwise rewrite every proxy to point nowhere. Fails the task, so the run stops and nothing is written.
+    (A check in the module rather than an assert task before it: a task is a worker process, ~0.03 s a run.)"""
+    if not module.params["core_endpoints"]:
+        module.fail_json(msg="ETCDPROXY_CORE_ENDPOINTS is not set on the operator (the core_endpoints option is "
+                             "empty), so nothing was done: set it to the core etcd's client URLs "
+                             "(config/manager/manager.yaml, or the Subscription's config.env with OLM)")

@@ -75,6 +75,7 @@ try:
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import (
         COMMON_OPTIONS, CORE_OPTIONS, OBJECT_OPTIONS,
     )
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.args import refuse_without_core_endpoints
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import ApiError, Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.spec import with_defaults
     from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
@@ -158,7 +159,8 @@ def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
         supports_check_mode=True,
     )
     if IMPORT_ERROR:
-        module.fail_json(msg="etcdstorage_cleanup needs the kubernetes and requests libraries", exception=IMPORT_ERROR)
+        module.fail_json(msg="etcdstorage_cleanup needs the urllib3 and requests libraries", exception=IMPORT_ERROR)
+    refuse_without_core_endpoints(module)
     try:
         module.exit_json(**run(module))
     except Exception as exc:  # the finalizer stays; ansible-operator retries with backoff

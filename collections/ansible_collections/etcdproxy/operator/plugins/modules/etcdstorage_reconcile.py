@@ -9,9 +9,8 @@ module: etcdstorage_reconcile
 short_description: Certificates, status and proxy drift of an EtcdStorage in one module call
 description:
   - Issues, delivers and rotates the EtcdStorage's certificates (docs/certificates.md), then does what
-    M(etcdproxy.operator.etcdstorage_status) does, in one process with one Kubernetes client. Every module
-    process pays for importing the kubernetes client (about 0.3 s on 2 cores); the role calls this one so a
-    steady-state reconcile is a single module call.
+    M(etcdproxy.operator.etcdstorage_status) does, in one call with one Kubernetes client and the reads
+    shared between the steps; the role calls this one so a steady-state reconcile is a single module call.
   - Sets the annotation C(etcd.etcdproxy.dev/client-ca-hash) on the pod template of the proxy Deployment
     in O(proxy_objects) to the hash of the client CA bundle the proxy must trust, so the proxy restarts
     when (and only when) that bundle changes.
@@ -184,6 +183,7 @@ try:
     )
     from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import material
     from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import Condition
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.args import refuse_without_core_endpoints
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import (
         STATUS_OPTIONS, reconcile_status,
@@ -284,8 +284,9 @@ def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
     (plugin_utils/inprocess.py)."""
     module = module_class(argument_spec=options(), supports_check_mode=True)
     if IMPORT_ERROR:
-        module.fail_json(msg="etcdstorage_reconcile needs the kubernetes and cryptography libraries",
+        module.fail_json(msg="etcdstorage_reconcile needs the urllib3 and cryptography libraries",
                          exception=IMPORT_ERROR)
+    refuse_without_core_endpoints(module)
     try:
         module.exit_json(**run(module))
     except Exception as exc:  # report, never crash-loop with a traceback as the only message

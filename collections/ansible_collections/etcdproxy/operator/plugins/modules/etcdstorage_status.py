@@ -146,7 +146,7 @@ def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
     (plugin_utils/inprocess.py)."""
     module = module_class(argument_spec=STATUS_OPTIONS, supports_check_mode=True)
     if IMPORT_ERROR:
-        module.fail_json(msg="etcdstorage_status needs the kubernetes and cryptography libraries",
+        module.fail_json(msg="etcdstorage_status needs the urllib3 and cryptography libraries",
                          exception=IMPORT_ERROR)
     try:
         kube = Kube(api_client(module.params["kubeconfig"]))

@@ -85,6 +85,7 @@ try:
         FAILED, PREFIX_RESERVED, SUCCEEDED, decide, job_state, with_times,
     )
     from ansible_collections.etcdproxy.operator.plugins.module_utils.clone import DONE as RESTORED
+    from ansible_collections.etcdproxy.operator.plugins.module_utils.args import refuse_without_core_endpoints
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
         CREDENTIAL_KEYS, DestinationError, Location, ca_file, credentials, delete,
@@ -229,8 +230,9 @@ def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
         supports_check_mode=True,
     )
     if IMPORT_ERROR:
-        module.fail_json(msg="etcdstoragebackup_reconcile needs the kubernetes and boto3 libraries",
+        module.fail_json(msg="etcdstoragebackup_reconcile needs the urllib3 and boto3 libraries",
                          exception=IMPORT_ERROR)
+    refuse_without_core_endpoints(module)
     try:
         module.exit_json(**run(module))
     except Exception as exc:  # report, never crash-loop with a traceback as the only message
