@@ -88,8 +88,8 @@ def api_client(kubeconfig: str | None = None, context: str | None = None) -> Api
     return Api(endpoint(kubeconfig, context))
 
 
-def core_path(kind: str, namespace: str, name: str = "") -> str:
-    """The path of a built-in object (or, without a name, of its collection)."""
+def object_path(kind: str, namespace: str, name: str = "") -> str:
+    """The path of a namespaced built-in object (or, without a name, of its collection)."""
     group, plural = {"ConfigMap": ("", "configmaps"), "Secret": ("", "secrets"), "Service": ("", "services"),
                      "Pod": ("", "pods"), "Event": ("", "events"), "Deployment": ("apps/v1", "deployments"),
                      "Job": ("batch/v1", "jobs")}[kind]
@@ -115,7 +115,7 @@ class Kube:
         self._reads: dict[tuple[str, str, str], dict[str, Any] | None] | None = {} if reuse_reads else None
 
     def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        path = etcdstorage_path(name) if kind == KIND else core_path(kind, namespace, name)
+        path = etcdstorage_path(name) if kind == KIND else object_path(kind, namespace, name)
         if self._reads is None:
             return self.api.get(path)
         if (kind, namespace, name) not in self._reads:
@@ -139,7 +139,7 @@ class Kube:
         return self.api.get(f"/api/v1/namespaces/{quote(name, safe='')}")
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.api.get(core_path("Service", namespace, name))
+        return self.api.get(object_path("Service", namespace, name))
 
     def get_object(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """The live version of one of our proxy objects (Deployment or Service)."""
@@ -160,25 +160,26 @@ class Kube:
                                 content_type=MERGE_PATCH)
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.api.get(core_path("Pod", namespace, name))
+        return self.api.get(object_path("Pod", namespace, name))
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.api.get(core_path("Job", namespace, name))
+        return self.api.get(object_path("Job", namespace, name))
 
     def create_job(self, body: dict[str, Any]) -> None:
         """POST, so ansible-operator's proxy adds the owner reference (and watches Jobs for us)."""
-        self.api.request("POST", core_path("Job", body["metadata"]["namespace"]), body)
+        self.api.request("POST", object_path("Job", body["metadata"]["namespace"]), body)
 
     def delete_job(self, namespace: str, name: str) -> None:
         """Delete a Job and its pods now (a Job's own default leaves the pods orphaned)."""
         try:
-            self.api.request("DELETE", core_path("Job", namespace, name), query={"propagationPolicy": "Background"})
+            self.api.request("DELETE", object_path("Job", namespace, name), query={"propagationPolicy": "Background"})
         except ApiError as exc:
             if exc.status != 404:
                 raise
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        pods = self.api.get(core_path("Pod", namespace), query={"labelSelector": f"batch.kubernetes.io/job-name={job}"})
+        selector = {"labelSelector": f"batch.kubernetes.io/job-name={job}"}
+        pods = self.api.get(object_path("Pod", namespace), query=selector)
         return (pods or {}).get("items") or []
 
     def write(self, kind: str, namespace: str, name: str, existing: dict[str, Any] | None,
@@ -189,7 +190,7 @@ class Kube:
             self._written(kind, namespace, name)
             full = {"apiVersion": "v1", "kind": kind, **body}
             full["metadata"] = {**body.get("metadata", {}), "name": name, "namespace": namespace}
-            self.api.request("POST", core_path(kind, namespace), full)
+            self.api.request("POST", object_path(kind, namespace), full)
         else:
             self.patch(kind, namespace, name, body)
 
@@ -197,7 +198,7 @@ class Kube:
         """A strategic merge patch of a ConfigMap or Secret: lists of a known key (owner references, by uid) are
         merged, maps merged, null deletes a key."""
         self._written(kind, namespace, name)
-        self.api.request("PATCH", core_path(kind, namespace, name), body, content_type=STRATEGIC_MERGE_PATCH)
+        self.api.request("PATCH", object_path(kind, namespace, name), body, content_type=STRATEGIC_MERGE_PATCH)
 
     def add_owner_references(self, kind: str, namespace: str, name: str, refs: list[dict[str, str]]) -> None:
         """Add owner references to a ConfigMap or Secret, keeping its others (a strategic merge patch:
@@ -208,7 +209,7 @@ class Kube:
         """Delete a ConfigMap; False if it was already gone."""
         self._written("ConfigMap", namespace, name)
         try:
-            self.api.request("DELETE", core_path("ConfigMap", namespace, name))
+            self.api.request("DELETE", object_path("ConfigMap", namespace, name))
         except ApiError as exc:
             if exc.status == 404:
                 return False
@@ -240,4 +241,4 @@ class Kube:
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT, "reportingInstance": socket.gethostname()[:128],
         }
-        self.api.request("POST", core_path("Event", namespace), body)
+        self.api.request("POST", object_path("Event", namespace), body)
