@@ -85,7 +85,7 @@ def from_kubeconfig(cluster: dict[str, Any], user: dict[str, Any], base: str) ->
     if not cluster.get("server"):
         raise KubeconfigError("the kubeconfig's cluster has no server")
     parts = urlsplit(cluster["server"])
-    server = urlunsplit((parts.scheme, _netloc(parts), parts.path.rstrip("/"), "", ""))
+    server = urlunsplit((parts.scheme, host_port(parts), parts.path.rstrip("/"), "", ""))
 
     def path_of(name: str) -> str:
         return os.path.join(base, os.path.expanduser(name))
@@ -118,7 +118,7 @@ def from_kubeconfig(cluster: dict[str, Any], user: dict[str, Any], base: str) ->
                     headers=headers)
 
 
-def _netloc(parts: Any) -> str:
+def host_port(parts: Any) -> str:
     """host[:port] of a URL, without the user information (bracketed if IPv6)."""
     host = parts.hostname or ""
     if ":" in host:
