@@ -15,12 +15,11 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.quantity import
 
 
 def parse_quantity(value: Any) -> Decimal | None:
-    """A Kubernetes resource quantity as a number (``"500m"`` and ``0.5`` are equal); None if not one."""
-    if isinstance(value, bool) or value in (None, ""):
-        return None
+    """A Kubernetes resource quantity as a number (``"500m"`` and ``0.5`` are equal); None if not one (booleans,
+    None and "" included: quantity.parse_quantity refuses them)."""
     try:
         return quantity(value)
-    except (ValueError, TypeError):
+    except ValueError:
         return None
 
 
