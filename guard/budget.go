@@ -194,9 +194,15 @@ func writeOf(req any, prefix string) (puts []kvSize, written, cost int64) {
 	return nil, 0, 0
 }
 
-// AdmitWrite decides a request that may grow the database. The returned reservation is settled by
-// Settle with the response once the call is done.
-func (b *budget) AdmitWrite(ctx context.Context, req any) (*reservation, error) {
+// admitted is a write let through, for Settle once the core answered.
+type admitted struct {
+	held *reservation // the tenant's storage and keys it reserved (nil: none)
+	cost int64        // its growth of the core's database, counted by the headroom
+}
+
+// AdmitWrite decides a request that may grow the database. What it returns is settled by Settle with the
+// response once the call is done (nil: nothing to settle).
+func (b *budget) AdmitWrite(ctx context.Context, req any) (*admitted, error) {
 	puts, written, cost := writeOf(req, b.prefix)
 	if cost == 0 {
 		return nil, nil
@@ -220,12 +226,17 @@ func (b *budget) AdmitWrite(ctx context.Context, req any) (*reservation, error) 
 		b.usage.Settle(held, 0)
 		return nil, b.refuse(reasonCoreSpace, msg)
 	}
-	return held, nil
+	return &admitted{held: held, cost: cost}, nil
 }
 
-// Settle ends a write's reservation: at the revision the watch will show for it if the call wrote
-// something, at once otherwise.
-func (b *budget) Settle(held *reservation, resp any, err error) {
+// Settle ends an admitted write: its core growth counts as applied, and its reservation ends at the
+// revision the watch will show for it if the call wrote something, at once otherwise.
+func (b *budget) Settle(w *admitted, resp any, err error) {
+	if w == nil {
+		return
+	}
+	b.core.Answered(w.cost)
+	held := w.held
 	if held == nil {
 		return
 	}
@@ -449,7 +460,8 @@ func (b *budget) gauges() []prometheus.Collector {
 			func() float64 { return float64(b.watches.Load()) }),
 		g("etcdproxy_guard_read_bytes_in_flight", "Bytes of reads this replica waits for from the core (estimated).",
 			func() float64 { return float64(b.inFlight.Load()) }),
-		g("etcdproxy_guard_core_db_size_bytes", "The core's largest member database size, as last known here.",
+		g("etcdproxy_guard_core_db_size_bytes", "The core's database size as this replica estimates it: the largest member's last poll, plus "+
+			"writes it may not hold yet.",
 			func() float64 { return float64(b.core.State().Size) }),
 		g("etcdproxy_guard_core_quota_bytes", "The core's space quota.",
 			func() float64 { return float64(b.core.State().Quota) }),

@@ -25,7 +25,7 @@ func testBudget(lim Limits) *budget {
 	u.reset(1)
 	u.synced = true
 	h := newHeadroom(20, 0)
-	h.record("core0", 10<<20, 10<<20, 100<<20, "3.6.4")
+	h.record("core0", 10<<20, 10<<20, 100<<20, "3.6.4", time.Now())
 	return newBudget("/t/", lim, 1000, u, h)
 }
 
@@ -119,7 +119,7 @@ func TestCoreHeadroomRefusesGrowthNearTheCeiling(t *testing.T) {
 		t.Fatalf("past the ceiling: %v", err)
 	}
 	// A lease grant grows the database too; a delete and a range do not.
-	b.core.record("core0", b.core.State().Ceiling-10, 0, 100<<20, "3.6.4")
+	b.core.record("core0", b.core.State().Ceiling-10, 0, 100<<20, "3.6.4", time.Now())
 	if _, err := b.AdmitWrite(context.Background(), &pb.LeaseGrantRequest{TTL: 10}); code(err) != codes.ResourceExhausted {
 		t.Fatalf("lease grant: %v", err)
 	}
@@ -127,7 +127,7 @@ func TestCoreHeadroomRefusesGrowthNearTheCeiling(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A poll showing the core compacted and defragmented reopens it.
-	b.core.record("core0", 5<<20, 5<<20, 100<<20, "3.6.4")
+	b.core.record("core0", 5<<20, 5<<20, 100<<20, "3.6.4", time.Now())
 	if _, err := b.AdmitWrite(context.Background(), put("k", 1<<20)); err != nil {
 		t.Fatal(err)
 	}
@@ -135,28 +135,97 @@ func TestCoreHeadroomRefusesGrowthNearTheCeiling(t *testing.T) {
 
 func TestHeadroomWithoutQuotaUsesEtcdDefaultAndFailsClosedBeforeFirstPoll(t *testing.T) {
 	h := newHeadroom(20, 0)
+	now := time.Unix(1000, 0)
+	h.now = func() time.Time { return now }
 	if msg := h.Admit(1); !strings.Contains(msg, "not known yet") {
 		t.Fatalf("before a poll: %q", msg)
 	}
-	h.record("core0", 1<<20, 1<<20, 0, "3.6.4")
+	h.record("core0", 1<<20, 1<<20, 0, "3.6.4", now)
 	if s := h.State(); s.Quota != 2<<30 || s.Ceiling != (2<<30)*8/10 {
 		t.Fatalf("%+v", s)
 	}
 	// Polls come sooner as the room shrinks.
-	if d := h.next(); d < 15*time.Second {
+	if d := h.next(); d < 14*time.Second {
 		t.Fatalf("lots of room: poll in %v", d)
 	}
-	h.record("core0", h.State().Ceiling-(1<<20), 0, 0, "3.6.4")
-	if d := h.next(); d > pollMin*12/10 {
-		t.Fatalf("1 MiB of room: poll in %v", d)
+	// Less room than the core could fill at coreFillRate before an answer shows it: as often as allowed.
+	now = now.Add(24 * time.Hour) // grown slowly: 0.02 MiB/s
+	h.record("core0", h.State().Ceiling-(32<<20), 0, 0, "3.6.4", now)
+	if d := h.next(); d > pollMin {
+		t.Fatalf("32 MiB of room: poll in %v", d)
 	}
-	// Tenant writes seen on the watch (through any replica) count until the next poll.
-	h.Seen(2 << 20)
+	// Tenant writes seen on the watch (through any replica) count.
+	h.Seen(32 << 20)
 	if msg := h.Admit(1); msg == "" {
 		t.Fatal("writes seen on the watch must count")
 	}
-	if d := h.next(); d < pollOver*8/10 {
+	if d := h.next(); d < pollOver*6/10 {
 		t.Fatalf("over the ceiling: poll in %v", d)
+	}
+}
+
+func TestWritesCountUntilAPollCanHoldThem(t *testing.T) {
+	h := newHeadroom(20, 0)
+	now := time.Unix(1000, 0)
+	h.now = func() time.Time { return now }
+	poll := func() { h.record("core0", 10<<20, 0, 100<<20, "3.6.4", now) } // the core's size stays 10 MiB
+	size := func() int64 { return h.State().Size >> 20 }
+	poll()
+	// In flight: counted whatever the polls say meanwhile.
+	if msg := h.Admit(5 << 20); msg != "" {
+		t.Fatal(msg)
+	}
+	now = now.Add(10 * time.Second)
+	poll()
+	if size() != 15 {
+		t.Fatalf("in flight: %d MiB", size())
+	}
+	// Answered, and seen on the watch: the core may not have committed them yet (etcd commits in
+	// batches), so a poll sent shortly after leaves them counted.
+	h.Answered(5 << 20)
+	h.Seen(2 << 20)
+	now = now.Add(200 * time.Millisecond)
+	poll()
+	if size() != 17 {
+		t.Fatalf("answered 200 ms before the poll: %d MiB", size())
+	}
+	// A poll sent coreCommitLag later holds them.
+	now = now.Add(coreCommitLag)
+	h.Seen(1 << 20) // applied just now: still counted
+	poll()
+	if size() != 11 {
+		t.Fatalf("a poll after the lag: %d MiB", size())
+	}
+	// Applied writes are kept in steps, not one by one.
+	for i := 0; i < 1000; i++ {
+		h.Seen(1)
+	}
+	if len(h.applied) != 1 {
+		t.Fatalf("%d steps for writes within one", len(h.applied))
+	}
+}
+
+func TestGrowthOthersCauseIsExtrapolatedFromThePolls(t *testing.T) {
+	h := newHeadroom(20, 0)
+	now := time.Unix(1000, 0)
+	h.now = func() time.Time { return now }
+	size := func() int64 { return h.State().Size >> 20 }
+	h.record("core0", 10<<20, 0, 100<<20, "3.6.4", now)
+	if size() != 10 {
+		t.Fatalf("one poll: %d MiB", size())
+	}
+	// 10 MiB/s between two polls, none of it this replica's: the core is taken to have grown on since the
+	// second poll was sent, and for the commit lag after now.
+	h.record("core0", 12<<20, 0, 100<<20, "3.6.4", now.Add(200*time.Millisecond))
+	now = now.Add(500 * time.Millisecond)
+	if want := int64(12 + 10*(0.3+coreCommitLag.Seconds())); size() != want {
+		t.Fatalf("growing at 10 MiB/s: %d MiB, want %d", size(), want)
+	}
+	// A poll showing the core compacted and defragmented: no growth.
+	h.record("core0", 5<<20, 0, 100<<20, "3.6.4", now)
+	now = now.Add(time.Second)
+	if size() != 5 {
+		t.Fatalf("after a defragmentation: %d MiB", size())
 	}
 }
 
@@ -359,7 +428,7 @@ func benchmarkBudget(b *testing.B, req, resp any) {
 		RequestRate: 5000, RequestBurst: 10000, Watches: 1000, Leases: 10000, ReadBytesInFlight: 64 << 20})
 	bg.requests.SetLimit(rate.Inf)
 	bg.writes.SetLimit(rate.Inf)
-	bg.core.record("core0", 0, 0, 1<<50, "3.6.4")
+	bg.core.record("core0", 0, 0, 1<<50, "3.6.4", time.Now())
 	bg.usage.apply(events(2, put("/registry/pods/default/p", 2000)), 2)
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {

@@ -15,17 +15,28 @@ import (
 // The core etcd raises the cluster-wide NOSPACE alarm when a write would take a member's database file
 // (backend size, the `dbSize` of Status) to its quota (etcd's quota.go: size + cost >= quota). headroom
 // keeps tenant writes under a lower ceiling, quota × (1 − reserve), so the reserve is left to the main
-// cluster: a tenant write is refused when the largest member's last known size, plus what this replica
-// forwarded since, plus the write's cost reaches the ceiling.
+// cluster: a tenant write is refused when the largest member's last known size, plus the tenant's writes
+// that size may not hold yet, plus the write's cost reaches the ceiling.
 //
-// Between polls the estimate grows by what this replica forwarded and by every write of the tenant the
-// usage watch shows (through any replica; a replica's own writes are counted twice until the next poll,
-// which errs on the safe side), so replicas of one tenant cannot overshoot together.
+// Which writes a size may not hold: etcd answers a write once applied, but writes its database in batches
+// (every --backend-batch-interval, 100 ms by default) and Status reports the size as of the last batch
+// committed. Measured with 1 MB puts: the reported size grew in steps of 5-7 MiB about every 100 ms, and
+// forgetting the writes at each poll let tenants take 30.7 of a 32 MiB core whose ceiling was 25.6 MiB.
+// So a write counts from its admission on this replica; once it is known applied (its call answered, or
+// the usage watch showed it: every write of the tenant, through any replica, so replicas of one tenant
+// cannot overshoot together) it counts until a poll sent coreCommitLag after that. A replica's own writes
+// are counted twice in that time (answered and seen), which errs on the safe side.
+//
+// Writes the replica cannot know of (other tenants', the main cluster's) are extrapolated: each member's
+// size is taken to go on growing as fast as it grew between its last two polls, from the last poll until
+// coreCommitLag from now. Measured with two tenants flooding at once: without it each replica saw only
+// its own tenant's writes before the commit, and together they took 29.7 MiB of a 25.6 MiB ceiling.
 //
 // Cost of knowing the size: one Maintenance/Status call per poll, to one member at a time (round robin).
-// The poll interval follows the room left: the time the core would need to fill it at coreFillRate,
-// between pollMin and pollMax, with jitter so that replicas spread out. Over the ceiling (tenant writes
-// refused, so tenants add nothing) it polls every pollOver to notice when the core has room again.
+// The poll interval follows the room left: the time the core would need to fill it at coreFillRate, less
+// coreCommitLag, between pollMin and pollMax, with jitter (only shorter) so that replicas spread out.
+// Over the ceiling (tenant writes refused, so tenants add nothing) it polls every pollOver to notice when
+// the core has room again.
 const (
 	pollMin      = 100 * time.Millisecond
 	pollMax      = 30 * time.Second
@@ -34,6 +45,12 @@ const (
 	// etcd's own estimate of what a request adds to the database (server/storage/quota.go).
 	kvOverhead    = 256
 	leaseOverhead = 64
+	// coreCommitLag: how long after a write is applied the core's reported size may still leave it out,
+	// etcd's batch interval (100 ms) and a slow commit with room to spare. A core run with a longer
+	// --backend-batch-interval than ~0.5 s needs a larger reserve (docs/guard.md).
+	coreCommitLag = time.Second
+	// appliedStep: applied writes are counted in steps of this much time (a bounded list between polls).
+	appliedStep = 50 * time.Millisecond
 	// defaultCoreQuota is etcd's default --quota-backend-bytes, used when Status reports no quota
 	// (etcd before 3.6, or 3.6 running without the flag).
 	defaultCoreQuota = 2 << 30
@@ -43,15 +60,30 @@ type headroom struct {
 	reserve       float64 // share of the core quota kept for the main cluster (0.2 = 20%)
 	fallbackQuota int64   // when Status reports none
 
-	mu        sync.Mutex
-	sizes     map[string]int64 // endpoint -> dbSize at its last poll
-	inUse     map[string]int64
-	versions  map[string]*semver.Version // endpoint -> etcd version at its last poll
-	quota     int64                      // as reported (0: unknown)
-	forwarded int64                      // growth this replica let through since the last poll
-	seen      int64                      // growth of the tenant the usage watch showed since the last poll
-	sampled   bool
-	polls     int64 // Status calls made, for the metric
+	mu       sync.Mutex
+	sizes    map[string]polled // endpoint -> its last poll
+	inUse    map[string]int64
+	versions map[string]*semver.Version // endpoint -> etcd version at its last poll
+	quota    int64                      // as reported (0: unknown)
+	applied  []growth                   // growth known applied, oldest first, in steps of appliedStep
+	counted  int64                      // what the last known size may not hold: applied, and in flight
+	sampled  bool
+	polls    int64 // Status calls made, for the metric
+	now      func() time.Time
+}
+
+// polled is a member's size as a Status call sent at sent reported it, and how fast it grew since the
+// poll before.
+type polled struct {
+	size   int64
+	sent   time.Time
+	growth float64 // bytes per second, 0 if it shrank
+}
+
+// growth is the cost of the writes known applied before until.
+type growth struct {
+	until time.Time
+	cost  int64
 }
 
 func newHeadroom(reservePercent int, fallbackQuota int64) *headroom {
@@ -59,7 +91,7 @@ func newHeadroom(reservePercent int, fallbackQuota int64) *headroom {
 		fallbackQuota = defaultCoreQuota
 	}
 	return &headroom{reserve: float64(reservePercent) / 100, fallbackQuota: fallbackQuota,
-		sizes: map[string]int64{}, inUse: map[string]int64{}, versions: map[string]*semver.Version{}}
+		sizes: map[string]polled{}, inUse: map[string]int64{}, versions: map[string]*semver.Version{}, now: time.Now}
 }
 
 // CoreState is what the replica knows of the core's size.
@@ -74,11 +106,12 @@ func (h *headroom) stateLocked() CoreState {
 		quota = h.fallbackQuota
 	}
 	var size, inUse int64
-	for ep, s := range h.sizes {
-		size = max(size, s)
+	now := h.now()
+	for ep, p := range h.sizes {
+		size = max(size, p.size+int64(p.growth*now.Add(coreCommitLag).Sub(p.sent).Seconds()))
 		inUse = max(inUse, h.inUse[ep])
 	}
-	return CoreState{Size: size + h.forwarded + h.seen, InUse: inUse, Quota: quota,
+	return CoreState{Size: size + h.counted, InUse: inUse, Quota: quota,
 		Ceiling: int64(float64(quota) * (1 - h.reserve)), Sampled: h.sampled}
 }
 
@@ -89,7 +122,7 @@ func (h *headroom) State() CoreState {
 }
 
 // Admit decides a write that grows the database by cost bytes (etcd's estimate); "" means go ahead,
-// and the cost is counted until the next poll. Otherwise the message says why.
+// and the cost counts as in flight until Answered. Otherwise the message says why.
 func (h *headroom) Admit(cost int64) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -98,13 +131,39 @@ func (h *headroom) Admit(cost int64) string {
 		return "the shared core etcd's size is not known yet (no Status answer from its members); retry shortly"
 	}
 	if s.Size+cost >= s.Ceiling {
-		return fmt.Sprintf("the shared core etcd is near its space quota: database %s of %s, tenants may "+
+		return fmt.Sprintf("the shared core etcd is near its space quota: database about %s of %s, tenants may "+
 			"grow it to %s (%d%% is kept for the main cluster); writes that grow it are refused until the "+
 			"core's admin compacts and defragments it (%s in use); reads and deletes work",
 			bytesText(s.Size), bytesText(s.Quota), bytesText(s.Ceiling), int(h.reserve*100+0.5), bytesText(s.InUse))
 	}
-	h.forwarded += cost
+	h.counted += cost
 	return ""
+}
+
+// Answered moves an admitted write's cost from in flight to applied (or possibly applied: a call that
+// failed may still have written).
+func (h *headroom) Answered(cost int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.counted -= cost
+	h.appliedLocked(cost)
+}
+
+// Seen counts a tenant write shown by the usage watch (etcd's cost estimate of it) as applied now.
+func (h *headroom) Seen(cost int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.appliedLocked(cost)
+}
+
+func (h *headroom) appliedLocked(cost int64) {
+	at := h.now()
+	if n := len(h.applied); n > 0 && at.Before(h.applied[n-1].until) {
+		h.applied[n-1].cost += cost
+	} else {
+		h.applied = append(h.applied, growth{until: at.Truncate(appliedStep).Add(appliedStep), cost: cost})
+	}
+	h.counted += cost
 }
 
 // Version is the lowest etcd version among the core members polled so far ("" before the first answer):
@@ -124,25 +183,33 @@ func (h *headroom) Version() string {
 	return lowest.String()
 }
 
-func (h *headroom) record(endpoint string, size, inUse, quota int64, version string) {
+// record takes a member's Status answer to a call sent at sent: writes applied coreCommitLag before it are
+// in the size reported.
+func (h *headroom) record(endpoint string, size, inUse, quota int64, version string, sent time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.sizes[endpoint], h.inUse[endpoint] = size, inUse
+	p := polled{size: size, sent: sent}
+	if last, ok := h.sizes[endpoint]; ok && size > last.size && sent.After(last.sent) {
+		p.growth = float64(size-last.size) / sent.Sub(last.sent).Seconds()
+	}
+	h.sizes[endpoint], h.inUse[endpoint] = p, inUse
 	if v, err := semver.NewVersion(version); err == nil {
 		h.versions[endpoint] = v
 	}
 	if quota > 0 {
 		h.quota = quota
 	}
-	h.forwarded, h.seen = 0, 0
+	held := sent.Add(-coreCommitLag)
+	dropped := 0
+	for _, g := range h.applied {
+		if g.until.After(held) {
+			break
+		}
+		h.counted -= g.cost
+		dropped++
+	}
+	h.applied = h.applied[dropped:]
 	h.sampled = true
-}
-
-// Seen counts a tenant write shown by the usage watch (etcd's cost estimate of it).
-func (h *headroom) Seen(cost int64) {
-	h.mu.Lock()
-	h.seen += cost
-	h.mu.Unlock()
 }
 
 // next is how long to wait before the next poll, given the room left under the ceiling.
@@ -151,10 +218,11 @@ func (h *headroom) next() time.Duration {
 	room := s.Ceiling - s.Size
 	d := pollOver
 	if room > 0 {
-		d = time.Duration(float64(room) / coreFillRate * float64(time.Second))
+		// The next answer shows the core as it was up to coreCommitLag before it was sent.
+		d = time.Duration(float64(room)/coreFillRate*float64(time.Second)) - coreCommitLag
 	}
 	d = min(max(d, pollMin), pollMax)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64())) //nolint:gosec // jitter
+	return time.Duration(float64(d) * (0.6 + 0.4*rand.Float64())) //nolint:gosec // jitter, never later
 }
 
 // poll asks the core members for their size in turn until ctx ends.
@@ -162,6 +230,7 @@ func (h *headroom) poll(ctx context.Context, m clientv3.Maintenance, endpoints [
 	for i := 0; ctx.Err() == nil; i++ {
 		ep := endpoints[i%len(endpoints)]
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		sent := h.now()
 		resp, err := m.Status(sctx, ep)
 		cancel()
 		h.mu.Lock()
@@ -172,7 +241,7 @@ func (h *headroom) poll(ctx context.Context, m clientv3.Maintenance, endpoints [
 			lg.Warn("core etcd status", zap.String("endpoint", ep), zap.Error(err))
 			wait = pollMin
 		} else {
-			h.record(ep, resp.DbSize, resp.DbSizeInUse, resp.DbSizeQuota, resp.Version)
+			h.record(ep, resp.DbSize, resp.DbSizeInUse, resp.DbSizeQuota, resp.Version, sent)
 			wait = h.next()
 		}
 		sleepCtx(ctx, wait)

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -89,9 +90,9 @@ func TestStatusReportsTheCoresLowestVersionOnceKnown(t *testing.T) {
 	if _, err := s.Status(context.Background(), &pb.StatusRequest{}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("before any poll: %v", err)
 	}
-	b.core.record("core0", 1, 1, 0, "3.6.4")
-	b.core.record("core1", 1, 1, 0, "3.5.21")
-	b.core.record("core2", 1, 1, 0, "not a version")
+	b.core.record("core0", 1, 1, 0, "3.6.4", time.Now())
+	b.core.record("core1", 1, 1, 0, "3.5.21", time.Now())
+	b.core.record("core2", 1, 1, 0, "not a version", time.Now())
 	resp, err := s.Status(context.Background(), &pb.StatusRequest{})
 	if err != nil || resp.Version != "3.5.21" {
 		t.Fatalf("%v %v", resp, err)
