@@ -140,6 +140,27 @@ def test_a_client_destination_that_left_the_spec_is_revoked_by_name_until_its_la
     assert write.body["data"]["revoked-clients"] is None
 
 
+def test_a_client_destination_delivered_by_a_run_that_never_wrote_its_status_is_still_revoked():
+    """The run that delivered a certificate ended before writing the status that lists its destination (the
+    operator restarted); the destination is then taken out of the spec. The CA store, written before the
+    certificate left the operator, is what still knows of it."""
+    first = plan_certificates(dataclasses.replace(observed(), listed_clients=[("api", "etcd-client")]), SETTINGS, T0)
+    live = applied({}, first)
+    (issued,) = first.certificates["clients"]
+    assert [w.key for w in first.writes].index("Secret ops/etcd-a-ca") < \
+        [w.key for w in first.writes].index("Secret api/etcd-client")
+    gone = dataclasses.replace(observed(live), client_destinations=[], listed_clients=[], previous_clients=[])
+    plan = plan_certificates(gone, SETTINGS, T0 + H)
+    (write,) = [w for w in plan.writes if w.key == "ConfigMap ops/etcd-a-client-ca"]
+    assert write.body["data"]["revoked-clients"] == f"{issued['notAfter']} etcdstorage:a:api/etcd-client\n"
+    assert [e["reason"] for e in plan.events] == ["ClientCertificateRevoked"]
+    assert plan.released == [("api", "etcd-client")]
+    # Revoked once: the store's record of it moved to the revoked list, so the next run repeats nothing.
+    again = plan_certificates(dataclasses.replace(gone, ca_secret=applied(live, plan)["Secret ops/etcd-a-ca"]),
+                              SETTINGS, T0 + 2 * H)
+    assert again.events == [] and again.released == [] and again.client_hash == plan.client_hash
+
+
 def test_a_client_destination_still_listed_but_unusable_is_not_revoked():
     first = plan_certificates(observed(), SETTINGS, T0)
     live = {w.key: as_live(w) for w in first.writes}

@@ -132,27 +132,42 @@ def trust_hash(bundle: str, revoked: str) -> str:
     return bundle_hash(bundle + revoked) if revoked else bundle_hash(bundle)
 
 
-def revocations(obs: Observed, kept: dict[str, str], now: datetime.datetime
+def listed_clients(obs: Observed) -> set[tuple[str, str]]:
+    """The client destinations (namespace, name) the spec lists, usable or not."""
+    return set(obs.listed_clients) | {(d.namespace, d.name) for d in obs.client_destinations}
+
+
+def revocations(obs: Observed, kept: dict[str, str], issued: dict[str, str], now: datetime.datetime
                 ) -> tuple[dict[str, str], list[dict[str, Any]], list[dict[str, Any]]]:
     """The revoked client names in force (name -> notAfter, from ``kept``: the CA store's), the destinations
-    that left the spec since the last status, and those of them revoked by this run.
+    that left the spec since they were last issued a certificate, and those of them revoked by this run.
 
     A destination that left spec.clientCertSecret is revoked by name, which covers every certificate ever
-    issued to it, until the last one it got (status.certificates.clients[].notAfter) expires; put back, it is
-    no longer revoked (and gets a new certificate, its Secret having been given back)."""
+    issued to it, until the last one it got expires (the later of status.certificates.clients[].notAfter
+    and the CA store's ``issued`` record, which also holds a destination the last status never listed: a
+    run that ended between delivering and writing the status); put back, it is no longer revoked (and gets
+    a new certificate, its Secret having been given back)."""
     until = dict(kept)
-    listed = {client_spec(obs.name, ns, n).common_name for ns, n in obs.listed_clients}
-    left, new = [], []
+    listed = listed_clients(obs)
+    previous: dict[tuple[str, str], str] = {}
     for old in obs.previous_clients:
-        cn = client_spec(obs.name, old["namespace"], old["name"]).common_name
-        if cn in listed or not old.get("notAfter"):
+        previous[(old["namespace"], old["name"])] = str(old.get("notAfter") or "")
+    for where, after in issued.items():
+        ns, _, secret = where.partition("/")
+        previous[(ns, secret)] = max(previous.get((ns, secret), ""), after)
+    left, new = [], []
+    for (ns, secret), after in sorted(previous.items()):
+        if (ns, secret) in listed or not after:
             continue
+        old = {"namespace": ns, "name": secret, "notAfter": after}
+        cn = client_spec(obs.name, ns, secret).common_name
         left.append(old)
         if cn not in until:
             new.append(old)
-        until[cn] = max(until.get(cn, ""), str(old["notAfter"]))
+        until[cn] = max(until.get(cn, ""), after)
     stamp = rfc3339(now)
-    return {cn: after for cn, after in until.items() if cn not in listed and after > stamp}, left, new
+    names_listed = {client_spec(obs.name, ns, n).common_name for ns, n in listed}
+    return {cn: after for cn, after in until.items() if cn not in names_listed and after > stamp}, left, new
 
 
 def proxy_rolled(deployment: dict[str, Any] | None, want_hash: str) -> bool:
@@ -261,7 +276,7 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
         store_changed = True
     client_bundle = bundle_pem(store.cas["client"].trust())
     serving_bundle = bundle_pem(store.cas["serving"].trust())
-    in_force, left, new = revocations(obs, store.revoked, now)
+    in_force, left, new = revocations(obs, store.revoked, store.issued, now)
     if in_force != store.revoked:
         store.revoked, store_changed = in_force, True
     # What the guard reads (names.REVOKED_CLIENTS_KEY): sorted "<notAfter> <name>" lines.
@@ -298,6 +313,15 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
             continue
         clients.append((d, leaf))
     store_changed |= serving.data is not None or any(leaf.data is not None for _, leaf in clients)
+    # The client destinations issued a certificate, recorded before it leaves (see revocations); one that
+    # left the spec is in store.revoked from now on.
+    listed = listed_clients(obs)
+    issued = {k: v for k, v in store.issued.items() if tuple(k.split("/", 1)) in listed}
+    for d, leaf in clients:
+        if leaf.data is not None:
+            issued[f"{d.namespace}/{d.name}"] = rfc3339(leaf.cert.not_valid_after_utc)
+    if issued != store.issued:
+        store.issued, store_changed = issued, True
 
     # ---- writes, in crash-safe order: CA store, trust bundles, then leaves ----------------------
     writes: list[Write | None] = []

@@ -64,12 +64,18 @@ class Store:
     # ConfigMap the proxy reads: a ConfigMap deleted or edited by hand must not lift a revocation, and a
     # lost store means a new client CA, which no revoked certificate chains to.
     revoked: dict[str, str] = field(default_factory=dict)
+    # Client destinations ("<namespace>/<name>") and the notAfter of the last certificate issued to each,
+    # saved with the CA before the certificate is delivered: a destination that leaves the spec is revoked
+    # even if the run that delivered to it ended before writing the status that lists it.
+    issued: dict[str, str] = field(default_factory=dict)
 
     def to_secret_data(self) -> dict[str, str]:
         data: dict[str, str] = {}
         state: dict[str, Any] = {"version": 1, "rotate": self.rotate_token, "rotateCA": self.rotate_ca_token}
         if self.revoked:
             state["revokedClients"] = dict(sorted(self.revoked.items()))
+        if self.issued:
+            state["issuedClients"] = dict(sorted(self.issued.items()))
         for kind, ca in self.cas.items():
             for slot, kp in (("", ca.current), ("-next", ca.next)):
                 if kp:
@@ -94,11 +100,12 @@ class Store:
             state, _ = {}, problems.append("state.json is not JSON")
         store.rotate_token = str(state.get("rotate") or "")
         store.rotate_ca_token = str(state.get("rotateCA") or "")
-        revoked = state.get("revokedClients") or {}
-        if isinstance(revoked, dict):
-            store.revoked = {str(k): str(v) for k, v in revoked.items()}
-        else:
-            problems.append("state.json revokedClients is not a map")
+        for key, attr in (("revokedClients", "revoked"), ("issuedClients", "issued")):
+            entries = state.get(key) or {}
+            if isinstance(entries, dict):
+                setattr(store, attr, {str(k): str(v) for k, v in entries.items()})
+            else:
+                problems.append(f"state.json {key} is not a map")
         for kind in KINDS:
             ca = store.cas[kind]
             for slot in ("", "-next"):
