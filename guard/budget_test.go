@@ -203,6 +203,15 @@ func TestWritesCountUntilAPollCanHoldThem(t *testing.T) {
 	if len(h.applied) != 1 {
 		t.Fatalf("%d steps for writes within one", len(h.applied))
 	}
+	// While polls fail, the list stays bounded and nothing is forgotten.
+	before := h.State().Size
+	for i := 0; i < 3*appliedSteps; i++ {
+		now = now.Add(appliedStep)
+		h.Seen(1)
+	}
+	if len(h.applied) != appliedSteps || h.State().Size != before+3*appliedSteps {
+		t.Fatalf("%d steps, %d bytes more", len(h.applied), h.State().Size-before)
+	}
 }
 
 func TestGrowthOthersCauseIsExtrapolatedFromThePolls(t *testing.T) {

@@ -49,8 +49,11 @@ const (
 	// etcd's batch interval (100 ms) and a slow commit with room to spare. A core run with a longer
 	// --backend-batch-interval than ~0.5 s needs a larger reserve (docs/guard.md).
 	coreCommitLag = time.Second
-	// appliedStep: applied writes are counted in steps of this much time (a bounded list between polls).
-	appliedStep = 50 * time.Millisecond
+	// appliedStep: applied writes are counted in steps of this much time, at most appliedSteps of them
+	// (more than pollMax + coreCommitLag holds; beyond, while polls fail, the oldest two are merged, which
+	// only keeps a write counted longer).
+	appliedStep  = 50 * time.Millisecond
+	appliedSteps = 1000
 	// defaultCoreQuota is etcd's default --quota-backend-bytes, used when Status reports no quota
 	// (etcd before 3.6, or 3.6 running without the flag).
 	defaultCoreQuota = 2 << 30
@@ -161,6 +164,10 @@ func (h *headroom) appliedLocked(cost int64) {
 	if n := len(h.applied); n > 0 && at.Before(h.applied[n-1].until) {
 		h.applied[n-1].cost += cost
 	} else {
+		if n >= appliedSteps {
+			h.applied[1].cost += h.applied[0].cost
+			h.applied = h.applied[1:]
+		}
 		h.applied = append(h.applied, growth{until: at.Truncate(appliedStep).Add(appliedStep), cost: cost})
 	}
 	h.counted += cost
