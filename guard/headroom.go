@@ -33,8 +33,10 @@ import (
 // its own tenant's writes before the commit, and together they took 29.7 MiB of a 25.6 MiB ceiling.
 //
 // Cost of knowing the size: one Maintenance/Status call per poll, to one member at a time (round robin).
-// The poll interval follows the room left: the time the core would need to fill it at coreFillRate, less
-// coreCommitLag, between pollMin and pollMax, with jitter (only shorter) so that replicas spread out.
+// The poll interval follows the room left: the time the core would need to fill it at coreFillRate,
+// between pollMin and pollMax, with jitter (only shorter) so that replicas spread out. An answer shows the
+// core as it was up to coreCommitLag before: what several tenants write in that time, unseen by each
+// other's replicas, can pass the ceiling; the reserve is for that (docs/guard.md).
 // Over the ceiling (tenant writes refused, so tenants add nothing) it polls every pollOver to notice when
 // the core has room again.
 const (
@@ -225,11 +227,10 @@ func (h *headroom) next() time.Duration {
 	room := s.Ceiling - s.Size
 	d := pollOver
 	if room > 0 {
-		// The next answer shows the core as it was up to coreCommitLag before it was sent.
-		d = time.Duration(float64(room)/coreFillRate*float64(time.Second)) - coreCommitLag
+		d = time.Duration(float64(room) / coreFillRate * float64(time.Second))
 	}
 	d = min(max(d, pollMin), pollMax)
-	return time.Duration(float64(d) * (0.6 + 0.4*rand.Float64())) //nolint:gosec // jitter, never later
+	return time.Duration(float64(d) * (0.8 + 0.2*rand.Float64())) //nolint:gosec // jitter, never later
 }
 
 // poll asks the core members for their size in turn until ctx ends.
