@@ -16,6 +16,12 @@ import zstandard
 from ansible_collections.etcdproxy.operator.plugins.module_utils import etcdpb, keyspace, prefixcopy
 from ansible_collections.etcdproxy.operator.plugins.module_utils.backup import Reader
 from ansible_collections.etcdproxy.operator.plugins.module_utils.coregrpc import CoreKV
+from ansible_collections.etcdproxy.operator.plugins.module_utils.s3store import (
+    DestinationError,
+    Location,
+    check,
+    upload,
+)
 
 from localcp.admin import OPERATOR_NAMESPACE, apply
 from localcp.config import BIN_DIR, REPO
@@ -311,6 +317,41 @@ def test_backup_to_s3_and_a_clone_from_it(cp, storages, tenant, s3, tmp_path):
     run_backup(cp, clone, where, "restore")
     with cp.core_client() as core:
         assert [(kv.key[len(f"/{clone}/"):], kv.value) for kv in core_kvs(core, clone)] == records
+
+
+@pytest.mark.parametrize("size", [1000, 9 << 20], ids=["one PutObject", "multipart"])
+def test_two_backups_that_found_the_key_free_store_one_object(s3, tmp_path, size):
+    """Two backup requests to one key both pass the check before either has stored its artifact: the
+    server stores the first and answers the second 412 (S3 conditional writes), so the first request's
+    status still describes what is there. A retried attempt of a request replaces its own object, and only
+    the one its check saw."""
+    loc = Location(s3.endpoint, "etcd-backups", f"same-{size}.etcdbackup")
+    access, ca = (s3.access_key, s3.secret_key), str(s3.ca)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_bytes(b"1" * size)
+    second.write_bytes(b"2" * size)
+
+    def stored() -> tuple[bytes, str]:
+        obj = s3.client().get_object(Bucket=loc.bucket, Key=loc.key)
+        return obj["Body"].read(), obj["Metadata"].get("etcdproxy-backup", "")
+
+    assert check(loc, access, ca, owner="uid-a") is None and check(loc, access, ca, owner="uid-b") is None
+    upload(str(first), loc, access, ca, owner="uid-a")
+    with pytest.raises(DestinationError, match=r"stored while this backup ran.*choose another key"):
+        upload(str(second), loc, access, ca, owner="uid-b")
+    assert stored() == (first.read_bytes(), "uid-a")
+    # A retry of uid-a: its check answers the ETag of its own object, which the upload may replace ...
+    seen = check(loc, access, ca, owner="uid-a")
+    assert seen
+    upload(str(second), loc, access, ca, owner="uid-a", replaces=seen)
+    assert stored() == (second.read_bytes(), "uid-a")
+    # ... and only that object: another put there after the check stays. (It names its writer: versitygw
+    # keeps an overwritten object's metadata keys that the new object does not set.)
+    seen = check(loc, access, ca, owner="uid-a")
+    s3.client().put_object(Bucket=loc.bucket, Key=loc.key, Body=b"another", Metadata={"etcdproxy-backup": "uid-c"})
+    with pytest.raises(DestinationError, match="stored while this backup ran"):
+        upload(str(first), loc, access, ca, owner="uid-a", replaces=seen)
+    assert stored() == (b"another", "uid-c")
 
 
 def test_s3_faults_name_the_problem_and_write_nothing(cp, storages, tenant, s3):

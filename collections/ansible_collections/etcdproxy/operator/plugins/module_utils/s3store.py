@@ -113,11 +113,12 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
 
 
 def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, need_object: bool = False,
-          owner: str | None = None) -> None:
+          owner: str | None = None) -> str | None:
     """Before any work: the endpoint answers over TLS, takes the credentials, has the bucket (and, for a
     restore, the object). Some servers cut an upload into a missing bucket short instead of answering.
     With ``owner`` (a backup request's uid), an object already at the key must be that request's own (an
-    earlier attempt of it): a backup request never replaces an artifact it did not write."""
+    earlier attempt of it): a backup request never replaces an artifact it did not write. Returns that
+    object's ETag, for ``upload`` to replace only it (None: no object there)."""
     from botocore.exceptions import ClientError
 
     s3 = client(loc, access, ca_file)
@@ -131,28 +132,75 @@ def check(loc: Location, access: tuple[str, str], ca_file: str | None = None, ne
     except Exception as exc:
         raise _explain(exc, loc) from None
     if not (need_object or owner):
-        return
+        return None
     try:
         head = _head(s3, loc)
     except Exception as exc:
         raise _explain(exc, loc) from None
     if head is None:
         if owner:
-            return
+            return None
         raise _no_backup(loc)
     if owner and _owner_of(head) != owner:
-        raise DestinationError(f"an object already exists at {loc.url()}: a backup never replaces an artifact it "
-                               "did not write; choose another key (spec.s3.key), or delete that object first")
+        raise _taken(loc)
+    return str(head.get("ETag") or "") or None
+
+
+def _taken(loc: Location, meanwhile: bool = False) -> DestinationError:
+    when = " (stored while this backup ran)" if meanwhile else ""
+    return DestinationError(f"an object already exists at {loc.url()}{when}: a backup never replaces an artifact "
+                            "it did not write; choose another key (spec.s3.key), or delete that object first")
+
+
+def _write_only_if(s3: Any, replaces: str | None) -> None:
+    """Make the client's writes of an object conditional (S3 conditional writes): only where none is
+    (``If-None-Match: *``), or only over the object with ETag ``replaces`` (``If-Match``). The server decides
+    when it stores the object, so two requests that both found the key free cannot both write it: the second
+    is answered 412. boto3's transfer layer (multipart above 8 MiB) takes no such argument, so it is added to
+    the two calls that store an object, PutObject and CompleteMultipartUpload."""
+    condition = {"IfMatch": replaces} if replaces else {"IfNoneMatch": "*"}
+
+    def add(params: dict[str, Any], **_: Any) -> None:
+        params.update(condition)
+
+    for call in ("PutObject", "CompleteMultipartUpload"):
+        s3.meta.events.register(f"before-parameter-build.s3.{call}", add)
 
 
 def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | None = None,
-           owner: str | None = None) -> None:
-    """Store the file at ``path`` as ``loc`` (multipart above 8 MiB), marked as ``owner``'s when given."""
-    extra = {"Metadata": {OWNER_METADATA: owner}} if owner else None
+           owner: str | None = None, replaces: str | None = None) -> None:
+    """Store the file at ``path`` as ``loc`` (multipart above 8 MiB). With ``owner`` (a backup request), marked
+    as its own and stored only where no object is, or over the one with ETag ``replaces`` (``check``'s
+    answer: an earlier attempt of the same request); an object another request stored meanwhile stays."""
+    from botocore.exceptions import ClientError
+
+    s3 = client(loc, access, ca_file)
+    extra = None
+    if owner:
+        extra = {"Metadata": {OWNER_METADATA: owner}}
+        _write_only_if(s3, replaces)
     try:
-        client(loc, access, ca_file).upload_file(path, loc.bucket, loc.key, ExtraArgs=extra)
+        s3.upload_file(path, loc.bucket, loc.key, ExtraArgs=extra)
     except Exception as exc:
+        cause = exc.__context__ if exc.__context__ is not None else exc
+        if owner and isinstance(cause, ClientError) and \
+                cause.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            raise _taken(loc, meanwhile=True) from None
+        # A server may answer 412 before reading the body and close the connection while the client still
+        # sends it: the client then sees a broken connection (versitygw, 7 of 60 refusals). What is at the
+        # key says which it was.
+        if owner and _stored_by_another(s3, loc, owner):
+            raise _taken(loc, meanwhile=True) from None
         raise _explain(exc, loc) from None
+
+
+def _stored_by_another(s3: Any, loc: Location, owner: str) -> bool:
+    """After a failed upload: an object is at the key, and not ``owner``'s (False if that cannot be told)."""
+    try:
+        head = _head(s3, loc)
+    except Exception:
+        return False
+    return head is not None and _owner_of(head) != owner
 
 
 def download(loc: Location, access: tuple[str, str], dest: str, ca_file: str | None = None) -> None:

@@ -82,16 +82,17 @@ def execute(action: str, name: str, core: Core, dest: Destination, check_mode: b
     if not dest.s3 and action == "restore" and not os.path.isfile(str(dest.path)):
         raise ValueError(f"no artifact at {dest.path}")
     with tempfile.TemporaryDirectory(prefix="etcdproxy-backup-") as tmp, ca_file(dest.s3_ca) as s3_ca:
+        replaces = None  # the ETag of an earlier attempt's object, which the backup may replace
         if dest.s3:
             assert dest.access is not None
-            check(dest.s3, dest.access, s3_ca, need_object=action == "restore",
-                  owner=dest.owner if action == "backup" else None)
+            replaces = check(dest.s3, dest.access, s3_ca, need_object=action == "restore",
+                             owner=dest.owner if action == "backup" else None)
         path = os.path.join(tmp, "artifact") if dest.s3 else str(dest.path)
         if dest.s3 and action == "restore":
             download(dest.s3, dest.access, path, s3_ca)
         summary = _on_core(action, name, core, path, check_mode, progress, dest.sha256)
         if dest.s3 and action == "backup":
-            upload(path, dest.s3, dest.access, s3_ca, owner=dest.owner)
+            upload(path, dest.s3, dest.access, s3_ca, owner=dest.owner, replaces=replaces)
     return summary
 
 
