@@ -29,8 +29,9 @@ import (
 //
 // Writes the replica cannot know of (other tenants', the main cluster's) are extrapolated: each member's
 // size is taken to go on growing as fast as it grew between its last two polls, from the last poll until
-// coreCommitLag from now. Measured with two tenants flooding at once: without it each replica saw only
-// its own tenant's writes before the commit, and together they took 29.7 MiB of a 25.6 MiB ceiling.
+// coreCommitLag from now, which covers growth that goes on over several polls. A burst of several tenants
+// within one poll is not covered (measured, two tenants' 8 MiB bursts: 27.8-29.7 MiB of a 32 MiB test
+// core whose ceiling was 25.6 MiB, with and without it): that is what the reserve is for.
 //
 // Cost of knowing the size: one Maintenance/Status call per poll, to one member at a time (round robin).
 // The poll interval follows the room left: the time the core would need to fill it at coreFillRate,
