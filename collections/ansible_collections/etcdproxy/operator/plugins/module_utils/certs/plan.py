@@ -132,6 +132,17 @@ def trust_hash(bundle: str, revoked: str) -> str:
     return bundle_hash(bundle + revoked) if revoked else bundle_hash(bundle)
 
 
+def issued_key(namespace: str, name: str) -> str:
+    """A client destination's key in the CA store's record of issued certificates (Store.issued)."""
+    return f"{namespace}/{name}"
+
+
+def issued_destination(key: str) -> tuple[str, str]:
+    """(namespace, name) of an ``issued_key``."""
+    namespace, _, name = key.partition("/")
+    return namespace, name
+
+
 def listed_clients(obs: Observed) -> set[tuple[str, str]]:
     """The client destinations (namespace, name) the spec lists, usable or not."""
     return set(obs.listed_clients) | {(d.namespace, d.name) for d in obs.client_destinations}
@@ -152,9 +163,9 @@ def revocations(obs: Observed, kept: dict[str, str], issued: dict[str, str], now
     previous: dict[tuple[str, str], str] = {}
     for old in obs.previous_clients:
         previous[(old["namespace"], old["name"])] = str(old.get("notAfter") or "")
-    for where, after in issued.items():
-        ns, _, secret = where.partition("/")
-        previous[(ns, secret)] = max(previous.get((ns, secret), ""), after)
+    for key, after in issued.items():
+        where = issued_destination(key)
+        previous[where] = max(previous.get(where, ""), after)
     left, new = [], []
     for (ns, secret), after in sorted(previous.items()):
         if (ns, secret) in listed or not after:
@@ -316,10 +327,10 @@ def plan_certificates(obs: Observed, settings: Settings, now: datetime.datetime)
     # The client destinations issued a certificate, recorded before it leaves (see revocations); one that
     # left the spec is in store.revoked from now on.
     listed = listed_clients(obs)
-    issued = {k: v for k, v in store.issued.items() if tuple(k.split("/", 1)) in listed}
+    issued = {k: v for k, v in store.issued.items() if issued_destination(k) in listed}
     for d, leaf in clients:
         if leaf.data is not None:
-            issued[f"{d.namespace}/{d.name}"] = rfc3339(leaf.cert.not_valid_after_utc)
+            issued[issued_key(d.namespace, d.name)] = rfc3339(leaf.cert.not_valid_after_utc)
     if issued != store.issued:
         store.issued, store_changed = issued, True
 
