@@ -4,9 +4,7 @@ refuses before its first request (module_utils/args.py, refuse_without_core_endp
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,11 +12,13 @@ import pytest
 import yaml
 from ansible_collections.etcdproxy.operator.plugins.plugin_utils.inprocess import run_main
 
+from .loopback import QuietHandler, serving
+
 COMMON = {"name": "a", "namespace": "kube-apiserver-storage", "core_ca_configmap": "etcd-ca",
           "core_ca_key": "ca.crt", "core_client_secret": "etcd-client", "core_endpoints": []}
 
 
-class Counter(BaseHTTPRequestHandler):
+class Counter(QuietHandler):
     requests: ClassVar[list[str]] = []
 
     def answer(self) -> None:
@@ -29,22 +29,16 @@ class Counter(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = answer  # noqa: N815 (http.server's names)
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def kubeconfig(tmp_path: Path) -> Iterator[str]:
     Counter.requests = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Counter)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    path = tmp_path / "config"
-    path.write_text(yaml.safe_dump({
-        "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "c"}}],
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{httpd.server_address[1]}"}}]}))
-    yield str(path)
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Counter) as url:
+        path = tmp_path / "config"
+        path.write_text(yaml.safe_dump({
+            "current-context": "c", "contexts": [{"name": "c", "context": {"cluster": "c"}}],
+            "clusters": [{"name": "c", "cluster": {"server": url}}]}))
+        yield str(path)
 
 
 @pytest.mark.parametrize(("module", "extra"), [

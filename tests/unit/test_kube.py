@@ -4,14 +4,14 @@ for the API server; the integration suite runs every call against a real one).""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import pytest
 from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Api, ApiError, Kube
 from ansible_collections.etcdproxy.operator.plugins.module_utils.kubeconfig import Endpoint
+
+from .loopback import QuietHandler, serving
 
 
 class FakeApi:
@@ -89,7 +89,7 @@ def test_writes_use_the_patch_each_kind_of_object_takes():
     ]
 
 
-class Recorder(BaseHTTPRequestHandler):
+class Recorder(QuietHandler):
     """Answers as an API server would: the object for GET /found, 404 with a Status for others, 403 for
     /forbidden; records each request."""
 
@@ -115,19 +115,12 @@ class Recorder(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PATCH = do_DELETE = answer  # noqa: N815 (http.server's names)
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def server() -> Iterator[str]:
     Recorder.seen = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Recorder) as url:
+        yield url
 
 
 def test_over_http_answers_errors_and_headers(server: str):
