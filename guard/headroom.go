@@ -67,8 +67,7 @@ type headroom struct {
 	fallbackQuota int64   // when Status reports none
 
 	mu       sync.Mutex
-	sizes    map[string]polled // endpoint -> its last poll
-	inUse    map[string]int64
+	sizes    map[string]polled          // endpoint -> its last poll
 	versions map[string]*semver.Version // endpoint -> etcd version at its last poll
 	quota    int64                      // as reported (0: unknown)
 	applied  []growth                   // growth known applied, oldest first, in steps of appliedStep
@@ -78,12 +77,12 @@ type headroom struct {
 	now      func() time.Time
 }
 
-// polled is a member's size as a Status call sent at sent reported it, and how fast it grew since the
-// poll before.
+// polled is a member's size (and size in use) as a Status call sent at sent reported it, and how fast it
+// grew since the poll before.
 type polled struct {
-	size   int64
-	sent   time.Time
-	growth float64 // bytes per second, 0 if it shrank
+	size, inUse int64
+	sent        time.Time
+	growth      float64 // bytes per second, 0 if it shrank
 }
 
 // growth is the cost of the writes known applied before until.
@@ -97,7 +96,7 @@ func newHeadroom(reservePercent int, fallbackQuota int64) *headroom {
 		fallbackQuota = defaultCoreQuota
 	}
 	return &headroom{reserve: float64(reservePercent) / 100, fallbackQuota: fallbackQuota,
-		sizes: map[string]polled{}, inUse: map[string]int64{}, versions: map[string]*semver.Version{}, now: time.Now}
+		sizes: map[string]polled{}, versions: map[string]*semver.Version{}, now: time.Now}
 }
 
 // CoreState is what the replica knows of the core's size.
@@ -113,9 +112,9 @@ func (h *headroom) stateLocked() CoreState {
 	}
 	var size, inUse int64
 	now := h.now()
-	for ep, p := range h.sizes {
+	for _, p := range h.sizes {
 		size = max(size, p.size+int64(p.growth*now.Add(coreCommitLag).Sub(p.sent).Seconds()))
-		inUse = max(inUse, h.inUse[ep])
+		inUse = max(inUse, p.inUse)
 	}
 	return CoreState{Size: size + h.counted, InUse: inUse, Quota: quota,
 		Ceiling: int64(float64(quota) * (1 - h.reserve)), Sampled: h.sampled}
@@ -198,11 +197,11 @@ func (h *headroom) Version() string {
 func (h *headroom) record(endpoint string, size, inUse, quota int64, version string, sent time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p := polled{size: size, sent: sent}
+	p := polled{size: size, inUse: inUse, sent: sent}
 	if last, ok := h.sizes[endpoint]; ok && size > last.size && sent.After(last.sent) {
 		p.growth = float64(size-last.size) / sent.Sub(last.sent).Seconds()
 	}
-	h.sizes[endpoint], h.inUse[endpoint] = p, inUse
+	h.sizes[endpoint] = p
 	if v, err := semver.NewVersion(version); err == nil {
 		h.versions[endpoint] = v
 	}

@@ -15,11 +15,11 @@ same moment, by at most what the core applies before a poll can show it, which t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import pytest
@@ -52,27 +52,24 @@ class SmallCore:
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    def status(self) -> dict:
-        return json.loads(self.ctl("endpoint", "status", "-w", "json"))[0]["Status"]
-
     def reset(self) -> None:
         """What the core's admin does: compact to now and defragment (the file shrinks)."""
-        rev = self.status()["header"]["revision"]
+        rev = self.status().header.revision
         self.ctl("compact", str(rev))
         self.ctl("defrag")
         assert self.ctl("alarm", "list").strip() == ""
 
-    def db_size(self) -> int:
-        """The core's database size as etcd reports it (only defragmentation shrinks it)."""
+    def status(self) -> Any:
+        """The first core member's Status (its ``dbSize`` only shrinks with defragmentation)."""
         ep, ca, cert, key = self.core()
         with Client(ep.split(",")[0], ca, cert, key) as c:
-            return etcdpb.StatusResponse.FromString(c.unary("/etcdserverpb.Maintenance/Status")).dbSize
+            return etcdpb.StatusResponse.FromString(c.unary("/etcdserverpb.Maintenance/Status"))
 
     def prefill(self, size: int) -> None:
         """History of the main cluster's own keys, written to the core directly, up to about size."""
         ep, ca, cert, key = self.core()
         with Client(ep.split(",")[0], ca, cert, key) as c:
-            for i in range(max(0, (size - self.db_size()) // 1_000_000)):
+            for i in range(max(0, (size - self.status().dbSize) // 1_000_000)):
                 c.put(f"/prefill/k{i % 3}".encode(), b"p" * 1_000_000)
 
 
@@ -166,7 +163,7 @@ def test_tenant_floods_never_raise_nospace(small: SmallCore, case: str, tmp_path
             f.join(FLOOD_SECONDS + 30)
         stop.set()
         writer.join(30)
-        size = small.db_size()
+        size = small.status().dbSize
         for t in tenants:
             assert t.core_refusal, f"{t.name}: the core's headroom never refused ({t.puts} puts, {t.refusals})"
             assert "space quota" in t.core_refusal and "64.0Mi" in t.core_refusal, t.core_refusal

@@ -88,6 +88,8 @@ def _explain(exc: BaseException, loc: Location) -> DestinationError:
 
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("PreconditionFailed", "412"):  # a conditional write refused (upload with an owner)
+            return _taken(loc, meanwhile=True)
         if code in ("NoSuchBucket",):
             return DestinationError(f"the bucket {loc.bucket} does not exist at {loc.endpoint}: create it, or fix "
                                     "the bucket name")
@@ -172,8 +174,6 @@ def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | Non
     """Store the file at ``path`` as ``loc`` (multipart above 8 MiB). With ``owner`` (a backup request), marked
     as its own and stored only where no object is, or over the one with ETag ``replaces`` (``check``'s
     answer: an earlier attempt of the same request); an object another request stored meanwhile stays."""
-    from botocore.exceptions import ClientError
-
     s3 = client(loc, access, ca_file)
     extra = None
     if owner:
@@ -182,13 +182,9 @@ def upload(path: str, loc: Location, access: tuple[str, str], ca_file: str | Non
     try:
         s3.upload_file(path, loc.bucket, loc.key, ExtraArgs=extra)
     except Exception as exc:
-        cause = exc.__context__ if exc.__context__ is not None else exc
-        if owner and isinstance(cause, ClientError) and \
-                cause.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-            raise _taken(loc, meanwhile=True) from None
-        # A server may answer 412 before reading the body and close the connection while the client still
-        # sends it: the client then sees a broken connection (versitygw, 7 of 60 refusals). What is at the
-        # key says which it was.
+        # The 412 of a refused conditional write is _explain's; but a server may answer it before reading
+        # the body and close the connection while the client still sends it, which the client sees as a
+        # broken connection (versitygw, 7 of 60 refusals). What is at the key says which it was.
         if owner and _stored_by_another(s3, loc, owner):
             raise _taken(loc, meanwhile=True) from None
         raise _explain(exc, loc) from None
