@@ -87,6 +87,20 @@ def test_a_prefix_the_core_s_users_keep_gets_no_proxy_no_backup_and_its_keys_are
             assert core.range(f"/{name}/registry/pods/default/theirs".encode()) != []
 
 
+def test_a_setting_holding_yaml_syntax_is_reported_and_nothing_is_applied(storages, operator):
+    """The operator's settings reach the proxy's YAML as JSON strings: one holding a newline and YAML syntax
+    (which would have broken the rendered YAML and failed every run) still renders, and the run reports it
+    instead of failing; the proxy keeps what it had."""
+    name, _ = storages.create_ready_tenant("hostile-setting")
+    args = storages.deployment(name)["spec"]["template"]["spec"]["containers"][0]["command"]
+    with operator.restarted(extra_env={"ETCDPROXY_LIMIT_STORAGE": "512Mi\nkind: [broken"}):
+        cond = storages.wait_condition(name, "Ready", "False", reason="OperatorMisconfigured")
+        assert "the operator default for spec.limits.storage (ETCDPROXY_LIMIT_*)" in cond["message"], cond["message"]
+        assert storages.condition(name, "CoreEtcdConfigured")["reason"] == "OperatorMisconfigured"
+        assert storages.deployment(name)["spec"]["template"]["spec"]["containers"][0]["command"] == args
+    storages.wait_condition(name, "Ready", "True")
+
+
 @pytest.mark.parametrize(("resources", "message"), [
     ({"requests": {"cpu": "banana"}}, "spec.resources.requests.cpu"),
     ({"requests": {"memory": "512Mi"}, "limits": {"memory": "256Mi"}}, "each request must be at most its limit"),

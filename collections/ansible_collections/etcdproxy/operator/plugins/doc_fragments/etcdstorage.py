@@ -78,4 +78,24 @@ options:
         endpoint replicas report with; sets C(status.usage) and the C(WithinLimits) condition.
     type: dict
     default: {}
+  default_limits:
+    description:
+      - The operator's default limits (E(ETCDPROXY_LIMIT_*)), checked as the guard parses them (whole
+        quantities of bytes, or integers). A wrong one, or a wrong O(core_reserve_percent),
+        O(core_quota_bytes), O(core_endpoints) or O(reserved_prefixes), is reported as
+        C(CoreEtcdConfigured=False) (C(OperatorMisconfigured)) naming the variable, and no proxy object
+        is applied.
+    type: dict
+    default: {}
+  core_reserve_percent:
+    description:
+      - Share of the core's space quota kept for the main cluster (E(ETCDPROXY_CORE_RESERVE_PERCENT)), an
+        integer from 0 to 90; not checked when left out.
+    type: str
+  core_quota_bytes:
+    description:
+      - The core's space quota for cores whose Status does not report it (E(ETCDPROXY_CORE_QUOTA_BYTES));
+        empty means etcd's default.
+    type: str
+    default: ''
 """

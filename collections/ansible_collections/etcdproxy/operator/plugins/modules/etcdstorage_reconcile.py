@@ -39,11 +39,6 @@ options:
         means a sixth of the CA's lifetime. API servers must restart within it.
     type: str
     default: ''
-  config_errors:
-    description: Problems with the operator configuration found by the role; reported as-is.
-    type: list
-    elements: str
-    default: []
   proxy_objects:
     description: The proxy Deployment and Service as the role renders them.
     type: list

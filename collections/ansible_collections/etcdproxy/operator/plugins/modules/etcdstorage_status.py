@@ -17,11 +17,6 @@ description:
 version_added: 0.1.0
 author: etcdproxy-operator developers
 options:
-  config_errors:
-    description: Problems with the operator configuration found by the role; reported as-is.
-    type: list
-    elements: str
-    default: []
   certificate_problems:
     description:
       - Problems reported by the certificate step. Omit when certificates are not managed by this run;

@@ -19,6 +19,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.drift import (
     owner_reference,
 )
 from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
+from ansible_collections.etcdproxy.operator.plugins.module_utils.settings import settings_errors
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import (
     Condition,
     Observed,
@@ -103,6 +104,10 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     """
     p = params
     name, ns = p["name"], p["namespace"]
+    config_errors = settings_errors(p["default_limits"], p["core_reserve_percent"], p["core_quota_bytes"],
+                                    p["core_endpoints"], p["reserved_prefixes"])
+    if config_errors:  # rendered from settings that are wrong: never applied
+        p = {**p, "proxy_objects": []}
     if hash_annotation and hash_annotation[1]:
         for obj in p["proxy_objects"]:
             if obj.get("kind") == "Deployment":
@@ -129,7 +134,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     core_health = None
     now = datetime.datetime.now(datetime.UTC)
     usage, limits_condition = None, None
-    if p.get("core_endpoints") and not core_problems and not p["config_errors"]:
+    if p.get("core_endpoints") and not core_problems and not config_errors:
         with session(*material(core_cm, core_secret, p["core_ca_key"])) as core:
             core_health = health(p["core_endpoints"], core) or ""
             if not core_health:
@@ -137,7 +142,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
                 usage, limits_condition = summarize(reports or [], p["limits"], now)
     obs = Observed(
         name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
-        config_errors=p["config_errors"], core_problems=core_problems,
+        config_errors=config_errors, core_problems=core_problems,
         certificate_problems=p["certificate_problems"],
         deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
         apply_error=api_message(p["apply_error"]) if p.get("apply_error") else "",
@@ -173,7 +178,9 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
 STATUS_OPTIONS = dict(
     **COMMON_OPTIONS,
     **CORE_OPTIONS,
-    config_errors=dict(type="list", elements="str", default=[]),
+    default_limits=dict(type="dict", default={}),
+    core_reserve_percent=dict(type="str"),
+    core_quota_bytes=dict(type="str", default=""),
     certificate_problems=dict(type="list", elements="str"),
     proxy_objects=dict(type="list", elements="dict", default=[]),
     extra_status=dict(type="dict"),
