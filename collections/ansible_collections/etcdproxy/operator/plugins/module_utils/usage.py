@@ -13,7 +13,7 @@ import datetime
 import json
 from typing import Any
 
-from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace
+from ansible_collections.etcdproxy.operator.plugins.module_utils import coreetcd, keyspace
 from ansible_collections.etcdproxy.operator.plugins.module_utils.quantity import parse_quantity
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import WITHIN_LIMITS, Condition
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import parse_rfc3339
@@ -44,18 +44,14 @@ def report_prefix(name: str) -> tuple[str, str]:
 def read_reports(endpoints: list[str], name: str, sess: Any, timeout: float = 3.0) -> list[dict[str, Any]] | None:
     """Every replica's record (possibly none); None when no core endpoint answered. ``sess``: a core
     session (coreetcd.session)."""
-    import requests
-
     body = keyspace.range_body(keyspace.report_prefix(name))
     for endpoint in endpoints:
         try:
-            resp = sess.post(endpoint.rstrip("/") + "/v3/kv/range", json=body, timeout=timeout)
-        except requests.RequestException:
-            continue
-        if resp.status_code != 200:
+            page = coreetcd.post(sess, endpoint.rstrip("/") + "/v3/kv/range", body, timeout)
+        except coreetcd.call_errors():
             continue
         out = []
-        for kv in resp.json().get("kvs") or []:
+        for kv in page.get("kvs") or []:
             try:
                 out.append(json.loads(base64.b64decode(kv.get("value") or "")))
             except ValueError:

@@ -214,7 +214,7 @@ def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
         supports_check_mode=True,
     )
     if IMPORT_ERROR:
-        module.fail_json(msg="etcdstorage_backup needs the urllib3, requests and boto3 libraries",
+        module.fail_json(msg="etcdstorage_backup needs the urllib3 and boto3 libraries",
                          exception=IMPORT_ERROR)
     p = module.params
     try:

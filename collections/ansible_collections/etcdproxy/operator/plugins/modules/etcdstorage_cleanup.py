@@ -159,7 +159,7 @@ def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
         supports_check_mode=True,
     )
     if IMPORT_ERROR:
-        module.fail_json(msg="etcdstorage_cleanup needs the urllib3 and requests libraries", exception=IMPORT_ERROR)
+        module.fail_json(msg="etcdstorage_cleanup needs the urllib3 library", exception=IMPORT_ERROR)
     refuse_without_core_endpoints(module)
     try:
         module.exit_json(**run(module))
