@@ -2,37 +2,25 @@
 
 Through etcd's HTTP endpoints on the client URL (``/health`` and the JSON gateway ``/v3/...``) with
 ``urllib3`` (which the API client, module_utils/kube.py, imports anyway; ``requests`` on top of it cost every
-reconcile ~0.035 s more to import); the CA, certificate and key exist as files only for the duration of a
-call, in a private temporary directory.
+reconcile ~0.035 s more to import), in the TLS context the API client builds from a kubeconfig's data: the
+CA is loaded from memory, the certificate and key are files only while ssl loads them.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+import urllib3
 from ansible_collections.etcdproxy.operator.plugins.module_utils.cleanup import (
     deleterange_body,
     lease_ids,
     lease_markers_body,
 )
+from ansible_collections.etcdproxy.operator.plugins.module_utils.kubeconfig import load_client_certificate, tls_context
 from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import secret_text
-
-
-@contextlib.contextmanager
-def tls_files(ca_pem: str, cert_pem: str, key_pem: str) -> Iterator[dict[str, str]]:
-    with tempfile.TemporaryDirectory(prefix="etcdproxy-") as tmp:
-        paths = {}
-        for fname, text in (("ca.crt", ca_pem), ("tls.crt", cert_pem), ("tls.key", key_pem)):
-            path = os.path.join(tmp, fname)
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as fh:
-                fh.write(text)
-            paths[fname] = path
-        yield paths
 
 
 def material(configmap: dict[str, Any] | None, secret: dict[str, Any] | None, ca_key: str) -> tuple[str, str, str]:
@@ -50,26 +38,24 @@ class CoreAnswerError(Exception):
         self.text = text
 
 
+# What a call through a ``session`` raises when it gets no answer (urllib3's errors) or a wrong one.
+CALL_ERRORS: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, CoreAnswerError)
+
+
 @contextlib.contextmanager
-def session(ca_pem: str, cert_pem: str, key_pem: str) -> Iterator[Any]:
-    """A ``urllib3`` pool with the core client certificate that trusts only the core CA: calls in one reconcile
-    share its connection (one TLS handshake). No retries: each endpoint is tried once, in turn."""
-    import urllib3
-
-    with tls_files(ca_pem, cert_pem, key_pem) as paths:
-        pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=paths["ca.crt"], cert_file=paths["tls.crt"],
-                                   key_file=paths["tls.key"], retries=False)
-        try:
-            yield pool
-        finally:
-            pool.clear()
-
-
-def call_errors() -> tuple[type[Exception], ...]:
-    """What a call through a ``session`` raises when it gets no answer (urllib3's errors) or a wrong one."""
-    import urllib3
-
-    return urllib3.exceptions.HTTPError, CoreAnswerError
+def session(ca_pem: str, cert_pem: str, key_pem: str) -> Iterator[urllib3.PoolManager]:
+    """A ``urllib3`` pool with the core client certificate that trusts only the core CA (the TLS context the
+    API client builds from a kubeconfig's data, kubeconfig.py): calls in one reconcile share its connection
+    (one TLS handshake). No retries: each endpoint is tried once, in turn."""
+    if not ca_pem:  # an empty bundle would make ssl trust the system's CAs instead
+        raise ValueError("the core etcd CA bundle is empty")
+    context = tls_context(None, ca_pem, insecure=False)
+    load_client_certificate(context, cert_pem, key_pem)
+    pool = urllib3.PoolManager(ssl_context=context, retries=False)
+    try:
+        yield pool
+    finally:
+        pool.clear()
 
 
 def post(sess: Any, url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -89,7 +75,7 @@ def health(endpoints: list[str], sess: Any, timeout: float = 3.0) -> str | None:
             if resp.status == 200 and resp.json().get("health") == "true":
                 return None
             errors.append(f"{endpoint}: HTTP {resp.status}")
-        except (*call_errors(), ValueError) as exc:
+        except (*CALL_ERRORS, ValueError) as exc:
             errors.append(f"{endpoint}: {type(exc).__name__}")
     return "; ".join(errors) or "no endpoints"
 
@@ -109,7 +95,7 @@ def delete_tenant(endpoints: list[str], name: str, ca_pem: str, cert_pem: str, k
                 deleted = int(post(sess, base + "/v3/kv/deleterange", deleterange_body(name), timeout).get("deleted")
                               or 0)
                 return deleted, revoke_leases(sess, base, name, timeout)
-            except call_errors() as exc:
+            except CALL_ERRORS as exc:
                 errors.append(f"{endpoint}: {exc if isinstance(exc, CoreAnswerError) else type(exc).__name__}")
     raise RuntimeError("no core etcd endpoint answered: " + "; ".join(errors))
 

@@ -19,7 +19,6 @@ BYTE_LIMITS = ("storage", "writeBytesPerSecond", "writeBurst", "readBytesInFligh
 _WHOLE_BYTES = re.compile(r"[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?")
 _INTEGER = re.compile(r"[0-9]+")
 _PERCENT = re.compile(r"[0-9]|[1-8][0-9]|90")
-_QUOTA = re.compile(r"([0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?)?")
 _ENDPOINT = re.compile(r"https://[^,/]+")
 
 
@@ -38,7 +37,7 @@ def settings_errors(default_limits: Mapping[str, Any], core_reserve_percent: str
     ]
     if core_reserve_percent is not None and not _PERCENT.fullmatch(str(core_reserve_percent)):
         errors.append(f"ETCDPROXY_CORE_RESERVE_PERCENT={core_reserve_percent} must be an integer from 0 to 90")
-    if not _QUOTA.fullmatch(str(core_quota_bytes or "")):
+    if core_quota_bytes and not _WHOLE_BYTES.fullmatch(str(core_quota_bytes)):
         errors.append(f"ETCDPROXY_CORE_QUOTA_BYTES={core_quota_bytes} must be a quantity of bytes such as 8Gi")
     if not all(_ENDPOINT.fullmatch(e) for e in core_endpoints):
         errors.append(f"ETCDPROXY_CORE_ENDPOINTS={','.join(core_endpoints)} must list https:// URLs without paths")

@@ -48,7 +48,7 @@ def read_reports(endpoints: list[str], name: str, sess: Any, timeout: float = 3.
     for endpoint in endpoints:
         try:
             page = coreetcd.post(sess, endpoint.rstrip("/") + "/v3/kv/range", body, timeout)
-        except coreetcd.call_errors():
+        except coreetcd.CALL_ERRORS:
             continue
         out = []
         for kv in page.get("kvs") or []:
