@@ -69,6 +69,13 @@ def test_watches_point_at_the_roles():
     for watch in watches:
         assert (REPO / "roles" / watch["role"] / "tasks" / "main.yml").exists()
         assert watch["manageStatus"] is False
+    # The EtcdStorage finalizer runs the role's cleanup alone (ansible-operator resolves the path against its
+    # working directory: the repository here, the image's home there, where the Dockerfile copies playbooks/).
+    (storage,) = [w for w in watches if w["kind"] == "EtcdStorage"]
+    (play,) = yaml.safe_load((REPO / storage["finalizer"]["playbook"]).read_text())
+    (task,) = play["tasks"]
+    assert task["ansible.builtin.import_role"] == {"name": storage["role"], "tasks_from": "cleanup"}
+    assert play["hosts"] == "localhost" and play["gather_facts"] is False
 
 
 def test_the_role_knows_the_reconcile_period_of_watches_yaml():

@@ -86,11 +86,13 @@ EXAMPLES = r"""
   no_log: true
   register: result
 
-- name: Apply what differs
+- name: Send what differs
   kubernetes.core.k8s:
-    apply: true
-    definition: "{{ result.apply }}"
-  when: result.apply | length > 0
+    state: present
+    apply: "{{ item.apply | default(omit) }}"
+    merge_type: "{{ item.merge_type | default(omit) }}"
+    definition: "{{ item.definition }}"
+  loop: "{{ result.calls }}"
 """
 
 RETURN = r"""
@@ -107,6 +109,14 @@ patch:
   returned: always
   type: list
   elements: dict
+calls:
+  description: >-
+    RV(apply) as options of C(kubernetes.core.k8s), one call each, in order: C(apply=true) with the objects
+    not in RV(patch), then C(merge_type=merge) with RV(patch); empty when nothing differs.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"apply": true, "definition": [{"kind": "Deployment"}]}]
 drift:
   description: For each object in RV(apply), the first field that differs (or C(missing)).
   returned: always
@@ -181,7 +191,7 @@ try:
     from ansible_collections.etcdproxy.operator.plugins.module_utils.args import refuse_without_core_endpoints
     from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube, api_client
     from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import (
-        STATUS_OPTIONS, reconcile_status,
+        STATUS_OPTIONS, k8s_calls, reconcile_status,
     )
     IMPORT_ERROR = None
 except ImportError:
@@ -259,7 +269,8 @@ def run(module: AnsibleModule) -> dict:
     requeue = status["requeue_after"] or (p["retry_period"] if clone and clone.requeue else "")
     return {
         "changed": bool(status["changed"] or (certs and certs["changed"])),
-        "apply": status["apply"], "patch": status["patch"], "drift": status["drift"], "ready": status["ready"],
+        "apply": status["apply"], "patch": status["patch"], "calls": k8s_calls(status["apply"], status["patch"]),
+        "drift": status["drift"], "ready": status["ready"],
         "requeue_after": requeue,
         "problems": certs["problems"] if certs else [],
         "certificates": certs["certificates"] if certs else {},
