@@ -90,13 +90,15 @@ def test_only_a_service_that_exists_is_merge_patched():
     assert merge_patched([dep, svc], {object_key(dep): "spec.replicas", object_key(svc): "spec.ports"}) == [svc]
 
 
-def test_the_k8s_calls_apply_first_then_merge_patch_and_are_none_when_nothing_differs():
+def test_the_k8s_calls_apply_then_merge_patch_then_delete_and_are_none_when_nothing_differs():
     from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import k8s_calls
 
     dep = {"kind": "Deployment", "metadata": {"name": "etcd-a", "namespace": "ns"}}
     svc = {"kind": "Service", "metadata": {"name": "etcd-a", "namespace": "ns"}}
-    assert k8s_calls([], []) == []
-    assert k8s_calls([dep, svc], []) == [{"apply": True, "definition": [dep, svc]}]
-    assert k8s_calls([dep, svc], [svc]) == [{"apply": True, "definition": [dep]},
-                                            {"merge_type": "merge", "definition": [svc]}]
-    assert k8s_calls([svc], [svc]) == [{"merge_type": "merge", "definition": [svc]}]
+    assert k8s_calls([], [], []) == []
+    assert k8s_calls([dep, svc], [], []) == [{"apply": True, "definition": [dep, svc]}]
+    assert k8s_calls([dep, svc], [svc], []) == [{"apply": True, "definition": [dep]},
+                                                {"merge_type": "merge", "definition": [svc]}]
+    assert k8s_calls([svc], [svc], []) == [{"merge_type": "merge", "definition": [svc]}]
+    # A reserved prefix: nothing to apply, what exists deleted.
+    assert k8s_calls([], [], [dep, svc]) == [{"state": "absent", "definition": [dep, svc]}]

@@ -88,7 +88,7 @@ EXAMPLES = r"""
 
 - name: Send what differs
   kubernetes.core.k8s:
-    state: present
+    state: "{{ item.state | default('present') }}"
     apply: "{{ item.apply | default(omit) }}"
     merge_type: "{{ item.merge_type | default(omit) }}"
     definition: "{{ item.definition }}"
@@ -111,8 +111,9 @@ patch:
   elements: dict
 calls:
   description: >-
-    RV(apply) as options of C(kubernetes.core.k8s), one call each, in order: C(apply=true) with the objects
-    not in RV(patch), then C(merge_type=merge) with RV(patch); empty when nothing differs.
+    The C(kubernetes.core.k8s) calls that bring the proxy objects to the spec, as options of that module, in
+    order: C(apply=true) with the objects of RV(apply) not in RV(patch), C(merge_type=merge) with RV(patch),
+    C(state=absent) with RV(remove); empty when nothing differs.
   returned: always
   type: list
   elements: dict
@@ -261,15 +262,17 @@ def run(module: AnsibleModule) -> dict:
         next_check_seconds=certs["next_check_seconds"] if certs else 0,
         restore_condition=clone.condition if clone else None,
         # Until the prefix is filled the proxy is not applied: nothing can read or write a half-filled tenant.
-        proxy_objects=p["proxy_objects"] if not reserved and (not clone or clone.done) else [],
-        prefix_reserved=keyspace.reserved_message(p["name"], reserved) if reserved else "",
+        # (The status step drops them itself for a reserved prefix.)
+        proxy_objects=p["proxy_objects"] if not clone or clone.done else [],
     )
     hash_value = certs["client_ca_hash"] if certs else ""
     status = reconcile_status(kube, status_params, module.check_mode, (names.HASH_ANNOTATION, hash_value))
+    remove = proxy_remains(kube, p["name"], p["namespace"]) if reserved else []
     requeue = status["requeue_after"] or (p["retry_period"] if clone and clone.requeue else "")
     return {
         "changed": bool(status["changed"] or (certs and certs["changed"])),
-        "apply": status["apply"], "patch": status["patch"], "calls": k8s_calls(status["apply"], status["patch"]),
+        "apply": status["apply"], "patch": status["patch"], "remove": remove,
+        "calls": k8s_calls(status["apply"], status["patch"], remove),
         "drift": status["drift"], "ready": status["ready"],
         "requeue_after": requeue,
         "problems": certs["problems"] if certs else [],
@@ -280,7 +283,6 @@ def run(module: AnsibleModule) -> dict:
         # (etcdstorage_status), so that report keeps the same conditions and .status keys.
         "extra_status": extra or None,
         "restore_condition": asdict(clone.condition) if clone else None,
-        "remove": proxy_remains(kube, p["name"], p["namespace"]) if reserved else [],
         "msg": status.get("msg", ""),
     }
 

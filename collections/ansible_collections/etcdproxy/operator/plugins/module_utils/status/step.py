@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ansible_collections.etcdproxy.operator.plugins.module_utils import names
+from ansible_collections.etcdproxy.operator.plugins.module_utils import keyspace, names
 from ansible_collections.etcdproxy.operator.plugins.module_utils.args import COMMON_OPTIONS, CORE_OPTIONS
 from ansible_collections.etcdproxy.operator.plugins.module_utils.coreetcd import health, material, session
 from ansible_collections.etcdproxy.operator.plugins.module_utils.drift import (
@@ -63,13 +63,16 @@ def merge_patched(apply: list[dict[str, Any]], drift: dict[str, str]) -> list[di
     return [obj for obj in apply if obj["kind"] == "Service" and drift.get(object_key(obj)) != "missing"]
 
 
-def k8s_calls(apply: list[dict[str, Any]], patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The kubernetes.core.k8s calls that send ``apply``, in order, as options of that module: one apply of
-    the objects not in ``patch``, then one JSON merge patch of those in it. The role loops over them in one
-    task (an empty loop is one skipped task, not one per kind of call)."""
+def k8s_calls(apply: list[dict[str, Any]], patch: list[dict[str, Any]],
+              remove: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The kubernetes.core.k8s calls that bring the proxy objects to the spec, in order, as options of that
+    module: one apply of the objects of ``apply`` not in ``patch``, one JSON merge patch of those in it, one
+    delete of ``remove``. The role loops over them in one task (an empty loop is one skipped task, not one
+    per kind of call)."""
     applied = [obj for obj in apply if obj not in patch]
     return ([{"apply": True, "definition": applied}] if applied else []) + (
-        [{"merge_type": "merge", "definition": patch}] if patch else [])
+        [{"merge_type": "merge", "definition": patch}] if patch else []) + (
+        [{"state": "absent", "definition": remove}] if remove else [])
 
 
 def core_material_owners(name: str, uid: str, *core: dict[str, Any] | None) -> list[dict[str, str]]:
@@ -105,9 +108,9 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
                      hash_annotation: tuple[str, str] | None = None) -> dict[str, Any]:
     """Observe one EtcdStorage, write its status and Events if they changed, find proxy drift.
 
-    ``params``: the options of etcdstorage_status (see its docs), and ``prefix_reserved`` from
-    etcdstorage_reconcile when the tenant's prefix is the core's own users' (Observed.prefix_reserved; the
-    role's report of a refused apply never needs it: no apply happens then). ``hash_annotation`` (key, value) is
+    ``params``: the options of etcdstorage_status (see its docs). A tenant whose prefix is the core's own
+    users' (``reserved_prefixes``) is reported as such (Observed.prefix_reserved) by both modules, the role's
+    report of a refused call included (the removal of its proxy is one). ``hash_annotation`` (key, value) is
     set on the pod template of every Deployment in ``proxy_objects`` before comparing (the
     client CA bundle hash that rolls the proxy when its trusted CAs change).
     """
@@ -115,7 +118,9 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
     name, ns = p["name"], p["namespace"]
     config_errors = settings_errors(p["default_limits"], p["core_reserve_percent"], p["core_quota_bytes"],
                                     p["core_endpoints"], p["reserved_prefixes"])
-    if config_errors:  # rendered from settings that are wrong: never applied
+    # A prefix the core's own users keep: no proxy (one there is removed by the caller, module etcdstorage_reconcile).
+    reserved = keyspace.reserved_overlap(name, p["reserved_prefixes"])
+    if config_errors or reserved:  # rendered from settings that are wrong, or for a reserved prefix: never applied
         p = {**p, "proxy_objects": []}
     if hash_annotation and hash_annotation[1]:
         for obj in p["proxy_objects"]:
@@ -156,7 +161,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
         apply_error=api_message(p["apply_error"]) if p.get("apply_error") else "",
         restore=restore_condition(p.get("restore_condition")),
-        prefix_reserved=p.get("prefix_reserved") or "",
+        prefix_reserved=keyspace.reserved_message(name, reserved) if reserved else "",
     )
     old = cr.get("status") or {}
     if not obs.apply_error and drift:
