@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
 import ssl
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -73,15 +75,26 @@ def test_tokens_and_token_files_relative_to_the_kubeconfig(tmp_path: Path):
     assert where.headers() == {"Authorization": "Bearer t3"}  # read on each request: token files rotate
 
 
-def test_tls_with_embedded_ca_and_client_certificate(tmp_path: Path):
+@pytest.mark.parametrize("memory_files", [True, False], ids=["memfd", "temporary directory"])
+def test_tls_with_embedded_ca_and_client_certificate(tmp_path: Path, monkeypatch, memory_files: bool):
     cert, key = pem_pair()
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    if not memory_files:  # not Linux
+        monkeypatch.delattr(os, "memfd_create")
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda path, *a, **kw: opened.append(str(path)) or real_open(path, *a, **kw))
     where = endpoint(write(tmp_path, {"server": "https://127.0.0.1:6443", "certificate-authority-data": b64(cert),
                                       "tls-server-name": "kubernetes"},
                            {"client-certificate-data": b64(cert), "client-key-data": b64(key)}))
     assert where.ssl_context is not None and where.ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert where.ssl_context.get_ca_certs()[0]["subject"] == ((("commonName", "test"),),)
     assert where.server_hostname == "kubernetes" and where.headers() == {}
-    assert not list(Path("/tmp").glob("etcdproxy-kube-*"))  # the key's temporary copy is gone
+    assert list(temporary.iterdir()) == []  # the key's temporary copy, if any, is gone
+    # with memory files the key is never written to a file system at all
+    assert any(p.startswith(str(temporary)) for p in opened) is not memory_files, opened
 
 
 def test_tls_with_files_relative_to_the_kubeconfig_and_insecure(tmp_path: Path):

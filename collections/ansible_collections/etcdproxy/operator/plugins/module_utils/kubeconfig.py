@@ -173,7 +173,20 @@ def tls_context(ca_file: str | None, ca_data: str | None, insecure: bool) -> ssl
 
 
 def load_client_certificate(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
-    """ssl loads a certificate and key only from files: write them to a private directory, load, remove."""
+    """ssl loads a certificate and key only from files. On Linux they are anonymous memory files
+    (memfd_create, opened through /proc/self/fd): the key never reaches a filesystem, and a process killed
+    while loading it leaves nothing behind. Elsewhere a private directory, removed after loading."""
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fds = []
+        try:
+            for name, text in (("tls.crt", cert_pem), ("tls.key", key_pem)):
+                fds.append(os.memfd_create(name, os.MFD_CLOEXEC))
+                os.write(fds[-1], text.encode())
+            context.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return
     with tempfile.TemporaryDirectory(prefix="etcdproxy-kube-") as d:
         cert_file, key_file = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
         for name, text in ((cert_file, cert_pem), (key_file, key_pem)):
