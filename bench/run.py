@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils import leftovers
 from kubernetes import client
 
 from bench.backup import backup_figures
@@ -46,7 +47,7 @@ from localcp.tenant import ProxyProcess, delivered_files, start_proxy, start_sto
 from localcp.tenant_apiserver import start_tenant_apiserver
 
 GROUP, VERSION, PLURAL = "etcd.etcdproxy.dev", "v1alpha1", "etcdstorages"
-RUNNER_DIR = Path("/tmp/ansible-operator/runner") / GROUP / VERSION / "EtcdStorage"
+RUNNER_DIR = leftovers.kind_directory(GROUP, VERSION, "EtcdStorage")
 
 
 def is_ready(es: dict[str, Any]) -> bool:

@@ -6,7 +6,8 @@ Prints each figure beside its goal; never gates anything.
   /proc/<pid>/stat, over IDLE_MINUTES, 30 by default), as a share of one core;
 - apply -> Ready p50 of new EtcdStorages while the 500 exist, one at a time;
 - 50 created at once, all Ready (how long);
-- the operator's RSS with all of them, and the runner artifacts kept on disk.
+- the operator's RSS with all of them, and the runner artifacts kept on disk;
+- the 50 deleted at once: how long until all are gone, and how many runner directories they left.
 
 `python -m bench.scale [tenants] [idle minutes] [max concurrent reconciles]` runs it with other sizes.
 """
@@ -59,6 +60,21 @@ def create_all(custom: client.CustomObjectsApi, names: list[str], op, timeout: f
     return time.monotonic() - t0
 
 
+def delete_all(custom: client.CustomObjectsApi, names: list[str], op, timeout: float) -> float:
+    """Delete ``names`` at once; how long until all are gone (their finalizer runs done)."""
+    t0 = time.monotonic()
+    for name in names:
+        custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+    wanted = set(names)
+
+    def all_gone() -> bool:
+        items = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        return not wanted & {i["metadata"]["name"] for i in items}
+
+    wait_for(f"{len(names)} EtcdStorages deleted", all_gone, timeout, op.proc, op.log, interval=1)
+    return time.monotonic() - t0
+
+
 def quiet(op, seconds: float = 20) -> None:
     """Wait until no run has started for ``seconds`` (the last reconciles of the creations are done)."""
     def no_recent_run() -> bool:
@@ -98,6 +114,10 @@ def main() -> int:
         results[f"operator_rss_mib_with_{tenants + 60} (goal <= 150)"] = rss_mib(op.proc.pid)
         kept = sum(f.stat().st_size for f in RUNNER_DIR.rglob("*") if f.is_file())
         results[f"runner_artifacts_kept_mib_for_{tenants + 60}"] = round(kept / 2**20, 1)
+        gone = delete_all(custom, [f"burst-{i}" for i in range(50)], op, 900)
+        results["fifty_deleted_at_once_all_gone_s"] = round(gone, 1)
+        left = sum((RUNNER_DIR / f"burst-{i}").exists() for i in range(50))
+        results["runner_directories_left_by_the_fifty_deleted (ansible-operator alone: 50)"] = left
     finally:
         if op is not None:
             op.stop()

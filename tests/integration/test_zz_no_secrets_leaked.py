@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
+from ansible_collections.etcdproxy.operator.plugins.module_utils.leftovers import RUNNER_ROOT as RUNNER
 from kubernetes import client
-
-RUNNER = Path("/tmp/ansible-operator/runner")
 
 
 def issued_key_fragments(core: client.CoreV1Api) -> set[str]:

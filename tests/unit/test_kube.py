@@ -137,3 +137,25 @@ def test_over_http_answers_errors_and_headers(server: str):
     assert first["headers"]["Authorization"] == "Basic dTpw" and first["headers"]["Accept"] == "application/json"
     assert patch["path"] == "/p?fieldManager=x" and patch["body"] == {"data": {"k": None}}
     assert patch["headers"]["Content-Type"] == "application/merge-patch+json"
+
+
+class Lists(FakeApi):
+    """Answers lists: a list of two, an answer without items, or the API server's 404."""
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
+                content_type: str = "application/json") -> Any:
+        if path.endswith("/namespaces/gone/etcdstoragebackups"):
+            raise ApiError(404, "Not Found", '{"message": "the server could not find the requested resource"}')
+        if path.endswith("/namespaces/odd/etcdstoragebackups"):
+            return {"kind": "Status"}
+        return {"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}], "path": path}
+
+
+def test_a_list_of_names_is_an_answer_with_items_and_nothing_else_is_an_empty_list():
+    """What the lists answer decides which runner directories are removed: no answer must look like
+    "nothing exists"."""
+    k = Kube(Lists())  # type: ignore[arg-type]
+    assert k.etcdstorage_names() == {"a", "b"} == k.backup_names("ops")
+    for namespace in ("gone", "odd"):
+        with pytest.raises(ApiError):
+            k.backup_names(namespace)

@@ -154,6 +154,16 @@ class Kube:
     def get_backup(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.api.get(backup_path(namespace, name))
 
+    def etcdstorage_names(self) -> set[str]:
+        """The names of every EtcdStorage (cluster-scoped). Any error is raised, a 404 too: an answer that
+        lists nothing must mean that nothing exists."""
+        return _names(self.api.request("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}"))
+
+    def backup_names(self, namespace: str) -> set[str]:
+        """The names of the EtcdStorageBackups in ``namespace``; errors as for etcdstorage_names."""
+        return _names(self.api.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/"
+                                              f"{BACKUP_PLURAL}"))
+
     def patch_backup_status(self, namespace: str, name: str, status_patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of an EtcdStorageBackup's .status (null deletes a key)."""
         return self.api.request("PATCH", f"{backup_path(namespace, name)}/status", {"status": status_patch},
@@ -242,3 +252,10 @@ class Kube:
             "reportingComponent": COMPONENT, "reportingInstance": socket.gethostname()[:128],
         }
         self.api.request("POST", object_path("Event", namespace), body)
+
+
+def _names(collection: dict[str, Any] | None) -> set[str]:
+    """The names in a list answer; anything else is an error, never an empty list."""
+    if not isinstance(collection, dict) or not isinstance(collection.get("items"), list):
+        raise ApiError(200, "OK", "the API server's answer to a list has no items")
+    return {item["metadata"]["name"] for item in collection["items"]}
