@@ -106,23 +106,27 @@ def test_every_module_has_the_action_plugin_that_runs_its_main(module):
     assert "module_class(" in ast.unparse(main)
 
 
-def ansible(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOCALHOST_WARNING": "false"}
+def ansible(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    """``tmp``: ansible's temporary directories (an async task whose interpreter is missing leaves its module
+    payload there, which would pile up in the home directory run after run)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOCALHOST_WARNING": "false",
+           "ANSIBLE_REMOTE_TMP": str(tmp / "remote"), "ANSIBLE_LOCAL_TEMP": str(tmp / "local"),
+           "ANSIBLE_ASYNC_DIR": str(tmp / "async")}
     return subprocess.run([str(REPO / ".venv/bin/ansible"), "localhost", "-c", "local", *args],
                           env=env, capture_output=True, text=True, cwd=REPO, timeout=120)
 
 
-def test_real_ansible_runs_our_module_in_its_worker_on_this_machine():
+def test_real_ansible_runs_our_module_in_its_worker_on_this_machine(tmp_path: Path):
     """A module process would need the interpreter, which does not exist: the answer is the module's own
     argument check, so it ran in ansible's worker."""
-    out = ansible("-m", "etcdproxy.operator.etcdstorage_status", "-a", "namespace=x",
+    out = ansible(tmp_path, "-m", "etcdproxy.operator.etcdstorage_status", "-a", "namespace=x",
                   "-e", "ansible_python_interpreter=/nonexistent/python")
     assert "missing required arguments: core_ca_configmap, core_ca_key, core_client_secret, name" in out.stdout, out
 
 
-def test_real_ansible_sends_the_module_as_usual_when_it_does_not_run_here_in_the_foreground():
+def test_real_ansible_sends_the_module_as_usual_when_it_does_not_run_here_in_the_foreground(tmp_path: Path):
     """An async task is sent as a module (ansible's async wrapper), so the missing interpreter shows."""
-    out = ansible("-m", "etcdproxy.operator.etcdstorage_status", "-a", "namespace=x", "-B", "30", "-P", "1",
+    out = ansible(tmp_path, "-m", "etcdproxy.operator.etcdstorage_status", "-a", "namespace=x", "-B", "30", "-P", "1",
                   "-e", "ansible_python_interpreter=/nonexistent/python")
     assert "missing required arguments" not in out.stdout
     assert "/nonexistent/python" in out.stdout + out.stderr, out
