@@ -84,8 +84,22 @@ def test_remove_takes_trees_and_files_and_what_is_already_gone(tmp_path):
     tree = object_dir(tmp_path, "gone", time.time())
     cache = tmp_path / "k8srcp-a.json"
     cache.write_text("{}")
-    assert leftovers.remove([tree, cache, tmp_path / "never-there"]) == [tree, cache]
+    assert leftovers.remove([tree, cache, tmp_path / "never-there"]) == ([tree, cache], [])
     assert not tree.exists() and not cache.exists()
+
+
+def test_what_cannot_be_removed_is_said_and_the_rest_still_goes(tmp_path, monkeypatch):
+    stuck, gone = object_dir(tmp_path, "stuck", time.time()), object_dir(tmp_path, "gone", time.time())
+    real_rmtree = leftovers.shutil.rmtree
+
+    def rmtree(path, onerror=None):
+        if Path(path) == stuck:
+            raise PermissionError(13, "Permission denied")
+        real_rmtree(path, onerror=onerror)
+
+    monkeypatch.setattr(leftovers.shutil, "rmtree", rmtree)
+    assert leftovers.remove([stuck, gone]) == ([gone], [f"{stuck}: Permission denied"])
+    assert stuck.exists() and not gone.exists()
 
 
 class FakeKube:

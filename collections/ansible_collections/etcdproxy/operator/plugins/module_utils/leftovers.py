@@ -94,10 +94,11 @@ def stale_discovery_caches(tmp: Path, now: float, max_age: float = DISCOVERY_CAC
     return stale
 
 
-def remove(paths: Iterable[Path]) -> list[Path]:
-    """Remove each directory tree or file; the ones that were there. One already gone (a concurrent run
-    removed it) is not an error."""
-    removed = []
+def remove(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """Remove each directory tree or file. Returns the ones that were removed, and a message for each that
+    could not be (kept; the others are still removed). One already gone (a concurrent run removed it) is
+    neither."""
+    removed, problems = [], []
     for path in paths:
         try:
             if path.is_dir() and not path.is_symlink():
@@ -106,8 +107,11 @@ def remove(paths: Iterable[Path]) -> list[Path]:
                 path.unlink()
         except FileNotFoundError:
             continue
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+            continue
         removed.append(path)
-    return removed
+    return removed, problems
 
 
 def _unless_gone(function: object, path: str, exc_info: tuple) -> None:

@@ -96,11 +96,9 @@ def run(module: Any) -> dict[str, Any]:
     stale = leftovers.stale_directories(kind_dir, live, listed_at)
     caches = leftovers.stale_discovery_caches(Path(tempfile.gettempdir()), time.time())
     if not module.check_mode:
-        try:
-            stale = leftovers.remove(stale)
-            caches = leftovers.remove(caches)
-        except OSError as exc:
-            warnings.append(f"kept some of what deleted {p['kind']}s left: {exc}")
+        stale, problems = leftovers.remove(stale)
+        caches, cache_problems = leftovers.remove(caches)
+        warnings += [f"kept {problem}" for problem in problems + cache_problems]
     result.update(changed=bool(stale or caches), discovery_caches_removed=len(caches),
                   removed=[str(d.relative_to(kind_dir)) for d in stale])
     if warnings:
