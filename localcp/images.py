@@ -262,6 +262,10 @@ def _fill_operator_base(root: Path) -> None:
     (root / ANSIBLE_HOME.lstrip("/")).chmod(0o775)
 
 
+# Dockerfile: removes the bundled collections the operator does not use, in the pip layer.
+BUNDLED_COLLECTIONS = REPO / "hack" / "bundled_collections.py"
+
+
 def _fill_python_deps(root: Path) -> None:
     """Dockerfile: `pip install -r requirements-runtime.txt` and our runner-http plugin, into the
     image's Python (console scripts get the image's interpreter)."""
@@ -279,8 +283,10 @@ def _fill_python_deps(root: Path) -> None:
         (bin_dir / script.name).write_bytes(text)
         (bin_dir / script.name).chmod(0o755)
     shutil.rmtree(target / "bin")
-    # Of the ~100 collections the ansible package bundles, the operator imports kubernetes.core only.
-    compile_python(root, SITE_PACKAGES, skip=r"/ansible_collections/(?!kubernetes/core/)")
+    # Of the ~100 collections the ansible package bundles, the operator uses those requirements.yml names.
+    subprocess.run([sys.executable, str(BUNDLED_COLLECTIONS), str(REPO / "requirements.yml"),
+                    str(target / "ansible_collections")], check=True, stdout=subprocess.DEVNULL)
+    compile_python(root, SITE_PACKAGES)
 
 
 def compile_python(root: Path, path: str, skip: str = "") -> None:
@@ -322,7 +328,8 @@ def operator_image() -> Image:
     base = cached_layer("operator-base", fingerprint(REPO / "hack/packages/operator-base.txt",
                                                      BIN_DIR / "ansible-operator"),
                         _fill_operator_base, {ANSIBLE_HOME: ANSIBLE_UID})
-    deps = cached_layer("operator-deps", fingerprint(REPO / "requirements-runtime.txt", REPO / "runner-http"),
+    deps = cached_layer("operator-deps", fingerprint(REPO / "requirements-runtime.txt", REPO / "runner-http",
+                                                     REPO / "requirements.yml", BUNDLED_COLLECTIONS),
                         _fill_python_deps)
     app = cached_layer("operator-app", fingerprint(*(REPO / f for f in APP_FILES + APP_DIRS)), _fill_app,
                        {ANSIBLE_HOME: ANSIBLE_UID})

@@ -3,8 +3,11 @@ for: entrypoint, user, workdir, environment, ports and where each copied source 
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+
+import pytest
 
 from localcp import images
 
@@ -50,7 +53,7 @@ def test_operator_image_copies_what_the_dockerfile_copies_to_the_same_place():
             copies[src.rstrip("/")] = dest.rstrip("/").replace("${HOME}", images.ANSIBLE_HOME)
     app = {f: f"{images.ANSIBLE_HOME}/{f}" for f in images.APP_FILES + images.APP_DIRS}
     # The Dockerfile copies these two only to pip-install them; the image pip-installs them directly.
-    installed = {"requirements-runtime.txt": None, "runner-http": None}
+    installed = {"requirements-runtime.txt": None, "runner-http": None, "hack/bundled_collections.py": None}
     for src, dest in copies.items():
         if src not in installed:
             assert app.get(src) == dest, f"Dockerfile copies {src} to {dest}; the image puts it at {app.get(src)}"
@@ -58,36 +61,31 @@ def test_operator_image_copies_what_the_dockerfile_copies_to_the_same_place():
     runs = " ".join(rest for word, rest in instructions(REPO / "Dockerfile") if word == "RUN")
     assert "pip install --no-cache-dir -r ${HOME}/requirements-runtime.txt" in runs
     assert "pip install --no-cache-dir /tmp/runner-http/" in runs
+    # the bundled collections are pruned in pip's own layer, or the image would not be any smaller
+    (pip_run,) = [rest for word, rest in instructions(REPO / "Dockerfile")
+                  if word == "RUN" and "requirements-runtime.txt" in rest]
+    assert "python3 /tmp/bundled_collections.py ${HOME}/requirements.yml" in pip_run
 
 
-def test_guard_image_matches_guard_dockerfile():
-    image = images.guard_config()
-    lines = instructions(REPO / "guard/Dockerfile")
-    final = lines[max(i for i, (w, _) in enumerate(lines) if w == "FROM"):]
-    (user,) = [rest for w, rest in final if w == "USER"]
-    (entrypoint,) = [rest for w, rest in final if w == "ENTRYPOINT"]
-    (expose,) = [rest for w, rest in final if w == "EXPOSE"]
-    (copy,) = [rest for w, rest in final if w == "COPY"]
-    assert image.user == user
-    assert entrypoint == "[" + ", ".join(f'"{a}"' for a in image.entrypoint) + "]"
-    assert copy.split()[-1] == image.entrypoint[0]
-    assert sorted(image.exposed_ports) == sorted(f"{p}/tcp" for p in expose.split())
-    assert "distroless/static" in final[0][1], "the image stands in for distroless static"
+def bundled_collections():
+    spec = importlib.util.spec_from_file_location("bundled_collections", images.BUNDLED_COLLECTIONS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_the_manifests_name_the_images_built_here():
-    defaults = (REPO / "roles/etcdstorage/defaults/main.yml").read_text()
-    assert f"default('{images.GUARD_IMAGE}', true)" in defaults
-    manager = (REPO / "config/manager/manager.yaml").read_text()
-    assert f"value: {images.GUARD_IMAGE}" in manager
-    assert f"image: {images.SAMPLE_APISERVER_IMAGE}" in (REPO / "config/samples/wardle/deployment.yaml").read_text()
-
-
-def test_layers_are_reproducible(tmp_path, monkeypatch):
-    monkeypatch.setattr(images, "CACHE", tmp_path)
-    (tmp_path / "bin").write_bytes(b"\x7fELF pretend")
-    first = images.static_image(images.Image(name="x:1", entrypoint=["/x"]), tmp_path / "bin").layers[0]
-    digest = images._sha256_file(first)
-    first.unlink()
-    again = images.static_image(images.Image(name="x:1", entrypoint=["/x"]), tmp_path / "bin").layers[0]
-    assert images._sha256_file(again) == digest
+def test_only_the_bundled_collections_requirements_names_stay(tmp_path: Path):
+    pruner = bundled_collections()
+    keep = pruner.kept(REPO / "requirements.yml")
+    assert keep == {"kubernetes.core"}  # operator_sdk.util is ours (a source in collections/)
+    bundled = tmp_path / "ansible_collections"
+    for collection in ("kubernetes/core", "community/general", "community/crypto", "ansible/posix"):
+        (bundled / collection / "plugins").mkdir(parents=True)
+    (bundled / "__pycache__").mkdir()
+    (bundled / "ansible_release.py").write_text("")
+    assert pruner.prune(bundled, keep) == ["ansible.posix", "community.crypto", "community.general"]
+    assert sorted(p.name for p in bundled.iterdir()) == ["__pycache__", "ansible_release.py", "kubernetes"]
+    assert (bundled / "kubernetes" / "core" / "plugins").is_dir()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"has no kubernetes\.core"):  # a broken image is not built
+        pruner.prune(tmp_path / "empty", keep)
