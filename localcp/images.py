@@ -289,12 +289,12 @@ def _fill_python_deps(root: Path) -> None:
     compile_python(root, SITE_PACKAGES)
 
 
-def compile_python(root: Path, path: str, skip: str = "") -> None:
+def compile_python(root: Path, path: str) -> None:
     """Byte-compile ``path`` inside the image's root. The operator runs as a user who cannot write there, so
     without this every ansible process would compile ansible from source again. Hash-checked, since the
     layers' file times are fixed (mtime-checked caches would always look stale)."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
-                    *(["-x", skip] if skip else []), "-s", str(root), "-p", "/", str(root / path.lstrip("/"))],
+                    "-s", str(root), "-p", "/", str(root / path.lstrip("/"))],
                    check=True)
 
 

@@ -181,7 +181,8 @@ def load_client_certificate(context: ssl.SSLContext, cert_pem: str, key_pem: str
         try:
             for name, text in (("tls.crt", cert_pem), ("tls.key", key_pem)):
                 fds.append(os.memfd_create(name, os.MFD_CLOEXEC))
-                os.write(fds[-1], text.encode())
+                with os.fdopen(fds[-1], "wb", closefd=False) as f:
+                    f.write(text.encode())
             context.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
         finally:
             for fd in fds:
