@@ -97,12 +97,15 @@ def object_path(kind: str, namespace: str, name: str = "") -> str:
     return f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}" + (f"/{quote(name, safe='')}" if name else "")
 
 
-def etcdstorage_path(name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/{PLURAL}/{quote(name, safe='')}"
+def etcdstorage_path(name: str = "") -> str:
+    """The path of an EtcdStorage (or, without a name, of their collection)."""
+    return f"/apis/{GROUP}/{VERSION}/{PLURAL}" + (f"/{quote(name, safe='')}" if name else "")
 
 
-def backup_path(namespace: str, name: str) -> str:
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{BACKUP_PLURAL}/{quote(name, safe='')}"
+def backup_path(namespace: str, name: str = "") -> str:
+    """The path of an EtcdStorageBackup (or, without a name, of the collection in ``namespace``)."""
+    return (f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{BACKUP_PLURAL}"
+            + (f"/{quote(name, safe='')}" if name else ""))
 
 
 class Kube:
@@ -157,12 +160,11 @@ class Kube:
     def etcdstorage_names(self) -> set[str]:
         """The names of every EtcdStorage (cluster-scoped). Any error is raised, a 404 too: an answer that
         lists nothing must mean that nothing exists."""
-        return _names(self.api.request("GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}"))
+        return _names(self.api.request("GET", etcdstorage_path()))
 
     def backup_names(self, namespace: str) -> set[str]:
         """The names of the EtcdStorageBackups in ``namespace``; errors as for etcdstorage_names."""
-        return _names(self.api.request("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/"
-                                              f"{BACKUP_PLURAL}"))
+        return _names(self.api.request("GET", backup_path(namespace)))
 
     def patch_backup_status(self, namespace: str, name: str, status_patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of an EtcdStorageBackup's .status (null deletes a key)."""
