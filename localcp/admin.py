@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, utils
 from kubernetes.client.rest import ApiException
 
@@ -90,6 +91,38 @@ def wait_deployment_ready(cp: ControlPlane, namespace: str, name: str, timeout: 
 def install_rbac(cp: ControlPlane) -> None:
     """The operator's ServiceAccount, Roles and bindings, from config/rbac."""
     kustomize_apply(cp, "config/rbac")
+
+
+def admission_objects(built: str) -> list[dict[str, Any]]:
+    """The admission policies and bindings among kustomize's output (config/admission)."""
+    return [d for d in yaml.safe_load_all(built) if d and d["apiVersion"].startswith("admissionregistration.")]
+
+
+def exempting_label(objects: list[dict[str, Any]]) -> str:
+    """The namespace label that exempts the operator namespace from the backup policy (its binding's one
+    selector term: the label does not exist)."""
+    binding = next(d for d in objects if d["kind"] == "ValidatingAdmissionPolicyBinding")
+    (term,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert term["operator"] == "DoesNotExist", term
+    return term["key"]
+
+
+def install_admission(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE) -> None:
+    """What README's "Install with OLM" asks of an admin: the operator namespace labelled, config/admission
+    applied (OLM cannot ship admission policies in a bundle)."""
+    built = kustomize_build("config/admission")
+    client.CoreV1Api(cp.api()).patch_namespace(
+        namespace, {"metadata": {"labels": {exempting_label(admission_objects(built)): "true"}}})
+    kubectl_apply(cp, built, "config/admission")
+
+
+def remove_admission(api: client.ApiClient) -> None:
+    """config/admission's policy and binding deleted (both named as the policy is)."""
+    admission = client.AdmissionregistrationV1Api(api)
+    for d in admission_objects(kustomize_build("config/admission")):
+        delete = (admission.delete_validating_admission_policy if d["kind"] == "ValidatingAdmissionPolicy"
+                  else admission.delete_validating_admission_policy_binding)
+        delete(d["metadata"]["name"])
 
 
 def seed_operator_namespace(cp: ControlPlane, namespace: str = OPERATOR_NAMESPACE,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 from kubernetes import client
 
-from localcp.admin import OPERATOR_NAMESPACE, seed_operator_namespace
+from localcp.admin import OPERATOR_NAMESPACE, install_admission, seed_operator_namespace
 from localcp.bundles import csv_name
 from localcp.cluster import ControlPlane
 from localcp.config import REPO
@@ -72,6 +72,7 @@ def olm() -> Iterator[Olm]:
 def installed(olm: Olm) -> Olm:
     """The first version installed as a user does: namespace and core material, then the subscription."""
     seed_operator_namespace(olm.cp)
+    install_admission(olm.cp)
     t0 = time.monotonic()
     subscribe(olm.cp, olm.published.catalogs[VERSIONS[0]], operator_env(olm.cp))
     olm.wait_csv(VERSIONS[0])
