@@ -105,6 +105,8 @@ def test_a_setting_holding_yaml_syntax_is_reported_and_nothing_is_applied(storag
     ({"requests": {"cpu": "banana"}}, "spec.resources.requests.cpu"),
     ({"requests": {"memory": "512Mi"}, "limits": {"memory": "256Mi"}}, "each request must be at most its limit"),
     ({"limits": {"gpu": "1"}}, "resource names must be cpu, memory"),
+    # Found as a new user: accepted, then the guard was OOMKilled in a loop.
+    ({"limits": {"memory": "6Mi"}}, "resources.limits.memory must be at least 32Mi"),
 ])
 def test_resources_the_api_server_would_refuse_are_refused_at_admission(api, resources, message):
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EtcdStorage", "metadata": {"name": "bad-resources"},

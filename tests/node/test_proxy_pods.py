@@ -4,6 +4,7 @@ client, and what deletion leaves."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import subprocess
@@ -11,16 +12,18 @@ from pathlib import Path
 
 import grpc
 import pytest
+from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from cryptography import x509
 from kubernetes import client, watch
 
 from localcp.admin import OPERATOR_NAMESPACE, apply, ensure_namespace
 from localcp.config import NODE_IP, POD_CIDR
 from localcp.load import Load
+from localcp.probes import StartError, wait_for
 from localcp.tenant import delivered_files
-from localcp.wardle import GROUP, PLURAL, VERSION, core_keys
+from localcp.wardle import GROUP, PLURAL, VERSION, core_keys, etcdstorage, wait_ready
 
-from .conftest import container_pid, kill_container
+from .conftest import TIMEOUT, container_pid, kill_container
 
 
 def load(node, name: str, files: tuple[str, str, str], retry: bool = False) -> Load:
@@ -200,3 +203,34 @@ def test_deleting_an_etcdstorage_removes_its_pods_service_and_keys(node, tmp_pat
     assert not [s for s in node.core.list_namespaced_service(OPERATOR_NAMESPACE).items
                 if s.metadata.name == "etcd-gone"]
     assert core_keys(node.cp, "/gone/") == ""
+
+
+def test_proxy_pods_that_cannot_run_are_reported_with_the_field_to_change(node):
+    """Admission accepts requests no node can hold. The pods say why they do not run; the EtcdStorage says it
+    too (ProxyAvailable, Ready and a Warning Event), naming the field, and serves once the field is fixed.
+    Before, it said that the pods wait for the core etcd material."""
+    custom = client.CustomObjectsApi(node.api)
+    name, fix = "huge", "lower spec.resources.requests (cpu: 64)"
+
+    def proxy_available() -> dict:
+        conds = (custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}).get(
+            "conditions") or []
+        return next((c for c in conds if c["type"] == "ProxyAvailable"), {})
+
+    etcdstorage(node.cp, name, name, {"replicas": 1, "resources": {"requests": {"cpu": "64"}}})
+    seen = [{}]
+
+    def reported() -> bool:
+        seen.append(proxy_available())
+        return seen[-1].get("reason") == "PodUnschedulable"
+
+    # Seen at the first look after the scheduler gave up, else at the next one (the retry period, 30 s).
+    with contextlib.suppress(StartError):
+        wait_for("ProxyAvailable PodUnschedulable", reported, TIMEOUT + 30, interval=0.5)
+    assert seen[-1].get("status") == "False" and fix in seen[-1].get("message", ""), seen[-1]
+    warnings = [e for e in node.core.list_namespaced_event(names.EVENT_NAMESPACE).items
+                if e.involved_object.name == name and e.reason == "PodUnschedulable"]
+    assert warnings and warnings[0].type == "Warning" and fix in warnings[0].message
+    custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"spec": {"resources": None}})
+    wait_ready(node.cp, name)
+    node.delete_tenant(name)

@@ -125,11 +125,17 @@ def test_proxy_condition_cases():
     assert stuck.status == "False" and stuck.reason == "ProgressDeadlineExceeded"
 
 
-def test_requeue_only_while_waiting_for_unwatched_material():
+def test_requeue_only_while_waiting_for_something_unwatched():
     bad = desired_status(Observed("a", "ns", 1, core_problems=["missing"]), None, NOW)
     assert requeue_after(bad, 30) == 30
-    waiting_for_pods = desired_status(Observed("a", "ns", 1, deployment=deployment(available=0)), None, NOW)
-    assert requeue_after(waiting_for_pods, 30) is None
+    # Pods: a Deployment status change that adds no field (a rollout's progress, a pod's crash loop) is no
+    # watch event.
+    for incomplete in (deployment(available=0), deployment(want=3, available=2, updated=3),
+                       deployment(progressing="ProgressDeadlineExceeded")):
+        waiting_for_pods = desired_status(Observed("a", "ns", 1, deployment=incomplete), None, NOW)
+        assert requeue_after(waiting_for_pods, 30) == 30
+    assert requeue_after(desired_status(Observed("a", "ns", 1, deployment=deployment()), None, NOW), 30) is None
+    assert requeue_after(desired_status(Observed("a", "ns", 1), None, NOW), 30) is None  # created in this run
 
 
 def _material(cn: str = ""):

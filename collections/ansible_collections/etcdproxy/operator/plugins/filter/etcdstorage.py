@@ -2,7 +2,7 @@
 
 ``{% set names = name | etcdproxy.operator.etcdstorage_names %}``: ``names.proxy``, ``names.serving``,
 ``names.client_ca``, ``names.ca_store``, ``names.storage_label``, ``names.component`` (managed-by),
-``names.client_port``,
+``names.container`` (the guard's), ``names.client_port``,
 ``names.health_port`` (module_utils/names.py).
 ``{% set spec = cr.spec | etcdproxy.operator.etcdstorage_spec %}``: the spec with every default filled
 in (module_utils/spec.py).
@@ -12,12 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.etcdproxy.operator.plugins.module_utils.names import COMPONENT, STORAGE_LABEL, object_names
+from ansible_collections.etcdproxy.operator.plugins.module_utils.names import (
+    COMPONENT,
+    GUARD_CONTAINER,
+    STORAGE_LABEL,
+    object_names,
+)
 from ansible_collections.etcdproxy.operator.plugins.module_utils.spec import with_defaults
 
 
 def etcdstorage_names(name: str) -> dict[str, Any]:
-    return {**object_names(name), "storage_label": STORAGE_LABEL, "component": COMPONENT}
+    return {**object_names(name), "storage_label": STORAGE_LABEL, "component": COMPONENT,
+            "container": GUARD_CONTAINER}
 
 
 def etcdstorage_spec(spec: dict[str, Any] | None) -> dict[str, Any]:

@@ -190,7 +190,11 @@ class Kube:
                 raise
 
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
-        selector = {"labelSelector": f"batch.kubernetes.io/job-name={job}"}
+        return self.pods(namespace, {"batch.kubernetes.io/job-name": job})
+
+    def pods(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The pods in ``namespace`` that carry all of ``labels``."""
+        selector = {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}
         pods = self.api.get(object_path("Pod", namespace), query=selector)
         return (pods or {}).get("items") or []
 

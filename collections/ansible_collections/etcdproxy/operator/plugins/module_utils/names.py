@@ -29,6 +29,9 @@ ROTATE_CA_ANNOTATION = f"{GROUP}/rotate-ca"
 # Label on the proxy objects and pods: the EtcdStorage they serve.
 STORAGE_LABEL = f"{GROUP}/storage"
 
+# The proxy pod's one container, the guard (status/pods.py reads why it does not run).
+GUARD_CONTAINER = "guard"
+
 # On backup Jobs and their pods: what they do (backup or restore).
 ACTION_LABEL = f"{GROUP}/action"
 

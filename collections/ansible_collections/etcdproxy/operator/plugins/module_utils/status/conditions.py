@@ -15,6 +15,7 @@ from typing import Any
 from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from ansible_collections.etcdproxy.operator.plugins.module_utils.rollout import rollout
 from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import b64d
+from ansible_collections.etcdproxy.operator.plugins.module_utils.status.pods import Trouble
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
 
 # Condition types, in the order they are reported.
@@ -60,6 +61,8 @@ class Observed:
     # not managed by this reconcile (the condition is then left out).
     certificate_problems: list[str] | None = None
     deployment: dict[str, Any] | None = None
+    # Why the proxy's pods do not run (status/pods.py), looked for only while its rollout is incomplete.
+    proxy_trouble: Trouble | None = None
     # Result of the core etcd health check: None when not checked, "" when healthy, else what failed.
     core_health: str | None = None
     # Proxy objects that still differ from the spec (applied right after this
@@ -115,7 +118,9 @@ def check_core_material(configmap: dict[str, Any] | None, secret: dict[str, Any]
     return problems
 
 
-def proxy_condition(deployment: dict[str, Any] | None) -> Condition:
+def proxy_condition(deployment: dict[str, Any] | None, trouble: Trouble | None = None) -> Condition:
+    """From the proxy Deployment; ``trouble``: why its pods do not run (status/pods.py), named instead of
+    the Deployment's own words while the rollout is incomplete."""
     if deployment is None:
         return Condition(PROXY_AVAILABLE, "False", "DeploymentMissing", "the proxy Deployment does not exist yet")
     state = rollout(deployment)
@@ -123,15 +128,22 @@ def proxy_condition(deployment: dict[str, Any] | None) -> Condition:
     conds = {c.get("type"): c for c in (deployment.get("status") or {}).get("conditions") or []}
     progressing = conds.get("Progressing") or {}
     if progressing.get("reason") == "ProgressDeadlineExceeded":
+        if trouble:
+            return Condition(PROXY_AVAILABLE, "False", trouble.reason,
+                             f"proxy rollout is stuck, {available}/{want} replicas available: {trouble.message}")
         return Condition(PROXY_AVAILABLE, "False", "ProgressDeadlineExceeded",
                          f"proxy rollout is stuck: {progressing.get('message', '')}".strip())
     if available < 1:
+        if trouble:
+            return Condition(PROXY_AVAILABLE, "False", trouble.reason,
+                             f"0/{want} proxy replicas available: {trouble.message}")
         return Condition(PROXY_AVAILABLE, "False", "NoReplicasAvailable",
                          f"0/{want} proxy replicas available; pods wait for the core etcd material and "
                          f"the certificates they mount")
     if not state.current or updated < want or available < want:
+        failing = f"; {trouble.message}" if trouble else ""
         return Condition(PROXY_AVAILABLE, "True", "RollingOut",
-                         f"{available}/{want} proxy replicas available, {updated} updated")
+                         f"{available}/{want} proxy replicas available, {updated} updated{failing}")
     return Condition(PROXY_AVAILABLE, "True", "MinimumReplicasAvailable",
                      f"{available}/{want} proxy replicas available")
 
@@ -173,7 +185,7 @@ def desired_conditions(obs: Observed) -> list[Condition]:
         conds.append(Condition(PROXY_AVAILABLE, "False", "ApplyFailed",
                                APPLY_FAILED_PREFIX + obs.apply_error))
     else:
-        conds.append(proxy_condition(obs.deployment))
+        conds.append(proxy_condition(obs.deployment, obs.proxy_trouble))
     blocking = [c for c in conds if c.status != "True"]
     if obs.limits is not None:
         conds.append(obs.limits)
@@ -248,13 +260,20 @@ def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, A
     return events
 
 
+# ProxyAvailable reasons a watch event ends: the proxy fully rolled out, or not there yet (its creation is one).
+PROXY_WATCHED_REASONS = ("MinimumReplicasAvailable", "DeploymentMissing")
+
+
 def requeue_after(new_status: dict[str, Any], retry_seconds: int, limits_recheck_seconds: int = 60) -> int | None:
     """Seconds until the next look when something we do not watch blocks readiness, or while the tenant
     is at a limit (so WithinLimits turns True again once it is not)."""
     for cond in new_status.get("conditions", []):
         if cond["type"] in (CORE_CONFIGURED, CORE_REACHABLE, CERTIFICATES_READY) and cond["status"] != "True":
             return retry_seconds
-        if cond["type"] == PROXY_AVAILABLE and cond["reason"] == "ApplyFailed":
+        if cond["type"] == PROXY_AVAILABLE and cond["reason"] not in PROXY_WATCHED_REASONS:
+            # Refused apply, or pods that are not (all) running: ansible-operator's dependent predicate passes no
+            # Deployment status change that adds no field, so neither a rollout's progress nor a pod's crash
+            # loop is a watch event (status/pods.py says why they do not run).
             return retry_seconds
     for cond in new_status.get("conditions", []):
         if cond["type"] == WITHIN_LIMITS and cond["status"] != "True":

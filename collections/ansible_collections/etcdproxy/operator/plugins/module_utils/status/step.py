@@ -19,6 +19,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.drift import (
     owner_reference,
 )
 from ansible_collections.etcdproxy.operator.plugins.module_utils.kube import Kube
+from ansible_collections.etcdproxy.operator.plugins.module_utils.rollout import rollout
 from ansible_collections.etcdproxy.operator.plugins.module_utils.settings import settings_errors
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditions import (
     Condition,
@@ -32,6 +33,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditio
     status_changes,
     transition_events,
 )
+from ansible_collections.etcdproxy.operator.plugins.module_utils.status.pods import Trouble, pod_trouble
 from ansible_collections.etcdproxy.operator.plugins.module_utils.times import duration_seconds, rfc3339
 from ansible_collections.etcdproxy.operator.plugins.module_utils.usage import RECHECK_SECONDS, read_reports, summarize
 from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import load_certs
@@ -40,6 +42,18 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.x509 import loa
 def restore_condition(value: Condition | dict[str, Any] | None) -> Condition | None:
     """The Restored condition of a clone: as the reconcile module holds it, or as a module option (a dict)."""
     return Condition(**value) if isinstance(value, dict) else value
+
+
+def proxy_trouble(kube: Kube, deployment: dict[str, Any] | None) -> Trouble | None:
+    """Why the proxy's pods do not run, read from them only while its rollout is incomplete (an available
+    proxy costs no read); pods found by the Deployment's own selector."""
+    if deployment is None or rollout(deployment).complete:
+        return None
+    labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not labels:
+        return None
+    meta = deployment.get("metadata") or {}
+    return pod_trouble(kube.pods(meta.get("namespace") or "", labels), names.GUARD_CONTAINER)
 
 
 def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
@@ -140,6 +154,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
                 "apply": apply, "patch": patch, "drift": drift}
     if not p["proxy_objects"]:
         live_deployment = kube.get_deployment(ns, names.proxy(name))
+    trouble = proxy_trouble(kube, live_deployment)
     core_cm, core_secret = kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"])
     dependency_changed = depend_on_core_material(kube, ns, name, cr["metadata"].get("uid") or "", check_mode,
                                                  core_cm, core_secret)
@@ -158,7 +173,8 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         name=name, namespace=ns, generation=int(cr["metadata"].get("generation") or 0),
         config_errors=config_errors, core_problems=core_problems,
         certificate_problems=p["certificate_problems"],
-        deployment=live_deployment, pending=list(drift), core_health=core_health, limits=limits_condition,
+        deployment=live_deployment, proxy_trouble=trouble, pending=list(drift), core_health=core_health,
+        limits=limits_condition,
         apply_error=api_message(p["apply_error"]) if p.get("apply_error") else "",
         restore=restore_condition(p.get("restore_condition")),
         prefix_reserved=keyspace.reserved_message(name, reserved) if reserved else "",
