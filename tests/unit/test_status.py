@@ -116,6 +116,16 @@ def test_events_on_transitions_only():
     assert ("Normal", "Ready") in [(e.type, e.reason) for e in events]
 
 
+def test_a_new_etcdstorage_gets_no_warning_for_the_proxy_it_is_about_to_apply():
+    first = desired_status(Observed("a", "ns", 1), None, NOW)
+    assert conds(first)["ProxyAvailable"]["reason"] == "DeploymentMissing"
+    assert transition_events(None, first) == []
+    # A proxy Deployment deleted by hand is still said (the same run re-applies it).
+    ready = desired_status(Observed("a", "ns", 1, deployment=deployment()), None, NOW)
+    gone = desired_status(Observed("a", "ns", 1), ready, LATER)
+    assert ("Warning", "DeploymentMissing") in [(e.type, e.reason) for e in transition_events(ready, gone)]
+
+
 def test_proxy_condition_cases():
     assert proxy_condition(None).reason == "DeploymentMissing"
     assert proxy_condition(deployment(available=0)).status == "False"

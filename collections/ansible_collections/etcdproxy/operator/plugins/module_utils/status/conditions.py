@@ -255,6 +255,8 @@ def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, A
             continue  # not checked: the condition that stopped the check has its own Event
         if before is None and cond["status"] == "True" and cond["type"] != READY:
             continue  # don't announce every sub-condition being fine on creation
+        if before is None and cond["reason"] == "DeploymentMissing":
+            continue  # a new EtcdStorage's first status, written just before its proxy is applied: no Warning
         kind = "Normal" if cond["status"] == "True" else "Warning"
         events.append(Event(kind, cond["reason"], f"{cond['type']}: {cond['message']}"))
     return events
