@@ -70,6 +70,10 @@ def test_a_guard_that_exits_points_at_its_log():
                         GUARD_CONTAINER)
     assert found == Trouble("GuardFailing", "pod etcd-a-1: the guard does not start (CrashLoopBackOff; exit code "
                                             "2, Error: bad flag): kubectl -n ops logs etcd-a-1 --previous")
+    # Never started: what the kubelet says instead.
+    unstarted = pod_trouble([pod(state={"waiting": {"reason": "CreateContainerConfigError",
+                                                    "message": "secret \"x\" not found"}})], GUARD_CONTAINER)
+    assert unstarted is not None and '(CreateContainerConfigError; secret "x" not found)' in unstarted.message
 
 
 def test_starting_running_and_deleted_pods_are_no_trouble():

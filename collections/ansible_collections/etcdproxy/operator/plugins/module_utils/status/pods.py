@@ -69,15 +69,22 @@ def _trouble(pod: dict[str, Any], name: str, container: str) -> Trouble | None:
                        f"{': ' + _short(waiting['message']) if waiting.get('message') else ''}): set the operator's "
                        f"ETCDPROXY_GUARD_IMAGE to an image the nodes can pull")
     if reason in START_REASONS:
-        ended = last or now
-        how = (f"exit code {ended.get('exitCode')}" + (f", {ended['reason']}" if ended.get("reason") else "")
-               + (f": {ended['message'].strip()}" if (ended.get("message") or "").strip() else "")
-               if ended else waiting.get("message") or reason)
         namespace = (pod.get("metadata") or {}).get("namespace") or ""
         return Trouble("GuardFailing",
-                       f"pod {name}: the guard does not start ({reason}; {_short(how)}): "
+                       f"pod {name}: the guard does not start ({reason}; {_short(_ended(last or now, waiting))}): "
                        f"kubectl -n {namespace} logs {name} --previous")
     return None
+
+
+def _ended(terminated: dict[str, Any], waiting: dict[str, Any]) -> str:
+    """How the container last ended (exit code, reason, its last words), else what the kubelet says."""
+    if not terminated:
+        return str(waiting.get("message") or waiting.get("reason") or "")
+    said = [f"exit code {terminated.get('exitCode')}"]
+    if terminated.get("reason"):
+        said.append(str(terminated["reason"]))
+    words = str(terminated.get("message") or "").strip()
+    return ", ".join(said) + (f": {words}" if words else "")
 
 
 def _short(text: str, limit: int = 300) -> str:
