@@ -148,6 +148,17 @@ def test_requeue_only_while_waiting_for_something_unwatched():
     assert requeue_after(desired_status(Observed("a", "ns", 1), None, NOW), 30) is None  # created in this run
 
 
+def test_a_tenant_blocked_for_long_is_looked_at_less_often():
+    blocked = desired_status(Observed("a", "ns", 1, core_problems=["missing"]), None, NOW)
+    since = NOW
+    for seconds, expected in ((0, 30), (100, 30), (400, 40), (3000, 300), (86400, 600)):
+        assert requeue_after(blocked, 30, now=since + datetime.timedelta(seconds=seconds)) == expected, seconds
+    assert requeue_after(blocked, 30) == 30  # without a clock, the retry period
+    # A rollout under a proxy that still serves (Ready True): the retry period, however old Ready is.
+    rolling = desired_status(Observed("a", "ns", 1, deployment=deployment(want=3, available=2, updated=3)), None, NOW)
+    assert requeue_after(rolling, 30, now=NOW + datetime.timedelta(days=3)) == 30
+
+
 def _material(cn: str = ""):
     key = new_private_key()
     ca = make_ca(CertSpec(common_name="ca", usage="ca"), key, NOW, datetime.timedelta(days=1))

@@ -16,7 +16,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils import names
 from ansible_collections.etcdproxy.operator.plugins.module_utils.rollout import rollout
 from ansible_collections.etcdproxy.operator.plugins.module_utils.secretdata import b64d
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.pods import Trouble
-from ansible_collections.etcdproxy.operator.plugins.module_utils.times import rfc3339
+from ansible_collections.etcdproxy.operator.plugins.module_utils.times import parse_rfc3339, rfc3339
 
 # Condition types, in the order they are reported.
 # Only when False: the tenant's prefix is the core's own users' (keyspace.reserved_overlap); nothing else
@@ -266,21 +266,42 @@ def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, A
 PROXY_WATCHED_REASONS = ("MinimumReplicasAvailable", "DeploymentMissing")
 
 
-def requeue_after(new_status: dict[str, Any], retry_seconds: int, limits_recheck_seconds: int = 60) -> int | None:
-    """Seconds until the next look when something we do not watch blocks readiness, or while the tenant
-    is at a limit (so WithinLimits turns True again once it is not)."""
+# A tenant blocked for long is looked at less often: after a tenth of how long it has been so (the retry
+# period at least, this at most). Fifty tenants whose pods never schedule would otherwise keep the operator's
+# two workers busy every retry period for as long as nobody fixes them, and every other tenant waits behind them.
+BACKOFF_DIVISOR = 10
+BACKOFF_MAX_SECONDS = 600
+
+
+def requeue_after(new_status: dict[str, Any], retry_seconds: int, limits_recheck_seconds: int = 60,
+                  now: datetime.datetime | None = None) -> int | None:
+    """Seconds until the next look when something we do not watch blocks readiness (backed off by how long
+    Ready has been False, when ``now`` is given), or while the tenant is at a limit (so WithinLimits turns
+    True again once it is not)."""
     for cond in new_status.get("conditions", []):
-        if cond["type"] in (CORE_CONFIGURED, CORE_REACHABLE, CERTIFICATES_READY) and cond["status"] != "True":
-            return retry_seconds
-        if cond["type"] == PROXY_AVAILABLE and cond["reason"] not in PROXY_WATCHED_REASONS:
-            # Refused apply, or pods that are not (all) running: ansible-operator's dependent predicate passes no
-            # Deployment status change that adds no field, so neither a rollout's progress nor a pod's crash
-            # loop is a watch event (status/pods.py says why they do not run).
-            return retry_seconds
+        blocked = cond["type"] in (CORE_CONFIGURED, CORE_REACHABLE, CERTIFICATES_READY) and cond["status"] != "True"
+        # A refused apply, or pods that are not (all) running: ansible-operator's dependent predicate passes no
+        # Deployment status change that adds no field, so neither a rollout's progress nor a pod's crash loop
+        # is a watch event (status/pods.py says why they do not run).
+        blocked = blocked or (cond["type"] == PROXY_AVAILABLE and cond["reason"] not in PROXY_WATCHED_REASONS)
+        if blocked:
+            return backed_off(new_status, retry_seconds, now)
     for cond in new_status.get("conditions", []):
         if cond["type"] == WITHIN_LIMITS and cond["status"] != "True":
             return limits_recheck_seconds
     return None
+
+
+def backed_off(status: dict[str, Any], retry_seconds: int, now: datetime.datetime | None) -> int:
+    """The retry period, or a tenth of how long Ready has been False when that is longer (at most
+    BACKOFF_MAX_SECONDS). A Ready that is True (a rollout under a proxy that still serves) does not back off;
+    a rollout that stays stuck turns ProxyAvailable, and so Ready, False at the Deployment's progress
+    deadline (10 minutes), and backs off from then."""
+    ready = next((c for c in status.get("conditions", []) if c["type"] == READY), None)
+    if now is None or not ready or ready["status"] == "True" or not ready.get("lastTransitionTime"):
+        return retry_seconds
+    blocked_for = (now - parse_rfc3339(ready["lastTransitionTime"])).total_seconds()
+    return max(retry_seconds, min(int(blocked_for) // BACKOFF_DIVISOR, BACKOFF_MAX_SECONDS))
 
 
 APPLY_FAILED_PREFIX = "the proxy objects could not be applied: "

@@ -195,7 +195,7 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
         for ev in events:
             kube.create_event(cr, ev.type, ev.reason, ev.message, rfc3339(now))
         kube.patch_etcdstorage_status(name, merge_patch(old, new))
-    retry = requeue_after(new, duration_seconds(p["retry_period"], "retry_period"), RECHECK_SECONDS)
+    retry = requeue_after(new, duration_seconds(p["retry_period"], "retry_period"), RECHECK_SECONDS, now)
     due = p["next_check_seconds"]
     if due and due < p["max_requeue_seconds"]:
         retry = min(retry, due) if retry else due
