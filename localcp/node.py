@@ -105,6 +105,9 @@ class Node:
                  self.dir.parent / "logs" / "containerd.log")
         self.import_images(list(IMAGES))
         self.forget_pulled_images()
+        # `ctr` answers before containerd's CRI plugin has initialized; a kubelet started then exits at once
+        # ("server is not initialized yet"), which failed a whole node suite once (session 21).
+        wait_for("containerd's CRI", self._cri_answers, 30, containerd, self.dir.parent / "logs" / "containerd.log")
         kubelet = spawn("kubelet", [str(BIN_DIR / "kubelet"), f"--config={self._kubelet_config(pki)}",
                                     f"--kubeconfig={kubeconfig_for('node')}", f"--root-dir={self.dir / 'kubelet'}",
                                     f"--node-ip={NODE_IP}", f"--hostname-override={NODE_NAME}", "--v=1"])
@@ -114,6 +117,19 @@ class Node:
         wait_for("kube-proxy", lambda: http_get(self.ports["kube-proxy-healthz"], "/healthz")[0] == 200, 60,
                  proxy, self.dir.parent / "logs" / "kube-proxy.log")
         self.timings["node processes_s"] = round(time.monotonic() - t0, 3)
+
+    def _cri_answers(self) -> bool:
+        """The CRI RuntimeService answers Version, as kubelet asks first (an empty request is a valid one)."""
+        import grpc
+
+        with grpc.insecure_channel(f"unix://{self.socket}") as channel:
+            version = channel.unary_unary("/runtime.v1.RuntimeService/Version",
+                                          request_serializer=bytes, response_deserializer=bytes)
+            try:
+                version(b"", timeout=2)
+            except grpc.RpcError:
+                return False
+        return True
 
     def _ctr(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args],
