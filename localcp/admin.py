@@ -93,9 +93,14 @@ def install_rbac(cp: ControlPlane) -> None:
     kustomize_apply(cp, "config/rbac")
 
 
+def built_objects(built: str) -> list[dict[str, Any]]:
+    """The objects of kustomize's output."""
+    return [d for d in yaml.safe_load_all(built) if d]
+
+
 def admission_objects(built: str) -> list[dict[str, Any]]:
     """The admission policies and bindings among kustomize's output (config/admission)."""
-    return [d for d in yaml.safe_load_all(built) if d and d["apiVersion"].startswith("admissionregistration.")]
+    return [d for d in built_objects(built) if d["apiVersion"].startswith("admissionregistration.")]
 
 
 def exempting_label(objects: list[dict[str, Any]]) -> str:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import yaml
 from ansible_collections.etcdproxy.operator.plugins.module_utils import names
@@ -16,6 +15,7 @@ from kubernetes.client.rest import ApiException
 from localcp.admin import (
     OPERATOR_NAMESPACE,
     admission_objects,
+    built_objects,
     ensure_namespace,
     exempting_label,
     kubectl_apply,
@@ -86,10 +86,6 @@ def test_missing_delivery_rbac_is_reported(storages, api):
     assert "destination_role_example.yaml" in cond["message"]
     ensure_namespace(api, ns)  # the admin grants it: recovers by itself
     storages.wait_condition(name, "Ready", "True")
-
-
-def built_objects(built: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(built) if d]
 
 
 def test_the_namespace_the_operator_is_installed_in_is_the_one_the_backup_policy_exempts(tmp_path: Path):

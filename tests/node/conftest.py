@@ -70,6 +70,15 @@ class Node:
     def delete_tenant(self, name: str) -> None:
         client.CustomObjectsApi(self.api).delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
 
+    def storage(self, name: str) -> dict:
+        """The EtcdStorage ``name`` as the API server has it."""
+        return client.CustomObjectsApi(self.api).get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+
+    def condition(self, name: str, ctype: str) -> dict:
+        """Condition ``ctype`` of EtcdStorage ``name`` ({} when it has none)."""
+        conds = (self.storage(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == ctype), {})
+
     def proxy_pods(self, name: str) -> list[client.V1Pod]:
         return self.core.list_namespaced_pod(
             OPERATOR_NAMESPACE, label_selector=f"{names.STORAGE_LABEL}={name}").items

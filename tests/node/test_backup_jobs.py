@@ -289,15 +289,6 @@ def test_a_deletion_that_cannot_delete_the_artifact_says_why_and_how_to_let_it_f
 
 # --- An EtcdStorage created from a backup (spec.restoreFrom) ---
 
-def storage(node, name: str) -> dict[str, Any]:
-    return client.CustomObjectsApi(node.api).get_cluster_custom_object(names.GROUP, names.VERSION, "etcdstorages", name)
-
-
-def condition(node, name: str, ctype: str) -> dict[str, Any]:
-    conds = (storage(node, name).get("status") or {}).get("conditions") or []
-    return next((c for c in conds if c["type"] == ctype), {})
-
-
 def proxy_exists(node, name: str) -> bool:
     return bool(client.AppsV1Api(node.api).list_namespaced_deployment(
         OPERATOR_NAMESPACE, field_selector=f"metadata.name={names.proxy(name)}").items)
@@ -351,7 +342,7 @@ def test_a_clone_is_served_only_once_filled_even_when_its_fill_and_the_operator_
     expected = core_at(node, "bk-src", backup["revision"])
 
     def probe() -> tuple[bool, bool, int]:  # (Ready, proxy Deployment exists, keys in the prefix)
-        ready = condition(node, "bk-clone", "Ready").get("status") == "True"
+        ready = node.condition("bk-clone", "Ready").get("status") == "True"
         return ready, proxy_exists(node, "bk-clone"), prefix_count(node, "bk-clone")
 
     with sampled(probe) as seen:
@@ -362,7 +353,7 @@ def test_a_clone_is_served_only_once_filled_even_when_its_fill_and_the_operator_
         for pod in operator_pods(node):  # the operator dies too, as the attempt fails
             node.core.delete_namespaced_pod(pod.metadata.name, OPERATOR_NAMESPACE, grace_period_seconds=0)
         wait_ready(node.cp, "bk-clone")
-    status_ = storage(node, "bk-clone")["status"]
+    status_ = node.storage("bk-clone")["status"]
     assert status_["restore"]["attempts"] == 2 and status_["restore"]["phase"] == "Restored"
     assert any(0 < keys < len(expected) for _, _, keys in seen), "never saw a half-filled prefix: not interrupted"
     half = [s for s in seen if s[2] != len(expected) and (s[0] or s[1])]
@@ -376,11 +367,11 @@ def test_a_clone_never_writes_into_a_prefix_that_holds_keys_or_from_a_missing_ba
         core.put(b"/bk-kept/registry/left/behind", b"retained by an earlier tenant")
     etcdstorage(node.cp, "bk-kept", "bk-kept-ns", {"restoreFrom": {"backupName": "src"}})
     etcdstorage(node.cp, "bk-nobackup", "bk-nobackup-ns", {"restoreFrom": {"backupName": "no-such-backup"}})
-    node.wait("PrefixNotEmpty", lambda: condition(node, "bk-kept", "Restored").get("reason") == "PrefixNotEmpty")
-    node.wait("BackupNotFound", lambda: condition(node, "bk-nobackup", "Restored").get("reason") == "BackupNotFound")
-    assert "spec.restoreFrom.backupName" in condition(node, "bk-nobackup", "Restored")["message"]
+    node.wait("PrefixNotEmpty", lambda: node.condition("bk-kept", "Restored").get("reason") == "PrefixNotEmpty")
+    node.wait("BackupNotFound", lambda: node.condition("bk-nobackup", "Restored").get("reason") == "BackupNotFound")
+    assert "spec.restoreFrom.backupName" in node.condition("bk-nobackup", "Restored")["message"]
     for name in ("bk-kept", "bk-nobackup"):
-        assert condition(node, name, "Ready")["status"] == "False" and not proxy_exists(node, name)
+        assert node.condition(name, "Ready")["status"] == "False" and not proxy_exists(node, name)
     with node.cp.core_client() as core:
         assert core.range(b"/bk-kept/", b"/bk-kept0") == [(b"/bk-kept/registry/left/behind",
                                                             b"retained by an earlier tenant")]
@@ -414,11 +405,11 @@ def test_a_clone_whose_proxy_is_refused_keeps_its_restored_condition_through_the
     wait_phase(node, "rf", "Succeeded")
     etcdstorage(node.cp, "bk-refused", "bk-refused-ns",
                 {"restoreFrom": {"backupName": "rf"}, "resources": {"limits": {"hugepages-2Mi": "2Mi"}}})
-    node.wait("ApplyFailed", lambda: condition(node, "bk-refused", "ProxyAvailable").get("reason") == "ApplyFailed",
+    node.wait("ApplyFailed", lambda: node.condition("bk-refused", "ProxyAvailable").get("reason") == "ApplyFailed",
               timeout=180)
-    restored = condition(node, "bk-refused", "Restored")
-    assert restored.get("status") == "True", storage(node, "bk-refused")["status"]["conditions"]
-    with sampled(lambda: condition(node, "bk-refused", "Restored")) as seen:
+    restored = node.condition("bk-refused", "Restored")
+    assert restored.get("status") == "True", node.storage("bk-refused")["status"]["conditions"]
+    with sampled(lambda: node.condition("bk-refused", "Restored")) as seen:
         runs = runs_of(node, "bk-refused")
         node.wait("two more refused runs", lambda: runs_of(node, "bk-refused") >= runs + 2, timeout=150)
     assert seen and all(c.get("status") == "True" for c in seen), [c.get("reason") for c in seen][:20]
@@ -436,17 +427,17 @@ def test_a_clone_of_a_damaged_artifact_is_named_and_writes_nothing(node, s3):
     body = s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
     s3.client().put_object(Bucket=BUCKET, Key=key, Body=body[: len(body) // 2])
     etcdstorage(node.cp, "bk-dmg", "bk-dmg-ns", {"restoreFrom": {"backupName": "dmg"}})
-    node.wait("the clone failed for good", lambda: (storage(node, "bk-dmg").get("status") or {})
+    node.wait("the clone failed for good", lambda: (node.storage("bk-dmg").get("status") or {})
               .get("restore", {}).get("phase") == "Failed", timeout=120)
-    restored = condition(node, "bk-dmg", "Restored")
+    restored = node.condition("bk-dmg", "Restored")
     assert restored["reason"] == "ArtifactDamaged" and "is not a usable backup" in restored["message"], restored
     assert "nothing was written" in restored["message"]
     node.wait("an Event ArtifactDamaged", lambda: any(
         e.reason == "ArtifactDamaged" for e in node.core.list_namespaced_event(
             "default", field_selector="involvedObject.name=bk-dmg").items))
-    assert condition(node, "bk-dmg", "Ready")["status"] == "False" and not proxy_exists(node, "bk-dmg")
+    assert node.condition("bk-dmg", "Ready")["status"] == "False" and not proxy_exists(node, "bk-dmg")
     assert prefix_count(node, "bk-dmg") == 0
-    assert storage(node, "bk-dmg")["status"]["restore"]["attempts"] == 1  # a reported failure is not retried
+    assert node.storage("bk-dmg")["status"]["restore"]["attempts"] == 1  # a reported failure is not retried
 
 
 def test_a_backup_never_replaces_another_ones_artifact_and_a_replaced_one_is_neither_restored_nor_deleted(node, s3):
@@ -469,9 +460,9 @@ def test_a_backup_never_replaces_another_ones_artifact_and_a_replaced_one_is_nei
     s3.client().copy_object(Bucket=BUCKET, Key="shared/one.etcdbackup",
                             CopySource={"Bucket": BUCKET, "Key": other_key})
     etcdstorage(node.cp, "bk-swapped", "bk-swapped-ns", {"restoreFrom": {"backupName": "own"}})
-    node.wait("the clone refused the replaced artifact", lambda: (storage(node, "bk-swapped").get("status") or {})
+    node.wait("the clone refused the replaced artifact", lambda: (node.storage("bk-swapped").get("status") or {})
               .get("restore", {}).get("phase") == "Failed", timeout=120)
-    restored = condition(node, "bk-swapped", "Restored")
+    restored = node.condition("bk-swapped", "Restored")
     assert restored["reason"] == "ArtifactDamaged" and "not the artifact its backup recorded" in restored["message"]
     assert prefix_count(node, "bk-swapped") == 0
 

@@ -4,7 +4,6 @@ client, and what deletion leaves."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
 import subprocess
@@ -19,7 +18,6 @@ from kubernetes import client, watch
 from localcp.admin import OPERATOR_NAMESPACE, apply, ensure_namespace
 from localcp.config import NODE_IP, POD_CIDR
 from localcp.load import Load
-from localcp.probes import StartError, wait_for
 from localcp.tenant import delivered_files
 from localcp.wardle import GROUP, PLURAL, VERSION, core_keys, etcdstorage, wait_ready
 
@@ -209,28 +207,17 @@ def test_proxy_pods_that_cannot_run_are_reported_with_the_field_to_change(node):
     """Admission accepts requests no node can hold. The pods say why they do not run; the EtcdStorage says it
     too (ProxyAvailable, Ready and a Warning Event), naming the field, and serves once the field is fixed.
     Before, it said that the pods wait for the core etcd material."""
-    custom = client.CustomObjectsApi(node.api)
     name, fix = "huge", "lower spec.resources.requests (cpu: 64)"
-
-    def proxy_available() -> dict:
-        conds = (custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name).get("status") or {}).get(
-            "conditions") or []
-        return next((c for c in conds if c["type"] == "ProxyAvailable"), {})
-
     etcdstorage(node.cp, name, name, {"replicas": 1, "resources": {"requests": {"cpu": "64"}}})
-    seen = [{}]
-
-    def reported() -> bool:
-        seen.append(proxy_available())
-        return seen[-1].get("reason") == "PodUnschedulable"
-
     # Seen at the first look after the scheduler gave up, else at the next one (the retry period, 30 s).
-    with contextlib.suppress(StartError):
-        wait_for("ProxyAvailable PodUnschedulable", reported, TIMEOUT + 30, interval=0.5)
-    assert seen[-1].get("status") == "False" and fix in seen[-1].get("message", ""), seen[-1]
+    node.wait("ProxyAvailable PodUnschedulable",
+              lambda: node.condition(name, "ProxyAvailable").get("reason") == "PodUnschedulable", TIMEOUT + 30)
+    cond = node.condition(name, "ProxyAvailable")
+    assert cond.get("status") == "False" and fix in cond.get("message", ""), cond
     warnings = [e for e in node.core.list_namespaced_event(names.EVENT_NAMESPACE).items
                 if e.involved_object.name == name and e.reason == "PodUnschedulable"]
     assert warnings and warnings[0].type == "Warning" and fix in warnings[0].message
-    custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, {"spec": {"resources": None}})
+    client.CustomObjectsApi(node.api).patch_cluster_custom_object(GROUP, VERSION, PLURAL, name,
+                                                                  {"spec": {"resources": None}})
     wait_ready(node.cp, name)
     node.delete_tenant(name)
