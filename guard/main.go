@@ -161,7 +161,7 @@ func run(o options, lg *zap.Logger) error {
 	go func() { errc <- srv.Serve(l) }()
 	var health *http.Server
 	if o.healthListen != "" {
-		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(core.client, b, m.registry),
+		health = &http.Server{Addr: o.healthListen, Handler: healthHandler(core.client, b, m.registry, lg.Named("readyz")),
 			ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := health.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {

@@ -4,6 +4,7 @@ client, and what deletion leaves."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
@@ -125,6 +126,42 @@ def test_readiness_follows_the_core_and_liveness_does_not(node, tmp_path):
         subprocess.run(["iptables", "-D", *rule], check=True)
     node.wait("proxy pods ready again", lambda: len(node.ready_pods("probes")) == 2, 120)
     assert restarts(node.proxy_pods("probes")) == before
+
+
+def readiness_log(node, pod: str) -> list[str]:
+    """What the guard of ``pod`` logged about its readiness, in order."""
+    lines = node.core.read_namespaced_pod_log(pod, OPERATOR_NAMESPACE, container="guard").splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    return [e["msg"] + (f": {e['reason']}" if "reason" in e else "") for e in entries if e.get("logger") == "readyz"]
+
+
+def test_a_replica_cut_off_from_the_core_is_named_and_its_return_is_seen(node):
+    """One guard loses the core (a firewall between its node's pods and the core's endpoints) while the other
+    serves: ProxyAvailable says how many serve and why the other does not (before: "RollingOut, 2 updated",
+    as if a rollout were going on), the guard's log says which check fails, and the replica's return is seen
+    without the operator looking every retry period (both are watch events)."""
+    name = "cutoff"
+    node.tenant(name, name)
+    pod = sorted(node.ready_pods(name), key=lambda p: p.metadata.name)[0]
+    rule = ["INPUT", "-s", pod.status.pod_ip, "-d", NODE_IP, "-p", "tcp", "--dport", str(node.cp.ports["etcd0"]),
+            "-j", "REJECT", "--reject-with", "tcp-reset"]
+    subprocess.run(["iptables", "-I", *rule], check=True)
+    try:
+        node.wait("ProxyAvailable ReplicasUnavailable",
+                  lambda: node.condition(name, "ProxyAvailable").get("reason") == "ReplicasUnavailable", 120)
+        cond = node.condition(name, "ProxyAvailable")
+        assert cond["status"] == "True" and cond["message"].startswith("1/2 proxy replicas available; "), cond
+        assert f"pod {pod.metadata.name}: the guard runs but is not ready: it cannot read the core etcd" \
+            in cond["message"], cond
+        assert node.condition(name, "Ready")["status"] == "True"  # one replica still serves
+        said = readiness_log(node, pod.metadata.name)
+        assert said and said[-1].startswith("not ready: core etcd not reachable: "), said
+    finally:
+        subprocess.run(["iptables", "-D", *rule], check=True)
+    node.wait("ProxyAvailable MinimumReplicasAvailable again",
+              lambda: node.condition(name, "ProxyAvailable").get("reason") == "MinimumReplicasAvailable", 120)
+    assert readiness_log(node, pod.metadata.name)[-2:] == [said[-1], "ready"]  # logged once each
+    node.delete_tenant(name)
 
 
 def test_leaf_rotation_under_load_through_the_service_fails_no_request(node, tmp_path):

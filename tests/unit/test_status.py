@@ -126,10 +126,15 @@ def test_a_new_etcdstorage_gets_no_warning_for_the_proxy_it_is_about_to_apply():
     assert ("Warning", "DeploymentMissing") in [(e.type, e.reason) for e in transition_events(ready, gone)]
 
 
+def rolling_out(**kwargs):
+    """A Deployment in the middle of a rollout (its Progressing condition says so)."""
+    return deployment(progressing="ReplicaSetUpdated", **kwargs)
+
+
 def test_proxy_condition_cases():
     assert proxy_condition(None).reason == "DeploymentMissing"
     assert proxy_condition(deployment(available=0)).status == "False"
-    assert proxy_condition(deployment(want=3, available=2, updated=3)).reason == "RollingOut"
+    assert proxy_condition(rolling_out(want=3, available=2, updated=3)).reason == "RollingOut"
     assert proxy_condition(deployment(generation=2, observed=1)).reason == "RollingOut"
     stuck = proxy_condition(deployment(progressing="ProgressDeadlineExceeded"))
     assert stuck.status == "False" and stuck.reason == "ProgressDeadlineExceeded"
@@ -140,7 +145,7 @@ def test_requeue_only_while_waiting_for_something_unwatched():
     assert requeue_after(bad, 30) == 30
     # Pods: a Deployment status change that adds no field (a rollout's progress, a pod's crash loop) is no
     # watch event.
-    for incomplete in (deployment(available=0), deployment(want=3, available=2, updated=3),
+    for incomplete in (deployment(available=0), rolling_out(want=3, available=2, updated=3),
                        deployment(progressing="ProgressDeadlineExceeded")):
         waiting_for_pods = desired_status(Observed("a", "ns", 1, deployment=incomplete), None, NOW)
         assert requeue_after(waiting_for_pods, 30) == 30
@@ -155,7 +160,7 @@ def test_a_tenant_blocked_for_long_is_looked_at_less_often():
         assert requeue_after(blocked, 30, now=since + datetime.timedelta(seconds=seconds)) == expected, seconds
     assert requeue_after(blocked, 30) == 30  # without a clock, the retry period
     # A rollout under a proxy that still serves (Ready True): the retry period, however old Ready is.
-    rolling = desired_status(Observed("a", "ns", 1, deployment=deployment(want=3, available=2, updated=3)), None, NOW)
+    rolling = desired_status(Observed("a", "ns", 1, deployment=rolling_out(want=3, available=2, updated=3)), None, NOW)
     assert requeue_after(rolling, 30, now=NOW + datetime.timedelta(days=3)) == 30
 
 

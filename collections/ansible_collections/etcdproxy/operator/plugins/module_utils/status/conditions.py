@@ -142,6 +142,10 @@ def proxy_condition(deployment: dict[str, Any] | None, trouble: Trouble | None =
                          f"the certificates they mount")
     if not state.current or updated < want or available < want:
         failing = f"; {trouble.message}" if trouble else ""
+        if state.current and updated >= want and progressing.get("reason") == "NewReplicaSetAvailable":
+            # The rollout had ended (every replica was available); some are not now: not a rollout.
+            return Condition(PROXY_AVAILABLE, "True", "ReplicasUnavailable",
+                             f"{available}/{want} proxy replicas available{failing}")
         return Condition(PROXY_AVAILABLE, "True", "RollingOut",
                          f"{available}/{want} proxy replicas available, {updated} updated{failing}")
     return Condition(PROXY_AVAILABLE, "True", "MinimumReplicasAvailable",
@@ -262,8 +266,11 @@ def transition_events(old_status: dict[str, Any] | None, new_status: dict[str, A
     return events
 
 
-# ProxyAvailable reasons a watch event ends: the proxy fully rolled out, or not there yet (its creation is one).
-PROXY_WATCHED_REASONS = ("MinimumReplicasAvailable", "DeploymentMissing")
+# ProxyAvailable reasons a watch event ends: the proxy fully rolled out, not there yet (its creation is one),
+# or some replicas of a finished rollout unavailable (the Deployment's status gains `unavailableReplicas` and
+# loses it again when they are back: a change of fields, which the dependent predicate passes; so a node
+# outage that leaves hundreds of tenants a replica short costs no run every retry period).
+PROXY_WATCHED_REASONS = ("MinimumReplicasAvailable", "DeploymentMissing", "ReplicasUnavailable")
 
 
 # A tenant blocked for long is looked at less often: after a tenth of how long it has been so (the retry

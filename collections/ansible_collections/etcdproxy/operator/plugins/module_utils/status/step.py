@@ -44,7 +44,7 @@ def restore_condition(value: Condition | dict[str, Any] | None) -> Condition | N
     return Condition(**value) if isinstance(value, dict) else value
 
 
-def proxy_trouble(kube: Kube, deployment: dict[str, Any] | None) -> Trouble | None:
+def proxy_trouble(kube: Kube, deployment: dict[str, Any] | None, now: datetime.datetime) -> Trouble | None:
     """Why the proxy's pods do not run, read from them only while its rollout is incomplete (an available
     proxy costs no read); pods found by the Deployment's own selector."""
     if deployment is None or rollout(deployment).complete:
@@ -53,7 +53,7 @@ def proxy_trouble(kube: Kube, deployment: dict[str, Any] | None) -> Trouble | No
     if not labels:
         return None
     meta = deployment.get("metadata") or {}
-    return pod_trouble(kube.pods(meta.get("namespace") or "", labels), names.GUARD_CONTAINER)
+    return pod_trouble(kube.pods(meta.get("namespace") or "", labels), names.GUARD_CONTAINER, now)
 
 
 def find_drift(kube: Kube, objects: list[dict[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]], Any]:
@@ -154,14 +154,14 @@ def reconcile_status(kube: Kube, params: dict[str, Any], check_mode: bool,
                 "apply": apply, "patch": patch, "drift": drift}
     if not p["proxy_objects"]:
         live_deployment = kube.get_deployment(ns, names.proxy(name))
-    trouble = proxy_trouble(kube, live_deployment)
+    now = datetime.datetime.now(datetime.UTC)
+    trouble = proxy_trouble(kube, live_deployment, now)
     core_cm, core_secret = kube.get_configmap(ns, p["core_ca_configmap"]), kube.get_secret(ns, p["core_client_secret"])
     dependency_changed = depend_on_core_material(kube, ns, name, cr["metadata"].get("uid") or "", check_mode,
                                                  core_cm, core_secret)
     core_problems = check_core_material(core_cm, core_secret, ns, p["core_ca_configmap"], p["core_ca_key"],
                                         p["core_client_secret"], parse_certs=load_certs)
     core_health = None
-    now = datetime.datetime.now(datetime.UTC)
     usage, limits_condition = None, None
     if p.get("core_endpoints") and not core_problems and not config_errors:
         with session(*material(core_cm, core_secret, p["core_ca_key"])) as core:
