@@ -30,8 +30,9 @@ class Trouble:
 
 
 def pod_trouble(pods: list[dict[str, Any]], container: str, now: datetime.datetime) -> Trouble | None:
-    """The first problem that keeps a proxy pod from running ``container``, or None if there is none
-    (pods still starting, or none yet). Pods being deleted are not looked at."""
+    """The first problem that keeps a proxy pod from running ``container`` or from serving (a guard that runs
+    but is not ready), or None if there is none (pods still starting, or none yet). Pods being deleted are
+    not looked at."""
     for pod in sorted(pods, key=lambda p: (p.get("metadata") or {}).get("name") or ""):
         meta = pod.get("metadata") or {}
         if meta.get("deletionTimestamp"):
