@@ -16,7 +16,7 @@ from ansible_collections.etcdproxy.operator.plugins.module_utils.status.conditio
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.pods import Trouble, pod_trouble
 from ansible_collections.etcdproxy.operator.plugins.module_utils.status.step import proxy_trouble
 
-from .test_status import LATER, NOW, conds, deployment
+from .test_status import LATER, NOW, conds, deployment, rolling_out
 
 
 def pod(name: str = "etcd-a-1", resources: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
@@ -150,11 +150,8 @@ def test_replicas_lost_after_a_finished_rollout_are_not_a_rollout_and_wake_the_o
                                      proxy_trouble=GUARD), None, NOW)
     assert requeue_after(status, 30, 60, NOW) is None
     # During a rollout the same numbers are the rollout's, looked at every retry period.
-    rolling = proxy_condition(deployment(available=1, updated=2, progressing="ReplicaSetUpdated"))
-    assert rolling.reason == "RollingOut"
-    status = desired_status(Observed("a", "ns", 1, deployment=deployment(available=1, updated=2,
-                                                                          progressing="ReplicaSetUpdated")),
-                            None, NOW)
+    assert proxy_condition(rolling_out(available=1, updated=2)).reason == "RollingOut"
+    status = desired_status(Observed("a", "ns", 1, deployment=rolling_out(available=1, updated=2)), None, NOW)
     assert requeue_after(status, 30, 60, NOW) == 30
 
 
