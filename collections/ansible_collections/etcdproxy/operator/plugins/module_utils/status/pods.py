@@ -59,9 +59,10 @@ def _trouble(pod: dict[str, Any], name: str, container: str, now: datetime.datet
     state = next((s for s in status.get("containerStatuses") or [] if s.get("name") == container), None)
     if state is None:
         return None
-    waiting = (state.get("state") or {}).get("waiting") or {}
+    current = state.get("state") or {}
+    waiting = current.get("waiting") or {}
     last = (state.get("lastState") or {}).get("terminated") or {}
-    ended = (state.get("state") or {}).get("terminated") or {}
+    ended = current.get("terminated") or {}
     if "OOMKilled" in (last.get("reason"), ended.get("reason")):
         limit = (resources.get("limits") or {}).get("memory")
         at = f" at its memory limit {limit}" if limit else ""
@@ -80,7 +81,7 @@ def _trouble(pod: dict[str, Any], name: str, container: str, now: datetime.datet
         return Trouble("GuardFailing",
                        f"pod {name}: the guard does not start ({reason}; {_short(_ended(last or ended, waiting))}): "
                        f"kubectl -n {namespace} logs {name} --previous")
-    running = (state.get("state") or {}).get("running")
+    running = current.get("running")
     if running is not None and not state.get("ready") and _unready(status, running, now):
         # Its /readyz fails: the core etcd does not answer the pod, or the guard is still reading the
         # tenant's usage. The kubelet's probe Event says only "503"; the guard logs which.
