@@ -19,7 +19,7 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 PYTEST_ARGS ?=
 
 .PHONY: help install venv tools tools-demo packages images olm-images lint unit integration node olm-test test demo \
-	olm-demo run cluster-up cluster-down bench bench-scale bench-trace clean bundle molecule
+	olm-demo run cluster-up cluster-down bench bench-scale bench-floor bench-trace clean bundle molecule
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench: install ## benchmarks (separate from tests; print figures, never gate)
 
 bench-scale: install ## 500 EtcdStorages on one operator: idle CPU over 30 min, Ready under load, memory (~50 min)
 	$(NETNS) --once bench-scale $(PY) -m bench.scale
+
+bench-floor: install ## issue 16's latency and burst goals: the shape's floor (a minimal role of this shape) beside ours (kwok)
+	$(NETNS) --once bench-floor $(PY) -m bench.floor
 
 bench-trace: install ## where apply->Ready goes: each run's tasks and the watch events, one tenant at a time (kwok)
 	$(NETNS) --once bench-trace $(PY) -m bench.trace

@@ -110,10 +110,10 @@ class Operator:
         """This operator, stopped and started with other core endpoints or more environment for a while, then
         as it was (one ansible-operator per machine: its API proxy port is fixed)."""
         original = self.restart_args
-        kubeconfig, endpoints, log, namespace, max_concurrent, env = original
+        kubeconfig, endpoints, log, namespace, max_concurrent, env, watches = original
         self.stop()
         self.restart_args = (kubeconfig, core_endpoints or endpoints, log, namespace, max_concurrent,
-                             {**(env or {}), **(extra_env or {})})
+                             {**(env or {}), **(extra_env or {})}, watches)
         self.restart()
         try:
             yield self
@@ -124,14 +124,15 @@ class Operator:
 
 
 def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: str = "kube-apiserver-storage",
-                   max_concurrent: int = 2, extra_env: dict | None = None) -> Operator:
+                   max_concurrent: int = 2, extra_env: dict | None = None,
+                   watches: Path = REPO / "watches.yaml") -> Operator:
     if accepts("127.0.0.1", PROXY_PORT):
         raise StartError(f"127.0.0.1:{PROXY_PORT} is in use: ansible-operator's API proxy needs it (the port is "
                          f"fixed in its code). Is another operator running? `make cluster-down` stops a kept demo.")
     health = free_port()
     argv = [
         str(BIN_DIR / "ansible-operator"), "run",
-        f"--watches-file={REPO / 'watches.yaml'}",
+        f"--watches-file={watches}",
         "--leader-elect=false",
         "--metrics-bind-address=0",
         f"--health-probe-bind-address=127.0.0.1:{health}",
@@ -147,7 +148,7 @@ def start_operator(kubeconfig: Path, core_endpoints: str, log: Path, namespace: 
         return http_get(health, "/readyz", timeout=1)[0] == 200
 
     wait_for("ansible-operator", ready, 60, proc, log)
-    return Operator(proc, log, health, (kubeconfig, core_endpoints, log, namespace, max_concurrent, extra_env))
+    return Operator(proc, log, health, (kubeconfig, core_endpoints, log, namespace, max_concurrent, extra_env, watches))
 
 
 def main() -> None:
