@@ -103,6 +103,7 @@ def main() -> int:
                             namespace=OPERATOR_NAMESPACE, watches=floor_watches(cp.workdir))
         floor_ready, floor_burst = figures(Floors(custom), op, "floor")
         op.stop()
+        op = None
         op = operator_on(cp)
         ours_ready, ours_burst = figures(custom, op, "ours")
     finally:
