@@ -18,16 +18,14 @@ from typing import Any
 
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from bench.run import apply_to_ready, operator_on, storage_body
 from bench.scale import create_all
 from bench.stats import print_figures
-from localcp.admin import OPERATOR_NAMESPACE, kubectl_apply, seed_operator_namespace
+from localcp.admin import OPERATOR_NAMESPACE, apply_crds, seed_operator_namespace
 from localcp.cluster import ControlPlane
 from localcp.config import REPO
 from localcp.operator import start_operator
-from localcp.probes import wait_for
 
 FLOOR = {"group": "bench.etcdproxy.dev", "version": "v1", "plural": "floors", "kind": "Floor"}
 ONE_AT_A_TIME = 6
@@ -46,22 +44,16 @@ def floor_crd() -> dict[str, Any]:
 
 
 def floor_watches(workdir: Path) -> Path:
-    """A watches file as ours is (watches.yaml), for the floor role."""
+    """Our watches.yaml entry for EtcdStorage (its settings, not a copy of them), for Floors and the floor
+    role, without the finalizer (a Floor is never deleted here)."""
+    entries = yaml.safe_load((REPO / "watches.yaml").read_text())
+    ours = next(e for e in entries if e["kind"] == "EtcdStorage")
+    floor = {k: v for k, v in ours.items() if k != "finalizer"}
+    floor.update(group=FLOOR["group"], version=FLOOR["version"], kind=FLOOR["kind"],
+                 role=str(REPO / "bench" / "floor" / "roles" / "floor"))
     path = workdir / "floor-watches.yaml"
-    path.write_text(yaml.safe_dump([{
-        "version": FLOOR["version"], "group": FLOOR["group"], "kind": FLOOR["kind"],
-        "role": str(REPO / "bench" / "floor" / "roles" / "floor"),
-        "manageStatus": False, "watchDependentResources": True, "watchClusterScopedResources": True,
-        "snakeCaseParameters": False, "reconcilePeriod": "6h", "maxRunnerArtifacts": 4}]))
+    path.write_text(yaml.safe_dump([floor]))
     return path
-
-
-def served(custom: client.CustomObjectsApi) -> bool:
-    try:  # discovery of a new group can lag the CRD's creation by a moment
-        custom.list_cluster_custom_object(FLOOR["group"], FLOOR["version"], FLOOR["plural"])
-        return True
-    except ApiException:
-        return False
 
 
 class Floors:
@@ -94,9 +86,8 @@ def main() -> int:
     results: dict[str, object] = {}
     op = None
     try:
-        kubectl_apply(cp, yaml.safe_dump(floor_crd()), "the Floor CRD")
+        apply_crds(cp, yaml.safe_dump(floor_crd()), "the Floor CRD")
         custom = client.CustomObjectsApi(cp.api())
-        wait_for("floors served", lambda: served(custom), 30)
         seed_operator_namespace(cp)
         # The floor operator acts as the admin: it needs no RBAC of its own to be measured.
         op = start_operator(cp.kubeconfig, ",".join(cp.etcd_endpoints), cp.logs / "floor-operator.log",

@@ -153,10 +153,14 @@ def b64(path: Path) -> str:
 def install_crds(cp: ControlPlane) -> None:
     """Every CRD of config/crd (EtcdStorage, EtcdStorageBackup), applied as a user applies them; returns once
     each is Established and served (ansible-operator stops if a watched kind's cache never syncs)."""
+    apply_crds(cp, kustomize_build("config/crd"), "the CRDs (config/crd)")
+
+
+def apply_crds(cp: ControlPlane, built: str, what: str) -> None:
+    """The CRDs in the YAML stream ``built``, applied; returns once each is Established and served."""
     import yaml
 
-    built = kustomize_build("config/crd")
-    kubectl_apply(cp, built, "the CRDs (config/crd)")
+    kubectl_apply(cp, built, what)
     api = cp.api()
     ext = client.ApiextensionsV1Api(api)
     custom = client.CustomObjectsApi(api)

@@ -1,6 +1,6 @@
 """The floor role's one step, in the task's worker as our reconcile runs (bench/floor.py): read the
 Deployment; return it and its Service to apply when it is missing; write Ready=True on the Floor once a
-replica is available (not again when it already says so)."""
+replica is available (not again when the Floor's status, as ansible-operator passed it, already says so)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,8 @@ class ActionModule(ActionBase):
         deployment = api.get(object_path("Deployment", namespace, f"floor-{name}"))
         if deployment is None:
             return {"changed": False, "apply": objects(name, namespace)}
-        floor = api.get(f"{FLOOR_PATH}/{name}") or {}
         ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (floor.get("status") or {}).get("conditions", []))
+                    for c in (self._task.args.get("status") or {}).get("conditions", []))
         if (deployment.get("status") or {}).get("availableReplicas", 0) >= 1 and not ready:
             condition = {"type": "Ready", "status": "True", "reason": "Available", "message": "",
                          "lastTransitionTime": deployment["metadata"]["creationTimestamp"]}
